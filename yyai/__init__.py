@@ -1,0 +1,1 @@
+"""yyai: the Django app that serves groups of Keras models (see yyai.runtime)."""

@@ -1,0 +1,103 @@
+"""Typed errors of the runtime.
+
+Every error carries a stable ``code`` slug; the HTTP layer maps codes to
+statuses, so the runtime knows nothing of HTTP.
+"""
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Base of every error the runtime raises on purpose."""
+
+    code = "serving_error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ManifestError(ServingError):
+    """An ``app.toml`` is unreadable or holds an unknown key, wrong type or impossible value."""
+
+    code = "invalid_manifest"
+
+
+class ModelLoadError(ServingError):
+    """A model file could not be loaded, compiled or warmed up."""
+
+    code = "model_load_failed"
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class InputError(ServingError):
+    """The caller's input cannot be turned into a model input."""
+
+    code = "bad_input"
+
+
+class NotAnImage(InputError):
+    """The bytes are not an image in a supported format (JPEG, PNG, BMP, WebP)."""
+
+    code = "not_an_image"
+
+
+class BadBase64(InputError):
+    """A base64 field is not valid base64 or is longer than the limit allows."""
+
+    code = "bad_base64"
+
+
+class PayloadTooLarge(InputError):
+    """The encoded input is larger than the configured byte limit."""
+
+    code = "payload_too_large"
+
+
+class ImageTooLarge(InputError):
+    """The image has more pixels than the configured limit."""
+
+    code = "image_too_large"
+
+
+class BadTensor(InputError):
+    """A ready tensor has the wrong shape or values for the app's models."""
+
+    code = "bad_tensor_shape"
+
+
+class AppNotFound(ServingError):
+    """No model app of that name exists in the model store."""
+
+    code = "app_not_found"
+
+
+class AppNotAvailable(ServingError):
+    """The app exists but has no AVAILABLE version (loading, or every load failed)."""
+
+    code = "app_not_available"
+
+
+class VersionNotFound(ServingError):
+    """The requested version is not on disk, or not complete."""
+
+    code = "version_not_found"
+
+
+class ReloadInProgress(ServingError):
+    """A reload of this app is already running and the caller chose not to wait."""
+
+    code = "reload_in_progress"
+
+
+class Overloaded(ServingError):
+    """The app's request queue is full; retry after ``retry_after`` seconds."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,223 @@
+"""Parse and validate a model app's manifest, ``model_store/<app>/app.toml``.
+
+Every key is optional. Anything the manifest leaves out is ``None`` here and is
+filled in later from the model's own input and output shapes. An unknown key, a
+wrong type or an impossible value raises :class:`ManifestError` naming the file
+and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ManifestError
+
+MANIFEST_NAME = "app.toml"
+LABELS_NAME = "labels.txt"
+
+COLORS = ("rgb", "bgr", "gray")
+LAYOUTS = ("nhwc",)
+KINDS = ("regression", "classification")
+POLICIES = ("latest", "specific")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How image bytes become a model input. ``None`` = take it from the model."""
+
+    size: tuple[int, int] | None = None  # (width, height)
+    color: str | None = None  # rgb | bgr | gray
+    scale: float = 1.0 / 255.0
+    offset: float = 0.0
+    layout: str = "nhwc"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How a model's raw output row becomes a result. ``kind=None`` = infer from shape."""
+
+    kind: str | None = None
+    decimals: int = 2
+    labels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BatchingSpec:
+    """Dynamic batching limits of one app (see ``batching.py``)."""
+
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 2000
+    max_enqueued: int = 256
+
+
+@dataclass(frozen=True)
+class VersionsSpec:
+    """Which version serves: the highest complete one, or a specific one."""
+
+    policy: str = "latest"
+    specific: int | None = None
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """Everything the manifest says about one model app."""
+
+    name: str
+    description: str = ""
+    demo: bool = False
+    trust_code: bool = False
+    input: InputSpec = field(default_factory=InputSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
+    batching: BatchingSpec = field(default_factory=BatchingSpec)
+    versions: VersionsSpec = field(default_factory=VersionsSpec)
+
+
+def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = None) -> AppSpec:
+    """Read ``app_dir/app.toml`` (absent = all defaults) and ``labels.txt`` if present.
+
+    ``batching_defaults`` are the server-wide defaults the manifest's
+    ``[batching]`` table overrides key by key.
+    """
+    app_dir = Path(app_dir)
+    path = app_dir / MANIFEST_NAME
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_manifest(
+        raw,
+        name=app_dir.name,
+        source=str(path),
+        labels_file=app_dir / LABELS_NAME,
+        batching_defaults=batching_defaults or BatchingSpec(),
+    )
+
+
+def parse_manifest(
+    raw: dict[str, Any],
+    *,
+    name: str,
+    source: str,
+    labels_file: Path | None = None,
+    batching_defaults: BatchingSpec | None = None,
+) -> AppSpec:
+    """Validate an already-parsed TOML table into an :class:`AppSpec`."""
+    reader = _Reader(raw, source)
+    top = reader.table(None, {"description", "demo", "trust_code", "input", "output", "batching", "versions"})
+    description = reader.get(top, "description", str, "")
+    demo = reader.get(top, "demo", bool, False)
+    trust_code = reader.get(top, "trust_code", bool, False)
+
+    inp = reader.table("input", {"size", "color", "scale", "offset", "layout"})
+    size = reader.get(inp, "input.size", list, None)
+    if size is not None:
+        if len(size) != 2 or not all(type(v) is int and 0 < v <= 8192 for v in size):
+            reader.fail("input.size", "must be [width, height], two integers from 1 to 8192")
+        size = (size[0], size[1])
+    input_spec = InputSpec(
+        size=size,
+        color=reader.choice(inp, "input.color", COLORS, None),
+        scale=reader.number(inp, "input.scale", InputSpec.scale),
+        offset=reader.number(inp, "input.offset", InputSpec.offset),
+        layout=reader.choice(inp, "input.layout", LAYOUTS, "nhwc"),
+    )
+
+    out = reader.table("output", {"kind", "decimals", "labels"})
+    decimals = reader.get(out, "output.decimals", int, OutputSpec.decimals)
+    if not 0 <= decimals <= 12:
+        reader.fail("output.decimals", "must be between 0 and 12")
+    labels = reader.get(out, "output.labels", list, None)
+    if labels is not None:
+        if not labels or not all(isinstance(v, str) for v in labels):
+            reader.fail("output.labels", "must be a non-empty list of strings")
+    elif labels_file is not None and labels_file.is_file():
+        labels = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    output_spec = OutputSpec(
+        kind=reader.choice(out, "output.kind", KINDS, None),
+        decimals=decimals,
+        labels=tuple(labels) if labels else None,
+    )
+
+    defaults = batching_defaults or BatchingSpec()
+    bat = reader.table("batching", {f.name for f in dataclasses.fields(BatchingSpec)})
+    batching = BatchingSpec(
+        max_batch_size=reader.positive(bat, "batching.max_batch_size", defaults.max_batch_size, 4096),
+        batch_timeout_micros=reader.positive(
+            bat, "batching.batch_timeout_micros", defaults.batch_timeout_micros, 10_000_000, allow_zero=True
+        ),
+        max_enqueued=reader.positive(bat, "batching.max_enqueued", defaults.max_enqueued, 1_000_000),
+    )
+
+    ver = reader.table("versions", {"policy", "specific"})
+    policy = reader.choice(ver, "versions.policy", POLICIES, "latest")
+    specific = reader.get(ver, "versions.specific", int, None)
+    if specific is not None and specific < 0:
+        reader.fail("versions.specific", "must be a version number >= 0")
+    if policy == "specific" and specific is None:
+        reader.fail("versions.specific", 'is required when policy = "specific"')
+    return AppSpec(
+        name=name,
+        description=description,
+        demo=demo,
+        trust_code=trust_code,
+        input=input_spec,
+        output=output_spec,
+        batching=batching,
+        versions=VersionsSpec(policy=policy, specific=specific),
+    )
+
+
+class _Reader:
+    """Typed access to the raw TOML tables, failing with the file and key."""
+
+    def __init__(self, raw: dict[str, Any], source: str):
+        self.raw = raw
+        self.source = source
+
+    def fail(self, key: str, reason: str):
+        raise ManifestError(f"{self.source}: key '{key}' {reason}")
+
+    def table(self, name: str | None, allowed: set[str]) -> dict[str, Any]:
+        table = self.raw if name is None else self.raw.get(name, {})
+        if not isinstance(table, dict):
+            self.fail(name, "must be a table")
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            prefix = f"{name}." if name else ""
+            self.fail(prefix + unknown[0], f"is unknown (allowed: {', '.join(sorted(allowed))})")
+        return table
+
+    def get(self, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+        value = table.get(key.rsplit(".", 1)[-1], default)
+        if value is default:
+            return value
+        # bool is a subclass of int in Python; TOML keeps them apart, so do we.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.fail(key, f"must be of type {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    def number(self, table: dict[str, Any], key: str, default: float) -> float:
+        value = table.get(key.rsplit(".", 1)[-1], default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, f"must be a number, got {type(value).__name__}")
+        if value != value or value in (float("inf"), float("-inf")):
+            self.fail(key, "must be a finite number")
+        return float(value)
+
+    def choice(self, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str | None) -> str | None:
+        value = self.get(table, key, str, default)
+        if value is not None and value not in choices:
+            self.fail(key, f"must be one of {', '.join(choices)}, got '{value}'")
+        return value
+
+    def positive(self, table: dict[str, Any], key: str, default: int, maximum: int, allow_zero: bool = False) -> int:
+        value = self.get(table, key, int, default)
+        low = 0 if allow_zero else 1
+        if not low <= value <= maximum:
+            self.fail(key, f"must be between {low} and {maximum}, got {value}")
+        return value
