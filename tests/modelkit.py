@@ -1,0 +1,56 @@
+"""Real tiny Keras models for tests, with outputs known in closed form."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+
+SHAPE = (8, 8, 1)
+
+
+def regressor(path: Path, *, weight: float, input_shape=SHAPE) -> Path:
+    """Save a model whose output is ``weight * sum(x)``; the suffix picks .h5 or .keras."""
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(inputs)
+    out = keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(weight), bias_initializer="zeros")(x)
+    return _save(keras.Model(inputs, out), path)
+
+
+def classifier(path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE) -> Path:
+    """Save a seeded random softmax classifier."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(classes, activation="softmax")(x)
+    return _save(keras.Model(inputs, out), path)
+
+
+def expected_regression(weight: float, batch: np.ndarray) -> np.ndarray:
+    """What :func:`regressor` gives for ``batch``, shape (N, 1)."""
+    return weight * batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
+
+
+def random_bytes(path: Path, size: int = 4096) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.random.default_rng(0).bytes(size))
+    return path
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def _save(model, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".tmp-" + path.name)
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path

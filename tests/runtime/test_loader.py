@@ -1,0 +1,88 @@
+"""Loading one model file: both formats, exact outputs, typed failures."""
+import numpy as np
+import pytest
+
+from tests import modelkit
+from yyai.runtime.errors import ModelLoadError
+from yyai.runtime.loader import load_model_file
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_loads_both_formats_and_matches_the_model(tmp_path, suffix):
+    path = modelkit.regressor(tmp_path / f"m{suffix}", weight=0.5)
+    model = load_model_file(path)
+    batch = np.random.default_rng(1).random((5, *modelkit.SHAPE), dtype=np.float32)
+    np.testing.assert_allclose(model.infer(batch), modelkit.expected_regression(0.5, batch), rtol=1e-5)
+    assert model.name == f"m{suffix}"
+    assert model.input_shape == modelkit.SHAPE and model.output_shape == (1,)
+    assert model.params == 65
+    assert model.load_seconds > 0 and model.warmup_seconds > 0
+    assert set(model.describe()) == {"name", "input_shape", "output_shape", "params", "load_ms", "warmup_ms"}
+
+
+def test_classifier_equals_calling_keras_directly(tmp_path):
+    import keras
+
+    path = modelkit.classifier(tmp_path / "c.keras", classes=4)
+    direct = keras.models.load_model(path, compile=False)
+    model = load_model_file(path)
+    batch = np.random.default_rng(2).random((3, *modelkit.SHAPE), dtype=np.float32)
+    np.testing.assert_allclose(model.infer(batch), direct(batch).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_size_does_not_retrace(tmp_path):
+    model = load_model_file(modelkit.regressor(tmp_path / "m.h5", weight=1.0))
+    graph = model.infer.__closure__  # the tf.function lives in the closure
+    fn = next(c.cell_contents for c in graph if hasattr(c.cell_contents, "experimental_get_tracing_count"))
+    before = fn.experimental_get_tracing_count()
+    for n in (1, 3, 7, 32):
+        model.infer(np.zeros((n, *modelkit.SHAPE), np.float32))
+    assert fn.experimental_get_tracing_count() == before == 1
+
+
+def written(path, data):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: modelkit.random_bytes(p / "bad.h5"), ""),
+    (lambda p: modelkit.random_bytes(p / "bad.keras"), ""),
+    (lambda p: modelkit.truncate(modelkit.regressor(p / "t.h5", weight=1.0)), ""),
+    (lambda p: modelkit.truncate(modelkit.regressor(p / "t.keras", weight=1.0)), ""),
+    (lambda p: written(p / "empty.h5", b""), "empty"),
+    (lambda p: written(p / "x.pkl", b"x"), "unsupported file type"),
+    (lambda p: p / "missing.h5", "cannot read"),
+])
+def test_bad_files_raise_typed_error_with_path(tmp_path, make, reason):
+    path = make(tmp_path)
+    with pytest.raises(ModelLoadError) as info:
+        load_model_file(path)
+    assert info.value.path == str(path)
+    assert reason in info.value.reason
+
+
+def test_size_cap(tmp_path):
+    path = modelkit.regressor(tmp_path / "m.h5", weight=1.0)
+    with pytest.raises(ModelLoadError, match="limit is 100"):
+        load_model_file(path, max_file_bytes=100)
+
+
+def test_lambda_layer_refused_in_safe_mode(tmp_path):
+    import keras
+
+    inputs = keras.Input(shape=(4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    model.save(tmp_path / "lam.keras")
+    with pytest.raises(ModelLoadError):
+        load_model_file(tmp_path / "lam.keras")
+    assert load_model_file(tmp_path / "lam.keras", trust_code=True).output_shape == (4,)
+
+
+def test_two_inputs_refused(tmp_path):
+    import keras
+
+    a, b = keras.Input(shape=(2,)), keras.Input(shape=(2,))
+    keras.Model([a, b], keras.layers.Add()([a, b])).save(tmp_path / "two.keras")
+    with pytest.raises(ModelLoadError, match="one input and one output"):
+        load_model_file(tmp_path / "two.keras")

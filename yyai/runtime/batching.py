@@ -1,0 +1,135 @@
+"""Per-version dynamic batcher: requests that arrive together run as one batch.
+
+The collate loop (after LitServe and TF Serving's batching session): one worker
+thread waits for the first request, then keeps taking queued requests until the
+batch holds ``max_batch_size`` rows or ``batch_timeout_micros`` have passed since
+that first request; it runs the batch once through every model and hands each
+caller exactly its own rows. While a batch runs, new requests queue up and form
+the next batch, so batches grow with load by themselves.
+
+* ``batch_timeout_micros = 0``: never wait; run what is queued at once.
+* More than ``max_enqueued`` requests waiting: :class:`Overloaded` at once,
+  never a hang.
+* A request larger than ``max_batch_size`` runs as a batch of its own.
+* An error in a batch fails exactly the callers in that batch.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+import numpy as np
+
+from .errors import AppNotAvailable, Overloaded
+from .manifest import BatchingSpec
+
+RunFn = Callable[[np.ndarray], list[np.ndarray]]
+
+
+class _Pending:
+    """One caller's rows, waiting for their outputs."""
+
+    __slots__ = ("rows", "done", "outputs", "error")
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+        self.done = threading.Event()
+        self.outputs: list[np.ndarray] | None = None
+        self.error: BaseException | None = None
+
+
+class Batcher:
+    """Collects concurrent :meth:`submit` calls into batches for ``run``."""
+
+    def __init__(self, run: RunFn, spec: BatchingSpec, *, name: str = "batcher"):
+        self._run = run
+        self.spec = spec
+        self.name = name
+        self._queue: deque[_Pending] = deque()
+        self._cond = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self.batches = 0  # counters for metrics and tests
+        self.rows = 0
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch right now."""
+        return len(self._queue)
+
+    def submit(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Run ``rows`` (N, ...) in the next batch; returns one (N, ...) output per model."""
+        pending = _Pending(rows)
+        with self._cond:
+            if self._closed:
+                raise AppNotAvailable(f"{self.name} is unloading; retry")
+            if len(self._queue) >= self.spec.max_enqueued:
+                raise Overloaded(f"{self.name}: {len(self._queue)} requests are queued (limit "
+                                 f"{self.spec.max_enqueued}); retry shortly", retry_after=1)
+            self._queue.append(pending)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._loop, name=f"batcher:{self.name}", daemon=True)
+                self._worker.start()
+            self._cond.notify()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.outputs
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the worker thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _collect(self) -> list[_Pending] | None:
+        """Block for the first request, then gather more until full or the deadline."""
+        limit = self.spec.max_batch_size
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            batch = [self._queue.popleft()]
+            rows = len(batch[0].rows)
+            deadline = time.monotonic() + self.spec.batch_timeout_micros / 1e6
+            while rows < limit:
+                if self._queue:
+                    if rows + len(self._queue[0].rows) > limit:
+                        break
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    rows += len(item.rows)
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    break
+                self._cond.wait(remaining)
+            return batch
+
+    def _execute(self, batch: list[_Pending]) -> None:
+        try:
+            rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+            outputs = self._run(rows)
+        except BaseException as exc:  # hand every caller the failure, never kill the worker
+            for pending in batch:
+                pending.error = exc
+                pending.done.set()
+            return
+        self.batches += 1
+        self.rows += len(rows)
+        start = 0
+        for pending in batch:
+            stop = start + len(pending.rows)
+            pending.outputs = [out[start:stop] for out in outputs]
+            pending.done.set()
+            start = stop

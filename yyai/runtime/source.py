@@ -1,0 +1,142 @@
+"""Find the versions of a model app on disk (TF Serving's "source").
+
+Two layouts:
+
+* numbered: ``<app>/<N>/`` folders, each one version; a folder counts only when
+  complete, i.e. it holds a ``READY`` marker file, or none of its files has
+  changed for ``settle_seconds`` (so a half-copied version is never served);
+* flat (the seed's): model files directly in ``<app>/``; one version whose id is
+  a short hash of the files' names and contents.
+
+When an app has any numbered folder, the numbered layout is used and loose
+files in ``<app>/`` are ignored.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import VersionNotFound
+from .loader import MODEL_SUFFIXES
+from .manifest import VersionsSpec
+
+READY_MARKER = "READY"
+DEFAULT_SETTLE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class VersionCandidate:
+    """One version found on disk."""
+
+    id: str
+    path: str
+    files: tuple[str, ...]  # model file paths, sorted by file name
+    numbered: bool
+    complete: bool
+    reason: str = ""  # why it is not complete, for status pages
+
+    @property
+    def number(self) -> int | None:
+        return int(self.id) if self.numbered else None
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The model files directly inside ``folder``, sorted by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+
+
+def scan_versions(app_dir: Path, *, settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> list[VersionCandidate]:
+    """Every version of the app, numbered ones ascending; an empty list if there is none."""
+    app_dir = Path(app_dir)
+    numbered = sorted(
+        (p for p in app_dir.iterdir() if p.is_dir() and p.name.isdigit()) if app_dir.is_dir() else [],
+        key=lambda p: int(p.name),
+    )
+    if numbered:
+        return [_numbered(p, settle_seconds) for p in numbered]
+    files = model_files(app_dir)
+    if not files:
+        return []
+    return [VersionCandidate(id=_FINGERPRINTS.of(files), path=str(app_dir), files=tuple(map(str, files)),
+                             numbered=False, complete=True)]
+
+
+def choose_version(
+    candidates: list[VersionCandidate],
+    *,
+    policy: VersionsSpec,
+    pinned: str | None = None,
+) -> VersionCandidate:
+    """The version that should serve: ``pinned`` if given, else the manifest's policy.
+
+    ``latest`` is the highest complete version. Raises VersionNotFound when the
+    wanted version is missing or incomplete, or when nothing is complete.
+    """
+    wanted = pinned if pinned is not None else (str(policy.specific) if policy.policy == "specific" else None)
+    if wanted is not None:
+        for candidate in candidates:
+            if candidate.id == str(wanted):
+                if not candidate.complete:
+                    raise VersionNotFound(f"version {wanted} is not complete yet: {candidate.reason}")
+                return candidate
+        known = ", ".join(c.id for c in candidates) or "none"
+        raise VersionNotFound(f"version {wanted} is not on disk (versions found: {known})")
+    complete = [c for c in candidates if c.complete]
+    if not complete:
+        if candidates:
+            raise VersionNotFound("no complete version yet: " + "; ".join(f"{c.id}: {c.reason}" for c in candidates))
+        raise VersionNotFound("no model files (.h5, .keras) found")
+    return complete[-1]
+
+
+def _numbered(folder: Path, settle_seconds: float) -> VersionCandidate:
+    files = model_files(folder)
+    reason = ""
+    if not files:
+        reason = "no model files in the folder"
+    elif not (folder / READY_MARKER).exists():
+        age = time.time() - max(p.stat().st_mtime for p in folder.iterdir())
+        if age < settle_seconds:
+            reason = f"files changed {age:.1f}s ago; waiting {settle_seconds:g}s to settle (or add a READY file)"
+    return VersionCandidate(id=folder.name, path=str(folder), files=tuple(map(str, files)),
+                            numbered=True, complete=not reason, reason=reason)
+
+
+class _Fingerprints:
+    """Content hashes of flat-layout files, cached by (path, size, mtime) so polls stay cheap."""
+
+    def __init__(self):
+        self._cache: dict[tuple[str, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def of(self, files: list[Path]) -> str:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.name.encode())
+            digest.update(self._file(path).encode())
+        return digest.hexdigest()[:12]
+
+    def _file(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        with self._lock:
+            self._cache[key] = digest.hexdigest()
+        return self._cache[key]
+
+
+_FINGERPRINTS = _Fingerprints()
