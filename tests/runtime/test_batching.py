@@ -75,15 +75,18 @@ def test_zero_timeout_runs_at_once():
 
 
 def test_full_queue_refuses_at_once():
-    gate = threading.Event()
+    gate, running = threading.Event(), threading.Event()
 
     def blocked(batch):
+        running.set()
         gate.wait(5)
         return [batch]
 
     batcher = Batcher(blocked, BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=2))
     threads = [threading.Thread(target=batcher.submit, args=(np.ones((1, 1)),)) for _ in range(3)]
-    for t in threads:  # one runs (blocked), two wait in the queue
+    threads[0].start()
+    assert running.wait(5)  # the first request is in the model, blocked
+    for t in threads[1:]:  # the next two wait in the queue
         t.start()
     deadline = time.monotonic() + 5
     while batcher.depth < 2 and time.monotonic() < deadline:

@@ -15,20 +15,16 @@ Contract of :func:`load_model_file`:
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from .errors import ModelLoadError
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402  (after the log-level default)
-import tensorflow as tf  # noqa: E402
 
 MODEL_SUFFIXES = (".h5", ".keras")
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3

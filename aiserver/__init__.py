@@ -1,0 +1,1 @@
+"""aiserver: the Django project (settings, URLs, WSGI/ASGI, gunicorn configuration)."""

@@ -1,0 +1,7 @@
+"""WSGI entry point. Models are not loaded here: gunicorn loads them after fork (gunicorn.conf.py)."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiserver.settings")
+application = get_wsgi_application()

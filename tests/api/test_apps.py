@@ -1,0 +1,44 @@
+"""App list and detail, filters, health probes."""
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_list_apps(store, client):
+    body = client.get("/api/apps/").json()
+    assert body["count"] == 2
+    calc = body["results"][0]
+    assert calc["name"] == "calc" and calc["state"] == "AVAILABLE" and calc["description"] == "sums"
+    assert [m["name"] for m in calc["models"]] == ["a.h5", "b.keras"]
+    assert calc["models"][0]["input_shape"] == [8, 8, 1] and calc["models"][0]["params"] == 65
+    assert calc["predict_url"].endswith("/api/apps/calc/predict/")
+    assert calc["reload_url"].endswith("/api/apps/calc/reload/")
+
+
+def test_filters(store, client):
+    (store / "empty").mkdir()
+    assert [a["name"] for a in client.get("/api/apps/", {"name": "CL"}).json()["results"]] == ["cls"]
+    assert [a["name"] for a in client.get("/api/apps/", {"state": "AVAILABLE"}).json()["results"]] == [
+        "calc", "cls"]
+    assert [a["name"] for a in client.get("/api/apps/", {"state": "START"}).json()["results"]] == ["empty"]
+    response = client.get("/api/apps/", {"state": "BOGUS"})
+    assert response.status_code == 400 and response.json()["code"] == "invalid"
+
+
+def test_detail_lists_versions(store, client):
+    body = client.get("/api/apps/calc/").json()
+    assert body["versions"][0]["state"] == "AVAILABLE" and body["versions"][0]["files"] == ["a.h5", "b.keras"]
+    assert body["generation"] == 0 and body["last_error"] is None
+
+
+def test_browsable_api_renders(store, client):
+    response = client.get("/api/apps/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and b"calc" in response.content
+
+
+def test_health_and_readiness(store, client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    (store / "empty").mkdir()
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["waiting_for"] == ["empty"]

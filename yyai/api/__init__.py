@@ -1,0 +1,1 @@
+"""The canonical REST API (DRF): serializers, views, URLs and the error format."""

@@ -1,0 +1,125 @@
+"""One error format for every endpoint: ``{"error": "<words>", "code": "<slug>"}``.
+
+Runtime errors carry a code; this module maps codes to HTTP statuses. Nothing
+here ever puts a stack trace in a response.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from yyai.runtime.errors import AppNotAvailable, Overloaded, ServingError
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_CODE = {
+    "bad_input": 400,
+    "bad_base64": 400,
+    "bad_tensor_shape": 400,
+    "not_an_image": 415,
+    "image_too_large": 413,
+    "payload_too_large": 413,
+    "app_not_found": 404,
+    "version_not_found": 404,
+    "app_not_available": 503,
+    "overloaded": 503,
+    "reload_in_progress": 409,
+    "model_load_failed": 422,
+    "invalid_manifest": 422,
+}
+
+DRF_CODES = {
+    drf.ParseError: "malformed_body",
+    drf.UnsupportedMediaType: "unsupported_media_type",
+    drf.NotAuthenticated: "not_authenticated",
+    drf.AuthenticationFailed: "authentication_failed",
+    drf.PermissionDenied: "permission_denied",
+    drf.NotFound: "not_found",
+    drf.MethodNotAllowed: "method_not_allowed",
+    drf.NotAcceptable: "not_acceptable",
+    drf.Throttled: "throttled",
+    drf.ValidationError: "invalid",
+}
+
+
+class ApiError(drf.APIException):
+    """An error raised by the API layer itself, with its own status and code."""
+
+    def __init__(self, message: str, *, code: str, status: int = 400):
+        super().__init__(detail=message, code=code)
+        self.status_code = status
+        self.slug = code
+
+
+def error_body(message: str, code: str) -> dict:
+    return {"error": message, "code": code}
+
+
+def json_error(message: str, code: str, status: int, headers: dict | None = None) -> JsonResponse:
+    """The error format as a plain Django response (for middleware and non-DRF views)."""
+    response = JsonResponse(error_body(message, code), status=status)
+    for key, value in (headers or {}).items():
+        response[key] = value
+    return response
+
+
+def exception_handler(exc, context) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every known failure becomes the JSON error format."""
+    headers = {}
+    if isinstance(exc, ServingError):
+        status, code, message = STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message
+        if isinstance(exc, (Overloaded, AppNotAvailable)):
+            headers["Retry-After"] = str(getattr(exc, "retry_after", 5))
+    elif isinstance(exc, ApiError):
+        status, code, message = exc.status_code, exc.slug, str(exc.detail)
+    elif isinstance(exc, RequestDataTooBig):
+        status, code, message = 413, "payload_too_large", "the request body is larger than the server accepts"
+    elif isinstance(exc, drf.APIException):
+        status, code, message = exc.status_code, _drf_code(exc), _drf_message(exc)
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if isinstance(exc, drf.Throttled) and exc.wait:
+            headers["Retry-After"] = str(int(exc.wait) + 1)
+    elif isinstance(exc, Http404):
+        status, code, message = 404, "not_found", "not found"
+    elif isinstance(exc, PermissionDenied):
+        status, code, message = 403, "permission_denied", "you do not have permission to do this"
+    elif isinstance(exc, SuspiciousOperation):
+        status, code, message = 400, "bad_request", "the request was refused as malformed"
+    else:
+        return None  # a real bug: Django's 500 handler answers, without a trace
+    body = error_body(message, code)
+    if isinstance(exc, drf.ValidationError) and isinstance(exc.detail, dict):
+        body["fields"] = exc.detail
+    return Response(body, status=status, headers=headers)
+
+
+def _drf_code(exc: drf.APIException) -> str:
+    for kind, code in DRF_CODES.items():
+        if isinstance(exc, kind):
+            return code
+    return "error"
+
+
+def _drf_message(exc: drf.APIException) -> str:
+    detail = exc.detail
+    if isinstance(detail, dict):
+        return "; ".join(f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}"
+                         for key, value in detail.items())
+    if isinstance(detail, list):
+        return " ".join(map(str, detail))
+    return str(detail)
+
+
+def not_found_view(request, exception=None):
+    """handler404: JSON like every other error."""
+    return json_error(f"no endpoint at {request.path}", "not_found", 404)
+
+
+def server_error_view(request):
+    """handler500: JSON, no trace; the trace is in the server log."""
+    return json_error("internal server error; the details are in the server log", "internal_error", 500)

@@ -1,0 +1,94 @@
+"""DRF serializers: the shapes of what the API reads and writes."""
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, User
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from yyai.models import ReloadEvent
+
+
+class ModelSerializer(serializers.Serializer):
+    """One loaded model of the serving version."""
+
+    name = serializers.CharField()
+    input_shape = serializers.ListField(child=serializers.IntegerField())
+    output_shape = serializers.ListField(child=serializers.IntegerField())
+    params = serializers.IntegerField()
+    load_ms = serializers.FloatField()
+    warmup_ms = serializers.FloatField()
+
+
+class VersionSerializer(serializers.Serializer):
+    """One version found on disk, with its state in this process."""
+
+    version = serializers.CharField()
+    state = serializers.CharField()
+    complete = serializers.BooleanField()
+    reason = serializers.CharField(allow_blank=True)
+    files = serializers.ListField(child=serializers.CharField())
+
+
+class AppSerializer(serializers.Serializer):
+    """A model app as this process serves it. The instance is ``selectors.app_status()``'s dict."""
+
+    name = serializers.CharField()
+    url = serializers.SerializerMethodField()
+    state = serializers.CharField()
+    version = serializers.CharField(allow_null=True)
+    pinned = serializers.CharField(allow_null=True)
+    generation = serializers.IntegerField()
+    description = serializers.CharField(allow_blank=True)
+    demo = serializers.BooleanField()
+    models = ModelSerializer(many=True)
+    versions = VersionSerializer(many=True)
+    last_error = serializers.CharField(allow_null=True)
+    predict_url = serializers.SerializerMethodField()
+    reload_url = serializers.SerializerMethodField()
+
+    def _url(self, view: str, name: str) -> str:
+        return reverse(view, kwargs={"app": name}, request=self.context.get("request"))
+
+    def get_url(self, obj) -> str:
+        return self._url("app-detail", obj["name"])
+
+    def get_predict_url(self, obj) -> str:
+        return self._url("app-predict", obj["name"])
+
+    def get_reload_url(self, obj) -> str:
+        return self._url("app-reload", obj["name"])
+
+
+class ReloadRequestSerializer(serializers.Serializer):
+    """Body of POST reload: optional version pin and whether to wait for a running reload."""
+
+    version = serializers.RegexField(r"^(\d{1,18}|latest|[0-9a-f]{12})$", required=False,
+                                     help_text='A version number to pin, or "latest" to unpin.')
+    wait = serializers.BooleanField(default=True, help_text="false: answer 409 if a reload is already running.")
+
+    def to_internal_value(self, data):
+        if hasattr(data, "get") and isinstance(data.get("version"), int) and not isinstance(data["version"], bool):
+            data = {**data, "version": str(data["version"])}
+        return super().to_internal_value(data)
+
+
+class ReloadEventSerializer(serializers.ModelSerializer):
+    app = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ReloadEvent
+        fields = ["id", "app", "from_version", "to_version", "trigger", "user", "status", "error",
+                  "duration_ms", "host", "pid", "created_at"]
+
+
+class UserSerializer(serializers.HyperlinkedModelSerializer):
+    class Meta:
+        model = User
+        fields = ["url", "username", "email", "is_staff", "groups"]
+
+
+class GroupSerializer(serializers.HyperlinkedModelSerializer):
+    class Meta:
+        model = Group
+        fields = ["url", "name"]

@@ -1,0 +1,110 @@
+"""API views: parse the request, call one service or selector, respond. Nothing else."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from rest_framework import permissions, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from yyai import selectors, services
+from yyai.api.filters import ModelAppFilter, ReloadEventFilter
+from yyai.api.inputs import PredictInput, read_predict_input, sample_image
+from yyai.api.permissions import CanPredict
+from yyai.api.serializers import (
+    AppSerializer,
+    GroupSerializer,
+    ReloadEventSerializer,
+    ReloadRequestSerializer,
+    UserSerializer,
+)
+from yyai.serving import get_registry
+
+
+class AppViewSet(viewsets.GenericViewSet):
+    """Model apps: list and detail for anyone, predict per setting, reload for staff."""
+
+    lookup_field = "name"
+    lookup_url_kwarg = "app"
+    lookup_value_regex = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
+    serializer_class = AppSerializer
+    filterset_class = ModelAppFilter
+
+    def get_queryset(self):
+        return selectors.app_queryset()
+
+    def get_permissions(self):
+        if self.action == "predict":
+            return [CanPredict()]
+        if self.action == "reload":
+            return [permissions.IsAdminUser()]
+        return [permissions.AllowAny()]
+
+    def list(self, request: Request) -> Response:
+        apps = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(apps)
+        data = self.get_serializer([selectors.app_status(app=a) for a in page], many=True).data
+        return self.get_paginated_response(data)
+
+    def retrieve(self, request: Request, app: str) -> Response:
+        get_registry().get(app)  # AppNotFound (404) before any database access
+        return Response(self.get_serializer(selectors.app_status(app=self.get_object())).data)
+
+    @action(detail=True, methods=["get", "post"])
+    def predict(self, request: Request, app: str) -> Response:
+        """POST: run every model of the app on the input. GET: on the app's sample image."""
+        util = get_registry().get(app)  # 404 before reading the body
+        if request.method == "GET":
+            parsed = PredictInput(images=[sample_image(util.app_dir)])
+        else:
+            parsed = read_predict_input(request)
+        result = services.predict(app=app, images=parsed.images, instances=parsed.instances,
+                                  max_pixels=settings.YYAI_MAX_IMAGE_PIXELS, max_batch=settings.YYAI_MAX_BATCH)
+        body = {"app": result.app, "version": result.version, "demo": result.demo}
+        if parsed.many:
+            body["predictions"] = result.rows
+        else:
+            body["result"] = result.rows[0]
+        body["elapsed_ms"] = result.elapsed_ms
+        return Response(body)
+
+    @action(detail=True, methods=["post"], serializer_class=ReloadRequestSerializer)
+    def reload(self, request: Request, app: str) -> Response:
+        """Reload the app from disk; answers after the swap. Body: ``{"version": N | "latest", "wait": bool}``."""
+        params = ReloadRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        report = services.reload_app(app=app, version=params.validated_data.get("version"), user=request.user,
+                                     wait=params.validated_data["wait"])
+        return Response({
+            "app": report.app,
+            "old_version": report.old_version,
+            "new_version": report.new_version,
+            "load_ms": round(report.load_seconds * 1000, 1),
+            "models": report.models,
+        })
+
+
+class ReloadEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """Reload history, newest first (staff)."""
+
+    serializer_class = ReloadEventSerializer
+    filterset_class = ReloadEventFilter
+
+    def get_queryset(self):
+        return selectors.reload_event_list()
+
+
+class UserViewSet(viewsets.ModelViewSet):
+    """Users (staff), as in the seed."""
+
+    queryset = User.objects.all().order_by("-date_joined")
+    serializer_class = UserSerializer
+
+
+class GroupViewSet(viewsets.ModelViewSet):
+    """Groups (staff), as in the seed."""
+
+    queryset = Group.objects.all().order_by("name")
+    serializer_class = GroupSerializer
+

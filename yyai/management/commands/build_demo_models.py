@@ -1,0 +1,17 @@
+"""Build the demo apps' weights and sample images into the model store (idempotent)."""
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Build the demo apps (digits, facescore, predictsex) into YYAI_MODEL_STORE; skips what exists."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--force", action="store_true", help="rebuild even if the files exist")
+
+    def handle(self, *args, force: bool = False, **options):
+        from yyai.demo_models import build_demo_models
+
+        done = build_demo_models(settings.YYAI_MODEL_STORE, force=force, log=self.stdout.write)
+        for app, what in done.items():
+            self.stdout.write(self.style.SUCCESS(f"{app}: {what}"))
