@@ -1,0 +1,168 @@
+"""Tests of yyai.runtime.postprocess: kind inference, label checks, result formatting."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from yyai.runtime.errors import ManifestError
+from yyai.runtime.manifest import OutputSpec
+from yyai.runtime.postprocess import check_labels, format_results, infer_kind
+
+SEX = ("female", "male")
+
+
+def strict_json(results):
+    """Results must serialise to strict JSON (no NaN) and hold only plain Python types."""
+    return json.loads(json.dumps(results, allow_nan=False))
+
+
+# --- infer_kind -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec,shape,kind",
+    [
+        (OutputSpec(), (1,), "regression"),
+        (OutputSpec(), (), "regression"),
+        (OutputSpec(labels=("only",)), (1,), "regression"),
+        (OutputSpec(labels=("a", "b", "c")), (1,), "regression"),
+        (OutputSpec(labels=SEX), (1,), "classification"),
+        (OutputSpec(), (2,), "classification"),
+        (OutputSpec(), (10,), "classification"),
+        (OutputSpec(kind="regression"), (4,), "regression"),
+        (OutputSpec(kind="classification"), (1,), "classification"),
+    ],
+)
+def test_infer_kind(spec, shape, kind):
+    assert infer_kind(spec, shape) == kind
+
+
+# --- check_labels ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "labels,shape,kind",
+    [
+        (None, (3,), "classification"),
+        (("a", "b", "c"), (3,), "classification"),
+        (SEX, (1,), "classification"),
+        (("a", "b", "c"), (5,), "regression"),
+    ],
+)
+def test_check_labels_accepts_matching_labels(labels, shape, kind):
+    check_labels(OutputSpec(labels=labels), shape, kind)
+
+
+@pytest.mark.parametrize(
+    "labels,shape,message",
+    [
+        (("a", "b"), (3,), "2 labels but the model's 3 output unit(s) need 3"),
+        (("a", "b", "c", "d"), (3,), "4 labels but the model's 3 output unit(s) need 3"),
+        (("a",), (1,), "1 labels but the model's 1 output unit(s) need 2"),
+        (("a", "b", "c"), (1,), "3 labels but the model's 1 output unit(s) need 2"),
+    ],
+)
+def test_check_labels_rejects_mismatch(labels, shape, message):
+    with pytest.raises(ManifestError) as caught:
+        check_labels(OutputSpec(labels=labels), shape, "classification")
+    assert message in caught.value.message
+    assert caught.value.code == "invalid_manifest"
+
+
+# --- format_results: regression -------------------------------------------------------
+
+
+def test_regression_single_value_rounds_to_decimals():
+    outputs = np.array([[3.26999], [1.005], [-0.004]], np.float32)
+    results = format_results("score.h5", outputs, spec=OutputSpec(decimals=2), kind="regression")
+    assert results == [
+        {"name": "score.h5", "value": 3.27},
+        {"name": "score.h5", "value": 1.0},
+        {"name": "score.h5", "value": 0.0},
+    ]
+    assert all(type(r["value"]) is float for r in results)
+    assert json.dumps(results[2]["value"]) == "0.0"
+    assert strict_json(results) == results
+
+
+def test_regression_decimals_from_spec():
+    outputs = np.array([[2.718281828]], np.float64)
+    assert format_results("m", outputs, spec=OutputSpec(decimals=5), kind="regression")[0]["value"] == 2.71828
+    assert format_results("m", outputs, spec=OutputSpec(decimals=0), kind="regression")[0]["value"] == 3.0
+
+
+def test_regression_of_a_flat_batch():
+    results = format_results("m", np.array([1.234, 5.678]), spec=OutputSpec(), kind="regression")
+    assert [r["value"] for r in results] == [1.23, 5.68]
+
+
+def test_regression_vector_keeps_row_shape():
+    outputs = np.array([[[0.111, 0.222], [0.333, 0.444]], [[1.0, 2.0], [3.0, 4.555]]], np.float32)
+    results = format_results("box", outputs, spec=OutputSpec(decimals=1), kind="regression")
+    assert results == [
+        {"name": "box", "value": [[0.1, 0.2], [0.3, 0.4]]},
+        {"name": "box", "value": [[1.0, 2.0], [3.0, 4.6]]},
+    ]
+
+
+def test_non_finite_outputs_become_null():
+    outputs = np.array([[np.nan], [np.inf], [1.0]], np.float32)
+    results = format_results("m", outputs, spec=OutputSpec(), kind="regression")
+    assert [r["value"] for r in results] == [None, None, 1.0]
+    strict_json(results)
+
+
+# --- format_results: classification ---------------------------------------------------
+
+
+def test_classification_with_labels():
+    outputs = np.array([[0.1, 0.7, 0.2], [0.333333, 0.333334, 0.333333], [0.9, 0.05, 0.05]], np.float32)
+    spec = OutputSpec(labels=("cat", "dog", "bird"))
+    results = format_results("cls.keras", outputs, spec=spec, kind="classification")
+    assert results == [
+        {"name": "cls.keras", "value": [0.1, 0.7, 0.2], "label": "dog", "score": 0.7},
+        {"name": "cls.keras", "value": [0.3333, 0.3333, 0.3333], "label": "dog", "score": 0.3333},
+        {"name": "cls.keras", "value": [0.9, 0.05, 0.05], "label": "cat", "score": 0.9},
+    ]
+    assert strict_json(results) == results
+
+
+def test_classification_without_labels_uses_index():
+    outputs = np.array([[0.2, 0.1, 0.05, 0.65]], np.float32)
+    (result,) = format_results("m", outputs, spec=OutputSpec(), kind="classification")
+    assert result == {"name": "m", "value": [0.2, 0.1, 0.05, 0.65], "label": "3", "score": 0.65}
+    assert type(result["label"]) is str
+
+
+def test_two_unit_softmax_matches_the_design_example():
+    (result,) = format_results("cnn_b.h5", np.array([[0.12, 0.88]]), spec=OutputSpec(labels=SEX), kind="classification")
+    assert result == {"name": "cnn_b.h5", "value": [0.12, 0.88], "label": "male", "score": 0.88}
+
+
+@pytest.mark.parametrize(
+    "p,label,score",
+    [(0.9, "male", 0.9), (0.1, "female", 0.9), (0.5, "male", 0.5), (0.49999, "female", 0.5), (0.0, "female", 1.0)],
+)
+def test_binary_sigmoid(p, label, score):
+    outputs = np.array([[p]], np.float32)
+    (result,) = format_results("sex.h5", outputs, spec=OutputSpec(labels=SEX), kind="classification")
+    assert result == {"name": "sex.h5", "value": round(p, 4), "label": label, "score": score}
+    assert type(result["value"]) is float
+
+
+def test_binary_sigmoid_without_labels():
+    results = format_results("m", np.array([[0.8], [0.3]]), spec=OutputSpec(), kind="classification")
+    assert [(r["label"], r["score"]) for r in results] == [("1", 0.8), ("0", 0.7)]
+
+
+def test_large_batch_is_plain_python():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(256, 10)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    results = format_results("m", probs, spec=OutputSpec(), kind="classification")
+    assert len(results) == 256
+    assert [r["label"] for r in results] == [str(i) for i in probs.argmax(axis=1)]
+    assert all(type(v) is float for r in results for v in r["value"])
+    assert strict_json(results) == results
