@@ -120,6 +120,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = YYAI_MAX_BODY_BYTES
 YYAI_MAX_IMAGE_BYTES = env_int("YYAI_MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
 YYAI_MAX_IMAGE_PIXELS = env_int("YYAI_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 YYAI_MAX_BATCH = env_int("YYAI_MAX_BATCH", 64, minimum=1)
+YYAI_MAX_UPLOAD_BYTES = env_int("YYAI_MAX_UPLOAD_BYTES", 1024**3, minimum=1024)  # POST .../versions/ only
+# Uploaded versions are loaded first in a child process with these limits (0: in-process, tests only).
+YYAI_VALIDATE_ISOLATED = env_bool("YYAI_VALIDATE_ISOLATED", True)
+YYAI_VALIDATE_TIMEOUT_SECONDS = env_float("YYAI_VALIDATE_TIMEOUT_SECONDS", 300.0)
+YYAI_VALIDATE_MEMORY_BYTES = env_int("YYAI_VALIDATE_MEMORY_BYTES", 4 * 1024**3, minimum=1024**3)
 
 # -- model serving -------------------------------------------------------------
 YYAI_MODEL_STORE = Path(env_str("YYAI_MODEL_STORE", str(BASE_DIR / "model_store"))).resolve()
@@ -128,6 +133,10 @@ YYAI_IMAGE_ROOT = Path(_image_root).resolve() if _image_root else None  # None: 
 YYAI_SETTLE_SECONDS = env_float("YYAI_SETTLE_SECONDS", 5.0)
 YYAI_MAX_MODEL_FILE_BYTES = env_int("YYAI_MAX_MODEL_FILE_BYTES", 2 * 1024**3, minimum=1)
 YYAI_LOAD_WORKERS = env_int("YYAI_LOAD_WORKERS", 2, minimum=1)
+# Every process re-reads app generations this often and reloads what rose (0: off).
+YYAI_SYNC_SECONDS = env_float("YYAI_SYNC_SECONDS", 1.0)
+# Scan the model store for new version folders this often (0: off, the default).
+YYAI_POLL_SECONDS = env_float("YYAI_POLL_SECONDS", 0.0)
 YYAI_MAX_BATCH_SIZE = env_int("YYAI_MAX_BATCH_SIZE", 32, minimum=1)
 YYAI_BATCH_TIMEOUT_MICROS = env_int("YYAI_BATCH_TIMEOUT_MICROS", 2000)
 YYAI_MAX_ENQUEUED = env_int("YYAI_MAX_ENQUEUED", 256, minimum=1)

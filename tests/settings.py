@@ -3,6 +3,8 @@ import os
 import tempfile
 
 os.environ.setdefault("DJANGO_HTTPS", "0")
+os.environ.setdefault("YYAI_SYNC_SECONDS", "0")  # tests drive GenerationWatcher.tick() themselves
+os.environ.setdefault("YYAI_VALIDATE_ISOLATED", "0")  # the child-process path has its own tests
 os.environ.setdefault("YYAI_DATA_DIR", tempfile.mkdtemp(prefix="aiserver-test-data-"))
 
 from aiserver.settings import *  # noqa: E402,F401,F403

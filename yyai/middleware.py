@@ -3,6 +3,8 @@ from django.conf import settings
 
 from yyai.api.exceptions import json_error
 
+UPLOAD_SUFFIX = "/versions/"  # version uploads: YYAI_MAX_UPLOAD_BYTES
+
 
 class BodySizeLimitMiddleware:
     """413 with the JSON error format when Content-Length exceeds the limit.
@@ -19,7 +21,7 @@ class BodySizeLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return json_error("Content-Length is not a number", "bad_request", 400)
-        if length > settings.YYAI_MAX_BODY_BYTES:
-            return json_error(f"the request body is {length} bytes; the limit is {settings.YYAI_MAX_BODY_BYTES}",
-                              "payload_too_large", 413)
+        limit = settings.YYAI_MAX_UPLOAD_BYTES if request.path.endswith(UPLOAD_SUFFIX) else settings.YYAI_MAX_BODY_BYTES
+        if length > limit:
+            return json_error(f"the request body is {length} bytes; the limit is {limit}", "payload_too_large", 413)
         return self.get_response(request)

@@ -8,15 +8,18 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
 from yyai.models import ModelApp, ReloadEvent
-from yyai.runtime.errors import ReloadInProgress, ServingError
-from yyai.runtime.model_util import ReloadReport
-from yyai.serving import get_registry
+from yyai.runtime.errors import InvalidUpload, ReloadInProgress, ServingError
+from yyai.runtime.model_util import LATEST, ReloadReport
+from yyai.runtime.publish import discard, publish_version, stage_version
+from yyai.runtime.validate import validate_version
+from yyai.serving import get_registry, mark_applied
 
 HOST = socket.gethostname()
 
@@ -62,15 +65,54 @@ def reload_app(*, app: str, version: str | int | None = None, user=None,
     except ReloadInProgress:
         raise
     except ServingError as exc:
-        _record(app=app, from_version=old, to_version=str(version or ""), trigger=trigger, user=user,
-                status=ReloadEvent.Status.FAILED, error=exc.message, started=started)
+        record_reload(app=app, from_version=old, to_version=str(version or ""), trigger=trigger, user=user,
+                      error=exc.message, started=started)
         raise
     with transaction.atomic():
         row = ensure_app(name=app)
         ModelApp.objects.filter(pk=row.pk).update(generation=F("generation") + 1, pinned_version=util.pinned or "")
-        _record(app=app, from_version=report.old_version or "", to_version=report.new_version, trigger=trigger,
-                user=user, status=ReloadEvent.Status.OK, error="", started=started)
+        generation = ModelApp.objects.values_list("generation", flat=True).get(pk=row.pk)
+        record_reload(app=app, from_version=report.old_version or "", to_version=report.new_version,
+                      trigger=trigger, user=user, error="", started=started)
+    mark_applied(app, generation)
     return report
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """A version written by :func:`upload_version`."""
+
+    app: str
+    version: int
+    models: list[dict]
+    reload: ReloadReport | None
+
+
+def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: bytes | None = None,
+                   activate: bool = True, user=None) -> UploadResult:
+    """Write a new numbered version of ``app`` (created if new), validated before it can serve.
+
+    The files are staged in a hidden folder, loaded and warmed up in a child
+    process under a memory and time limit, then published as the next version
+    number in one rename. Invalid: InputError/ModelLoadError, nothing left on
+    disk. ``activate`` serves it at once everywhere (and removes a pin);
+    otherwise it waits for the next reload.
+    """
+    app_dir = get_registry().app_dir(app)
+    staging = stage_version(app_dir, files, manifest)
+    try:
+        try:
+            models = validate_version(staging, app_dir=app_dir, timeout=settings.YYAI_VALIDATE_TIMEOUT_SECONDS,
+                                      memory_bytes=settings.YYAI_VALIDATE_MEMORY_BYTES,
+                                      max_file_bytes=settings.YYAI_MAX_MODEL_FILE_BYTES,
+                                      isolated=settings.YYAI_VALIDATE_ISOLATED)
+        except ServingError as exc:
+            raise InvalidUpload(f"the upload was refused and nothing was kept: {exc.message}") from exc
+        number = publish_version(app_dir, staging)
+    finally:
+        discard(staging)  # gone already once published
+    report = reload_app(app=app, version=LATEST, user=user, trigger=ReloadEvent.Trigger.UPLOAD) if activate else None
+    return UploadResult(app=app, version=number, models=models, reload=report)
 
 
 def ensure_app(*, name: str) -> ModelApp:
@@ -86,10 +128,12 @@ def sync_apps(*, names: list[str]) -> None:
         ModelApp.objects.bulk_create([ModelApp(name=n) for n in sorted(missing)], ignore_conflicts=True)
 
 
-def _record(*, app: str, from_version: str, to_version: str, trigger: str, user, status: str, error: str,
-            started: float) -> ReloadEvent:
+def record_reload(*, app: str, from_version: str, to_version: str, trigger: str, user, error: str,
+                  started: float) -> ReloadEvent:
+    """Write one ReloadEvent (status from ``error``) for this host and process, and count it."""
     return ReloadEvent.objects.create(
         app=ensure_app(name=app), from_version=from_version, to_version=to_version, trigger=trigger,
-        user=user if getattr(user, "is_authenticated", False) else None, status=status, error=error[:10_000],
+        user=user if getattr(user, "is_authenticated", False) else None,
+        status=ReloadEvent.Status.FAILED if error else ReloadEvent.Status.OK, error=error[:10_000],
         duration_ms=round((time.perf_counter() - started) * 1000, 1), host=HOST, pid=os.getpid(),
     )

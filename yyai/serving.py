@@ -18,6 +18,7 @@ from yyai.runtime.registry import Registry, RegistryConfig
 log = logging.getLogger(__name__)
 
 _registry: Registry | None = None
+_watcher = None  # yyai.sync.GenerationWatcher once start() ran
 _lock = threading.Lock()
 
 
@@ -45,23 +46,67 @@ def get_registry() -> Registry:
     return _registry
 
 
-def start() -> Registry:
-    """Load every app of the model store, logging progress and the total time."""
+def start(*, watch: bool | None = None) -> Registry:
+    """Load every app of the model store, then keep it in step with the database.
+
+    Pins and generations are read from the database first, so a worker that
+    starts after a pin serves the pinned version. ``watch`` (default: when
+    YYAI_SYNC_SECONDS > 0) starts the generation watcher thread.
+    """
+    global _watcher
+    from yyai.sync import GenerationWatcher  # sync -> services -> serving: import here, not at the top
+
     registry = get_registry()
     started = time.perf_counter()
     names = registry.names()
     log.info("loading %d model apps from %s: %s", len(names), registry.store, ", ".join(names) or "none")
+    known = _database_state()
+    for name, (_, pinned) in known.items():
+        if name in names and pinned:
+            registry.get(name).pinned = pinned
     registry.load_all()
     for util in registry.all():
         status = util.status()
         log.info("app %s: %s version=%s%s", util.name, status["state"], status["version"],
                  f" error={status['last_error']}" if status["last_error"] else "")
     log.info("model store ready in %.1f s", time.perf_counter() - started)
+    watcher = GenerationWatcher(registry, sync_seconds=settings.YYAI_SYNC_SECONDS,
+                                poll_seconds=settings.YYAI_POLL_SECONDS)
+    for name, (generation, _) in known.items():
+        watcher.mark_applied(name, generation)
+    with _lock:
+        if _watcher is not None:
+            _watcher.stop()
+        _watcher = watcher
+    if watch if watch is not None else settings.YYAI_SYNC_SECONDS > 0:
+        watcher.start()
     return registry
 
 
+def mark_applied(name: str, generation: int) -> None:
+    """Tell this process's watcher that it already serves ``generation`` of ``name``."""
+    if _watcher is not None:
+        _watcher.mark_applied(name, generation)
+
+
+def _database_state() -> dict[str, tuple[int, str]]:
+    """name -> (generation, pinned version) from the database; empty if it is not reachable yet."""
+    from django.db.utils import DatabaseError
+
+    from yyai.models import ModelApp
+
+    try:
+        return {name: (generation, pinned) for name, generation, pinned in
+                ModelApp.objects.values_list("name", "generation", "pinned_version")}
+    except DatabaseError as exc:
+        log.warning("database not ready (%s); starting without pins and generations", exc)
+        return {}
+
+
 def reset() -> None:
-    """Forget the registry (tests switch model stores with this)."""
-    global _registry
+    """Stop the watcher and forget the registry (tests switch model stores with this)."""
+    global _registry, _watcher
     with _lock:
-        _registry = None
+        if _watcher is not None:
+            _watcher.stop()
+        _registry = _watcher = None

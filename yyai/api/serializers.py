@@ -72,6 +72,22 @@ class ReloadRequestSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class UploadSerializer(serializers.Serializer):
+    """Body of POST versions (multipart): the model files of one new version."""
+
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False,
+                                  help_text="Model files (.h5, .keras); repeat the field for each file.")
+    manifest = serializers.FileField(required=False, help_text="Optional app.toml for this version "
+                                                               "(field 'app.toml' or 'manifest').")
+    activate = serializers.BooleanField(default=True, help_text="false: store and validate, serve at the next reload.")
+
+    def to_internal_value(self, data):
+        if hasattr(data, "copy") and "app.toml" in data and "manifest" not in data:
+            data = data.copy()
+            data["manifest"] = data["app.toml"]
+        return super().to_internal_value(data)
+
+
 class ReloadEventSerializer(serializers.ModelSerializer):
     app = serializers.SlugRelatedField(slug_field="name", read_only=True)
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)

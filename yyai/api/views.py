@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from rest_framework import permissions, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -17,6 +18,7 @@ from yyai.api.serializers import (
     GroupSerializer,
     ReloadEventSerializer,
     ReloadRequestSerializer,
+    UploadSerializer,
     UserSerializer,
 )
 from yyai.serving import get_registry
@@ -37,7 +39,7 @@ class AppViewSet(viewsets.GenericViewSet):
     def get_permissions(self):
         if self.action == "predict":
             return [CanPredict()]
-        if self.action == "reload":
+        if self.action in ("reload", "versions"):
             return [permissions.IsAdminUser()]
         return [permissions.AllowAny()]
 
@@ -83,6 +85,24 @@ class AppViewSet(viewsets.GenericViewSet):
             "load_ms": round(report.load_seconds * 1000, 1),
             "models": report.models,
         })
+
+    @action(detail=True, methods=["post"], serializer_class=UploadSerializer, parser_classes=[MultiPartParser])
+    def versions(self, request: Request, app: str) -> Response:
+        """Upload a new numbered version (staff); validated before it can serve. 201 with its number."""
+        params = UploadSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        manifest = params.validated_data.get("manifest")
+        result = services.upload_version(
+            app=app, files=[(f.name, f) for f in params.validated_data["files"]],
+            manifest=manifest.read() if manifest else None, activate=params.validated_data["activate"],
+            user=request.user)
+        return Response({
+            "app": result.app,
+            "version": str(result.version),
+            "models": result.models,
+            "activated": result.reload is not None,
+            "serving": result.reload.new_version if result.reload else None,
+        }, status=201)
 
 
 class ReloadEventViewSet(viewsets.ReadOnlyModelViewSet):

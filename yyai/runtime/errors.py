@@ -69,6 +69,12 @@ class BadTensor(InputError):
     code = "bad_tensor_shape"
 
 
+class InvalidUpload(InputError):
+    """Uploaded model files failed validation; nothing was kept."""
+
+    code = "invalid_upload"
+
+
 class AppNotFound(ServingError):
     """No model app of that name exists in the model store."""
 

@@ -75,11 +75,11 @@ class AppSpec:
     versions: VersionsSpec = field(default_factory=VersionsSpec)
 
 
-def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = None) -> AppSpec:
+def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = None, name: str | None = None) -> AppSpec:
     """Read ``app_dir/app.toml`` (absent = all defaults) and ``labels.txt`` if present.
 
     ``batching_defaults`` are the server-wide defaults the manifest's
-    ``[batching]`` table overrides key by key.
+    ``[batching]`` table overrides key by key. ``name`` defaults to the folder's.
     """
     app_dir = Path(app_dir)
     path = app_dir / MANIFEST_NAME
@@ -91,7 +91,7 @@ def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = Non
             raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
     return parse_manifest(
         raw,
-        name=app_dir.name,
+        name=name or app_dir.name,
         source=str(path),
         labels_file=app_dir / LABELS_NAME,
         batching_defaults=batching_defaults or BatchingSpec(),

@@ -17,6 +17,7 @@ Guarantees:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -32,7 +33,7 @@ from . import postprocess, preprocess
 from .batching import Batcher
 from .errors import AppNotAvailable, BadTensor, ModelLoadError, ReloadInProgress, ServingError
 from .loader import DEFAULT_MAX_FILE_BYTES, LoadedModel, load_model_file
-from .manifest import AppSpec, BatchingSpec, load_manifest
+from .manifest import MANIFEST_NAME, AppSpec, BatchingSpec, load_manifest
 from .source import DEFAULT_SETTLE_SECONDS, VersionCandidate, choose_version, scan_versions
 
 log = logging.getLogger(__name__)
@@ -234,14 +235,16 @@ class ModelUtil:
         old = self._current
         wanted: str | None = pinned
         try:
-            spec = load_manifest(self.app_dir, batching_defaults=self.batching_defaults)
+            base = load_manifest(self.app_dir, batching_defaults=self.batching_defaults)
             candidate = choose_version(scan_versions(self.app_dir, settle_seconds=self.settle_seconds),
-                                       policy=spec.versions, pinned=pinned)
+                                       policy=base.versions, pinned=pinned)
             wanted = candidate.id
+            spec = manifest_for(self.app_dir, Path(candidate.path), base=base,
+                                batching_defaults=self.batching_defaults)
             self._loading = candidate.id
             models = tuple(load_model_file(Path(f), trust_code=spec.trust_code, max_file_bytes=self.max_file_bytes)
                            for f in candidate.files)
-            _check_compatible(spec, models)
+            check_compatible(spec, models)
             new = ServingVersion(spec, candidate, models, time.perf_counter() - started)
         except ServingError as exc:
             self._failure = _Failure(version=wanted, error=exc.message)
@@ -305,7 +308,19 @@ class ModelUtil:
         }
 
 
-def _check_compatible(spec: AppSpec, models: tuple[LoadedModel, ...]) -> None:
+def manifest_for(app_dir: Path, version_dir: Path, *, base: AppSpec,
+                 batching_defaults: BatchingSpec | None = None) -> AppSpec:
+    """The manifest a version serves with: its own ``app.toml`` if it has one, else the app's.
+
+    The version policy always comes from the app's manifest (``base``).
+    """
+    if Path(version_dir) == Path(app_dir) or not (Path(version_dir) / MANIFEST_NAME).is_file():
+        return base
+    own = load_manifest(version_dir, batching_defaults=batching_defaults, name=base.name)
+    return dataclasses.replace(own, versions=base.versions)
+
+
+def check_compatible(spec: AppSpec, models: tuple[LoadedModel, ...]) -> None:
     """All models of a version share one input shape, and the manifest fits them."""
     first = models[0]
     for model in models[1:]:

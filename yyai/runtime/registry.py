@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import AppNotFound, ServingError
+from .errors import AppNotFound, InputError, ServingError
 from .loader import DEFAULT_MAX_FILE_BYTES
 from .manifest import BatchingSpec
 from .model_util import ModelUtil
@@ -69,6 +69,12 @@ class Registry:
         if not APP_NAME.match(name) or not (self.store / name).is_dir():
             raise AppNotFound(f"no model app named '{name}'")
         return self._util(name)
+
+    def app_dir(self, name: str) -> Path:
+        """The folder app ``name`` lives (or would live) in; InputError for an invalid name."""
+        if not APP_NAME.match(name):
+            raise InputError(f"'{name}' is not a valid app name (a letter, then letters, digits, _ or -)")
+        return self.store / name
 
     def names(self) -> list[str]:
         """Names of the apps on disk and the ones already known."""

@@ -1,0 +1,96 @@
+"""Run the real gunicorn configuration on a free loopback port, for end-to-end tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+ADMIN_PASSWORD = "pw-admin-e2e-123"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GunicornServer:
+    """``aiserver`` under gunicorn with its own data folder; migrated, with an ``admin`` superuser."""
+
+    def __init__(self, *, store: Path, data_dir: Path, workers: int = 1, database_url: str | None = None,
+                 env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+            "DJANGO_HTTPS": "0",
+            "YYAI_DATA_DIR": str(data_dir),
+            "YYAI_MODEL_STORE": str(store),
+            "YYAI_SYNC_SECONDS": "1",
+            "WEB_CONCURRENCY": str(workers),
+            "GUNICORN_THREADS": "8",
+            "GUNICORN_ACCESS_LOG": "",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD,
+            **({"DATABASE_URL": database_url} if database_url else {}),
+            **(env or {}),
+        }
+        self.log_path = Path(data_dir) / f"gunicorn-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    def start(self, *, migrate: bool = True, timeout: float = 120) -> "GunicornServer":
+        if migrate:
+            self.manage("migrate", "--noinput")
+            self.manage("ensure_admin")
+        log = self.log_path.open("w")
+        self.process = subprocess.Popen([str(GUNICORN), "-c", "aiserver/gunicorn.conf.py", "aiserver.wsgi"],
+                                        cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.url("/readyz"), timeout=2).status_code == 200:
+                    return self
+            except (requests.ConnectionError, requests.Timeout):  # bound socket, workers still loading
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"gunicorn not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def log(self) -> str:
+        return self.log_path.read_text()[-5000:] if self.log_path.exists() else ""
+
+    def __enter__(self) -> "GunicornServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

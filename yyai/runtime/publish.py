@@ -1,0 +1,71 @@
+"""Write a new numbered version into an app folder atomically.
+
+A version is first staged in a hidden folder inside the app (``.staging-*``,
+never scanned), then validated, then marked ``READY`` and renamed to the next
+free number in one ``os.rename``: a scanner sees either no folder or a complete
+one, never a half-written version. A failure removes the staging folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from .errors import InputError
+from .loader import MODEL_SUFFIXES
+from .manifest import MANIFEST_NAME
+from .source import READY_MARKER
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_FILES = 32
+
+
+def stage_version(app_dir: Path, files: Iterable[tuple[str, BinaryIO]], manifest: bytes | None = None) -> Path:
+    """Copy uploaded model files (and an optional app.toml) into a new staging folder."""
+    app_dir.mkdir(parents=True, exist_ok=True)
+    files = list(files)
+    names = [name for name, _ in files]
+    if not names:
+        raise InputError("no model files uploaded; send them in the repeatable field 'files'")
+    if len(names) > MAX_FILES:
+        raise InputError(f"{len(names)} files uploaded; at most {MAX_FILES} per version")
+    for name in names:
+        if not SAFE_NAME.match(name) or Path(name).suffix not in MODEL_SUFFIXES:
+            raise InputError(f"'{name}' is not an accepted model file name (letters, digits, . _ -; ending "
+                             f"{' or '.join(MODEL_SUFFIXES)})")
+    if len(set(names)) != len(names):
+        raise InputError("two uploaded files have the same name")
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=app_dir))
+    try:
+        for name, stream in files:
+            with (staging / name).open("wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 20)
+        if manifest is not None:
+            (staging / MANIFEST_NAME).write_bytes(manifest)
+    except BaseException:
+        discard(staging)
+        raise
+    return staging
+
+
+def publish_version(app_dir: Path, staging: Path) -> int:
+    """Mark ``staging`` READY and rename it to the next free version number; returns the number."""
+    (staging / READY_MARKER).touch()
+    for _ in range(100):
+        number = 1 + max((int(p.name) for p in app_dir.iterdir() if p.is_dir() and p.name.isdigit()), default=0)
+        target = app_dir / str(number)
+        try:
+            target.mkdir()  # claim the number; fails if another upload took it
+        except FileExistsError:
+            continue
+        os.rename(staging, target)  # replaces the empty claimed folder in one step
+        return number
+    raise OSError(f"could not claim a version number in {app_dir}")
+
+
+def discard(staging: Path) -> None:
+    """Remove a staging folder and everything in it."""
+    shutil.rmtree(staging, ignore_errors=True)
