@@ -21,10 +21,10 @@ migrate: install
 demo: install
 	$(PY) manage.py build_demo_models
 
-## Set up everything and serve the demo apps on 0.0.0.0:$(PORT).
+## Set up everything and serve the demo apps on 0.0.0.0:$(PORT) (plain HTTP unless DJANGO_HTTPS=1).
 run: migrate demo
 	$(PY) manage.py ensure_admin
-	PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py aiserver.wsgi
+	DJANGO_HTTPS=$${DJANGO_HTTPS:-0} PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py aiserver.wsgi
 
 ## Run the whole test suite (slow-marked tests included).
 test: install
