@@ -17,13 +17,14 @@ watching the folder never sees a half-written model.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from yyai.runtime.manifest import MANIFEST_NAME  # first: the runtime package quiets TensorFlow's logs
 
-import cv2  # noqa: E402  (after the log-level default)
+import cv2  # noqa: E402,I001
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
@@ -31,6 +32,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 Log = Callable[[str], None]
 
+MANIFESTS = Path(__file__).resolve().parent.parent / "model_store"  # the committed app.toml files
 SEED = 0
 DIGITS_SIDE = 28
 DIGITS_MIN_ACCURACY = 0.95
@@ -58,6 +60,7 @@ def build_demo_models(store: Path, *, force: bool = False, log: Log = print) -> 
     outcome: dict[str, str] = {}
     for app, (files, builder) in _APPS.items():
         folder = store / app
+        _install_manifest(folder)
         if not force and all((folder / name).is_file() for name in files):
             log(f"{app}: present, skipped ({', '.join(files)})")
             outcome[app] = "present"
@@ -69,6 +72,15 @@ def build_demo_models(store: Path, *, force: bool = False, log: Log = print) -> 
         log(f"{app}: built {', '.join(files)} in {time.perf_counter() - started:.1f} s")
         outcome[app] = "built"
     return outcome
+
+
+def _install_manifest(folder: Path) -> None:
+    """Give a store outside the repository the committed ``app.toml`` (never overwrite one)."""
+    committed = MANIFESTS / folder.name / MANIFEST_NAME
+    target = folder / MANIFEST_NAME
+    if not target.exists() and committed.resolve() != target.resolve():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(committed, target)
 
 
 # --- digits -----------------------------------------------------------------
