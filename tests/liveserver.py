@@ -62,13 +62,21 @@ class GunicornServer:
         self.process = subprocess.Popen([str(GUNICORN), "-c", "aiserver/gunicorn.conf.py", "aiserver.wsgi"],
                                         cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()  # never leak a server when start-up fails
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
             try:
                 if requests.get(self.url("/readyz"), timeout=2).status_code == 200:
-                    return self
+                    return
             except (requests.ConnectionError, requests.Timeout):  # bound socket, workers still loading
                 pass
             time.sleep(0.2)
