@@ -1,0 +1,60 @@
+"""YYAI_LOG_JSON: one JSON line per request, and JSON records that carry the request id."""
+import io
+import json
+import logging
+import sys
+
+import pytest
+
+from yyai.logging_json import JsonFormatter, request_id
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def access_lines():
+    """What the yyai.access logger writes, through the JSON formatter."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("yyai.access")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+def test_one_json_line_per_request(client, store, settings, access_lines):
+    settings.YYAI_LOG_JSON = True
+    client.get("/api/apps/calc/predict/", HTTP_X_REQUEST_ID="req-1")
+    client.get("/api/apps/nope/", HTTP_X_REQUEST_ID="req-2")
+    first, second = access_lines()
+    assert first["request_id"] == "req-1" and first["status"] == 200 and first["app"] == "calc"
+    assert first["path"] == "/api/apps/calc/predict/" and first["method"] == "GET" and first["version"]
+    assert first["duration_ms"] > 0 and first["logger"] == "yyai.access" and first["level"] == "INFO"
+    assert second["request_id"] == "req-2" and second["status"] == 404 and second["app"] == ""
+
+
+def test_no_access_line_when_off(client, store, settings, access_lines):
+    settings.YYAI_LOG_JSON = False
+    client.get("/healthz")
+    assert access_lines() == []
+
+
+def test_formatter_keeps_extras_request_id_and_exceptions():
+    token = request_id.set("rid-7")
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            record = logging.getLogger("t").makeRecord("t", logging.ERROR, __file__, 1, "failed %s", ("x",),
+                                                       exc_info=sys.exc_info(), extra={"app": "calc"})
+        line = JsonFormatter().format(record)
+    finally:
+        request_id.reset(token)
+    body = json.loads(line)
+    assert "\n" not in line
+    assert body["message"] == "failed x" and body["request_id"] == "rid-7" and body["app"] == "calc"
+    assert "ValueError: boom" in body["exception"]

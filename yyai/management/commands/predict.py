@@ -1,0 +1,40 @@
+"""``manage.py predict <app> <image> [<image> ...]``: run an app on image files, print the API's JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from yyai import services
+from yyai.runtime.errors import ServingError
+from yyai.serving import get_registry
+
+
+class Command(BaseCommand):
+    help = ("Load one app in this process and run every model on the images; prints the same JSON as "
+            "POST /api/apps/<app>/predict/ (several images: 'predictions', one result list per image).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("app", help="model app name (a folder of the model store)")
+        parser.add_argument("images", nargs="+", type=Path, help="image file(s): JPEG, PNG, BMP or WebP")
+
+    def handle(self, *args, app: str, images: list[Path], **options):
+        try:
+            data = [path.read_bytes() for path in images]
+        except OSError as exc:
+            raise CommandError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+        try:
+            get_registry().get(app).load()
+            result = services.predict(app=app, images=data, max_pixels=settings.YYAI_MAX_IMAGE_PIXELS,
+                                      max_batch=settings.YYAI_MAX_BATCH)
+        except ServingError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from exc
+        body = {"app": result.app, "version": result.version, "demo": result.demo}
+        if len(images) > 1:
+            body["predictions"] = result.rows
+        else:
+            body["result"] = result.rows[0]
+        body["elapsed_ms"] = result.elapsed_ms
+        self.stdout.write(json.dumps(body, indent=2))

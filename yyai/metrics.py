@@ -1,0 +1,137 @@
+"""Prometheus metrics of the serving process, and the ``/metrics`` view.
+
+Series (every name starts with ``yyai_``):
+
+* ``requests_total{app, version, route, status}`` and
+  ``request_duration_seconds{app, route}``: every HTTP request (the
+  :class:`yyai.request_context.RequestContextMiddleware` observes them); ``app``
+  and ``version`` are empty for requests that are not about one app;
+* ``model_rows_total{app, model, version}``: rows each model ran on;
+* ``batches_total{app}``, ``batch_rows_total{app}``: dynamic batches run and
+  the rows in them (mean batch size = rate of rows / rate of batches);
+* ``queue_depth{app}``: requests waiting for a batch;
+* ``model_load_seconds{app, model}``: load + compile + warm-up time of each model version;
+* ``app_available{app}``: 1 when the app serves a version (min over live workers);
+* ``reloads_total{app, trigger, status}``: reloads and their failures.
+
+With several gunicorn workers, ``PROMETHEUS_MULTIPROC_DIR`` is set (by
+``aiserver/gunicorn.conf.py``) before this module is imported; each worker
+writes its own files and a scrape of any worker aggregates all live ones.
+Without it (``runserver``, tests) the process's default registry is served.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from contextvars import ContextVar
+
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from yyai.api.exceptions import json_error
+from yyai.runtime.batching import Batcher
+from yyai.runtime.model_util import ServingVersion
+from yyai.runtime.registry import Registry
+from yyai.serving import get_registry
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+REQUESTS = Counter("yyai_requests", "HTTP requests by app, serving version, route and status.",
+                   ["app", "version", "route", "status"])
+LATENCY = Histogram("yyai_request_duration_seconds", "HTTP request latency, from the first middleware on.",
+                    ["app", "route"], buckets=LATENCY_BUCKETS)
+MODEL_ROWS = Counter("yyai_model_rows", "Input rows each model ran on.", ["app", "model", "version"])
+BATCHES = Counter("yyai_batches", "Dynamic batches run.", ["app"])
+BATCH_ROWS = Counter("yyai_batch_rows", "Rows in the dynamic batches run.", ["app"])
+QUEUE_DEPTH = Gauge("yyai_queue_depth", "Requests waiting for a batch (summed over live workers).", ["app"],
+                    multiprocess_mode="livesum")
+LOAD_SECONDS = Histogram("yyai_model_load_seconds", "Load, compile and warm-up time of one model version.",
+                         ["app", "model"], buckets=LOAD_BUCKETS)
+AVAILABLE = Gauge("yyai_app_available", "1 when the app serves a version (minimum over live workers).", ["app"],
+                  multiprocess_mode="livemin")
+RELOADS = Counter("yyai_reloads", "Reloads by trigger and result (ok | failed).", ["app", "trigger", "status"])
+
+# The (app, version) a request predicted on, for the middleware's request counter.
+served: ContextVar[tuple[str, str] | None] = ContextVar("yyai_served", default=None)
+
+_lock = threading.Lock()
+_seen_versions: weakref.WeakSet[ServingVersion] = weakref.WeakSet()
+_batcher_counts: weakref.WeakKeyDictionary[Batcher, tuple[int, int]] = weakref.WeakKeyDictionary()
+
+
+def observe_predict(version: ServingVersion, *, rows: int) -> None:
+    """Count one predict call that ran ``rows`` rows on ``version`` (called by ``services.predict``)."""
+    app = version.spec.name
+    served.set((app, version.id))
+    for model in version.models:
+        MODEL_ROWS.labels(app, model.name, version.id).inc(rows)
+    _observe_version(version)
+
+
+def observe_registry(registry: Registry) -> None:
+    """Bring every app's gauges, batch counters and load times up to date in this process."""
+    for util in registry.all():
+        version = util.current
+        AVAILABLE.labels(util.name).set(1 if version is not None else 0)
+        if version is not None:
+            _observe_version(version)
+
+
+def count_reload(*, app: str, trigger: str, ok: bool) -> None:
+    """Count one reload attempt (called where reload events are recorded)."""
+    RELOADS.labels(app, trigger, "ok" if ok else "failed").inc()
+
+
+def observe_request(*, app: str, version: str, route: str, status: int, seconds: float) -> None:
+    """Count one HTTP request and its latency."""
+    REQUESTS.labels(app, version, route, str(status)).inc()
+    LATENCY.labels(app, route).observe(seconds)
+
+
+def _observe_version(version: ServingVersion) -> None:
+    """Load times on first sight of a version; batch counters as deltas since the last look."""
+    app = version.spec.name
+    batcher = version.batcher
+    with _lock:
+        first_sight = version not in _seen_versions
+        _seen_versions.add(version)
+        last_batches, last_rows = _batcher_counts.get(batcher, (0, 0))
+        batches, rows = batcher.batches, batcher.rows
+        _batcher_counts[batcher] = (batches, rows)
+    if first_sight:
+        AVAILABLE.labels(app).set(1)
+        for model in version.models:
+            LOAD_SECONDS.labels(app, model.name).observe(model.load_seconds + model.warmup_seconds)
+    if batches > last_batches:
+        BATCHES.labels(app).inc(batches - last_batches)
+    if rows > last_rows:
+        BATCH_ROWS.labels(app).inc(rows - last_rows)
+    QUEUE_DEPTH.labels(app).set(batcher.depth)
+
+
+def exposition() -> bytes:
+    """The text exposition of every series: all live workers' in multiprocess mode, else this process's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: the Prometheus text format, after refreshing this process's gauges."""
+    if request.method not in ("GET", "HEAD"):
+        return json_error("/metrics only answers GET", "method_not_allowed", 405, {"Allow": "GET, HEAD"})
+    observe_registry(get_registry())
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

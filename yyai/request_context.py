@@ -1,0 +1,80 @@
+"""Per-request context: the request id, the request's metrics and its JSON access log line.
+
+:class:`RequestContextMiddleware` goes first in ``MIDDLEWARE`` so that every
+response, including early refusals, is covered:
+
+* ``X-Request-ID``: a caller's id (1-128 characters of ``A-Z a-z 0-9 . _ : - + / =``)
+  is kept, anything else is replaced by a fresh uuid4 hex; the id is echoed on
+  the response, stored as ``request.request_id`` and put on every log record
+  written while the request runs (:mod:`yyai.logging_json`);
+* metrics: ``yyai_requests_total`` and ``yyai_request_duration_seconds``
+  (:mod:`yyai.metrics`);
+* with ``YYAI_LOG_JSON=1``, one line per request on the ``yyai.access`` logger.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from yyai import metrics
+from yyai.logging_json import request_id
+from yyai.runtime.errors import AppNotFound
+from yyai.serving import get_registry
+
+HEADER = "X-Request-ID"
+VALID_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+APP_KWARGS = ("app", "name")  # URL keyword arguments that name a model app (canonical, seed, compat routes)
+
+access_log = logging.getLogger("yyai.access")
+
+
+class RequestContextMiddleware:
+    """Tags, measures and logs every request; see the module docstring."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        incoming = request.headers.get(HEADER, "")
+        rid = incoming if VALID_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request.request_id = rid
+        rid_token = request_id.set(rid)
+        served_token = metrics.served.set(None)
+        try:
+            response = self.get_response(request)
+            seconds = time.perf_counter() - started
+            app, version = metrics.served.get() or (_app_of(request), "")
+            route = request.resolver_match.view_name if request.resolver_match else "unmatched"
+            metrics.observe_request(app=app, version=version, route=route, status=response.status_code,
+                                    seconds=seconds)
+            response[HEADER] = rid
+            if settings.YYAI_LOG_JSON:
+                access_log.info("%s %s %d", request.method, request.path, response.status_code, extra={
+                    "method": request.method, "path": request.path, "status": response.status_code,
+                    "duration_ms": round(seconds * 1000, 2), "app": app, "version": version, "route": route,
+                    "remote_addr": request.META.get("REMOTE_ADDR", ""),
+                })
+            return response
+        finally:
+            metrics.served.reset(served_token)
+            request_id.reset(rid_token)
+
+
+def _app_of(request: HttpRequest) -> str:
+    """The model app the URL names, if the registry knows it ("" otherwise: no label per unknown name)."""
+    kwargs = request.resolver_match.kwargs if request.resolver_match else {}
+    name = next((kwargs[key] for key in APP_KWARGS if isinstance(kwargs.get(key), str)), "")
+    if not name:
+        return ""
+    try:
+        get_registry().get(name)
+    except AppNotFound:
+        return ""
+    return name

@@ -1,0 +1,1 @@
+"""The web page for people: the apps, a form to try them, and (for staff) reloads."""

@@ -1,0 +1,73 @@
+"""Views of the web page. The page talks to the canonical API; nothing here predicts or reloads."""
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from yyai import selectors
+from yyai.api.exceptions import json_error
+from yyai.api.inputs import SAMPLE_SUFFIXES
+from yyai.api.permissions import CanPredict
+from yyai.runtime.errors import AppNotFound
+from yyai.runtime.model_util import ModelUtil
+from yyai.serving import get_registry
+
+RELOAD_HISTORY_ROWS = 20
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    """``GET /``: every app with its state, version and models; a try-it form; staff get reloads.
+
+    The page's script reads ``page-data`` (JSON): per app its predict, reload
+    and sample URLs, whether it has a sample image and its class labels.
+    """
+    apps = [selectors.app_status(app=row) for row in selectors.app_queryset()]
+    registry = get_registry()
+    page_data = {
+        "reloads_url": reverse("reloadevent-list"),
+        "history_rows": RELOAD_HISTORY_ROWS,
+        "apps": {app["name"]: _app_data(registry.get(app["name"])) for app in apps},
+    }
+    staff = request.user.is_staff
+    return render(request, "yyai/index.html", {
+        "apps": apps,
+        "page_data": page_data,
+        "can_predict": CanPredict().has_permission(request, None),
+        "reloads": selectors.reload_event_list()[:RELOAD_HISTORY_ROWS] if staff else [],
+    })
+
+
+@require_GET
+def sample(request: HttpRequest, app: str) -> HttpResponse:
+    """``GET /samples/<app>``: the app's sample image (the one GET predict runs on)."""
+    try:
+        path = sample_path(get_registry().get(app).app_dir)
+    except AppNotFound as exc:
+        return json_error(exc.message, exc.code, 404)
+    if path is None:
+        return json_error(f"app '{app}' has no sample image", "no_sample", 404)
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path.open("rb"), content_type=content_type)
+
+
+def sample_path(app_dir: Path) -> Path | None:
+    """The app's ``sample.*`` image, if it has one."""
+    return next((p for p in (app_dir / f"sample{s}" for s in SAMPLE_SUFFIXES) if p.is_file()), None)
+
+
+def _app_data(util: ModelUtil) -> dict:
+    version = util.current
+    labels = version.spec.output.labels if version is not None else None
+    return {
+        "predict_url": reverse("app-predict", kwargs={"app": util.name}),
+        "reload_url": reverse("app-reload", kwargs={"app": util.name}),
+        "sample_url": reverse("web-sample", kwargs={"app": util.name}),
+        "has_sample": sample_path(util.app_dir) is not None,
+        "labels": list(labels) if labels else None,
+    }
