@@ -2,10 +2,12 @@
 
 Both are the canonical views under other URLs, so inputs, outputs, permissions
 and errors are exactly those of ``/api/apps/<app>/predict/`` and ``.../reload/``.
+``/<app>/predictor`` and ``/<app>/infer`` serve the other seeds' clients (see seed_clients).
 """
 from django.urls import re_path
 
 from yyai.api.views import AppViewSet
+from yyai.compat import seed_clients
 
 APP = r"(?P<app>[A-Za-z][A-Za-z0-9_-]{0,63})"
 
@@ -13,4 +15,6 @@ urlpatterns = [
     # _loadmodel first: "predictsex_loadmodel" would also match the plain app pattern.
     re_path(rf"^{APP}_loadmodel/$", AppViewSet.as_view({"get": "reload", "post": "reload"}), name="seed-reload"),
     re_path(rf"^{APP}/$", AppViewSet.as_view({"get": "predict", "post": "predict"}), name="seed-predict"),
+    re_path(rf"^{APP}/predictor/?$", seed_clients.PredictorView.as_view(), name="seed-predictor"),
+    re_path(rf"^{APP}/infer/?$", seed_clients.InferView.as_view(), name="seed-infer"),
 ]

@@ -1,0 +1,100 @@
+"""TF Serving's gRPC API, called exactly as TF Serving clients do (PredictionServiceStub), on a real port."""
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from tests.compat.conftest import ONES, png_bytes, write_version
+from yyai import services
+from yyai.compat.grpc_service import build_server
+from yyai.compat.servables import version_number
+from yyai.serving import get_registry
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def channel(store):
+    server, port = build_server("127.0.0.1:0", workers=4)
+    server.start()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield channel
+    server.stop(0).wait()
+
+
+@pytest.fixture
+def stub(channel):
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def predict(stub, name, tensor, *, version=None, output_filter=()):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = "serving_default"
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs["input"].CopyFrom(tensor)
+    request.output_filter.extend(output_filter)
+    return stub.Predict(request, 10.0)
+
+
+def test_predict_every_model_of_an_app(stub):
+    response = predict(stub, "calc", tf.make_tensor_proto(np.ones((2, 8, 8, 1), np.float32)))
+    assert sorted(response.outputs) == ["a", "b"]
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["a"]), [[64.0], [64.0]])
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["b"]), [[128.0], [128.0]])
+    serving = get_registry().get("calc").current.id
+    assert response.model_spec.name == "calc" and response.model_spec.version.value == version_number(serving)
+
+
+def test_predict_one_model_output_filter_and_images(stub):
+    response = predict(stub, "calc", tf.make_tensor_proto(ONES), output_filter=["b"])
+    assert list(response.outputs) == ["b"]
+    images = tf.make_tensor_proto([png_bytes(255)], dtype=tf.string)
+    np.testing.assert_allclose(tf.make_ndarray(predict(stub, "calc.a", images).outputs["a"]), [[64.0]])
+
+
+def test_metadata_and_status(stub, channel):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "calc.b"
+    response = stub.GetModelMetadata(request, 10.0)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    signature = signatures.signature_def["serving_default"]
+    assert list(signature.outputs) == ["b"]
+    assert [d.size for d in signature.inputs["input"].tensor_shape.dim] == [-1, 8, 8, 1]
+    status_stub = model_service_pb2_grpc.ModelServiceStub(channel)
+    status = status_stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "cls"}), 10.0)
+    (version,) = status.model_version_status
+    assert version.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE and version.status.error_code == 0
+
+
+@pytest.mark.parametrize("name, array, version, code, words", [
+    ("nope", ONES, None, grpc.StatusCode.NOT_FOUND, "no model app named 'nope'"),
+    ("calc.zzz", ONES, None, grpc.StatusCode.NOT_FOUND, "has no model"),
+    ("calc", np.ones((1, 3), np.float32), None, grpc.StatusCode.INVALID_ARGUMENT, "shape"),
+    ("calc", ONES, 12345, grpc.StatusCode.NOT_FOUND, "Servable not found"),
+])
+def test_bad_requests_are_grpc_errors(stub, name, array, version, code, words):
+    with pytest.raises(grpc.RpcError) as caught:
+        predict(stub, name, tf.make_tensor_proto(array), version=version)
+    assert caught.value.code() == code and words in caught.value.details()
+
+
+def test_a_reload_reaches_grpc(stub, numbered):
+    np.testing.assert_allclose(tf.make_ndarray(predict(stub, "num", tf.make_tensor_proto(ONES)).outputs["m"]), [[64]])
+    write_version(numbered, 2, 3.0)
+    services.reload_app(app="num")
+    response = predict(stub, "num", tf.make_tensor_proto(ONES), version=2)
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["m"]), [[192.0]])
+    assert response.model_spec.version.value == 2
+    with pytest.raises(grpc.RpcError) as caught:
+        predict(stub, "num", tf.make_tensor_proto(ONES), version=1)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND

@@ -1,0 +1,105 @@
+"""The other seed projects' clients: ``/<app>/predictor`` and ``/<app>/infer``.
+
+* ``POST /<app>/predictor``: the body is the image as base64 text (a data URL
+  is fine; no JSON, no form). The answer body is base64 text of a JPEG: that
+  image with each model's result written on it. Errors: ``{"error": ...}``.
+* ``POST /<app>/infer``: multipart file field ``img``. The answer is
+  ``{"code": 0, "message": "success", "data": <the canonical predict body>}``,
+  or ``{"code": -1, "message": "<reason>"}`` with the canonical error status.
+
+Both run :func:`yyai.services.predict`, like every other route.
+"""
+from __future__ import annotations
+
+import base64
+
+import cv2
+import numpy as np
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+
+from yyai import services
+from yyai.api.inputs import FILE_FIELDS
+from yyai.compat.http import ProtocolError, ProtocolView
+from yyai.runtime import preprocess
+from yyai.runtime.errors import PayloadTooLarge
+from yyai.serving import get_registry
+
+TEXT_COLOR = (0, 255, 255)  # BGR yellow on a dark band
+BAND_COLOR = (0, 0, 0)
+
+
+def _predict(app: str, image: bytes) -> services.PredictionResult:
+    return services.predict(app=app, images=[image], max_pixels=settings.YYAI_MAX_IMAGE_PIXELS,
+                            max_batch=settings.YYAI_MAX_BATCH)
+
+
+def result_lines(result: list[dict]) -> list[str]:
+    """One line per model: ``a.h5: 3.27`` or ``c.h5: male 0.88``."""
+    lines = []
+    for entry in result:
+        if "label" in entry:
+            lines.append(f"{entry['name']}: {entry['label']} {entry['score']:.2f}")
+        else:
+            value = entry["value"]
+            lines.append(f"{entry['name']}: {value if not isinstance(value, list) else str(value)[:40]}")
+    return lines
+
+
+def annotate(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Write ``lines`` at the top left of a BGR image, on a dark band, scaled to the image."""
+    image = image.copy()
+    height, width = image.shape[:2]
+    scale = max(0.3, min(width, height) / 500)
+    thickness = max(1, round(scale * 2))
+    y = 0
+    for line in lines:
+        (w, h), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        cv2.rectangle(image, (0, y), (min(width, w + 8), y + h + base + 8), BAND_COLOR, cv2.FILLED)
+        cv2.putText(image, line, (4, y + h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOR, thickness, cv2.LINE_AA)
+        y += h + base + 8
+    return image
+
+
+class PredictorView(ProtocolView):
+    """``POST /<app>/predictor``: base64 image in, base64 annotated JPEG out."""
+
+    def post(self, request: Request, app: str) -> HttpResponse:
+        get_registry().get(app)  # 404 before reading the body
+        try:
+            text = request.body.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError("the body must be the image as base64 text (no JSON, no form)") from None
+        image = preprocess.decode_base64(text, max_bytes=settings.YYAI_MAX_IMAGE_BYTES)
+        result = _predict(app, image)
+        drawn = annotate(preprocess.decode_image(image, max_pixels=settings.YYAI_MAX_IMAGE_PIXELS),
+                         result_lines(result.rows[0]))
+        ok, jpeg = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not ok:
+            raise ProtocolError("the annotated image could not be encoded as JPEG")
+        response = HttpResponse(base64.b64encode(jpeg.tobytes()), content_type="text/plain; charset=ascii")
+        response["X-Model-Version"] = result.version
+        return response
+
+
+class InferView(ProtocolView):
+    """``POST /<app>/infer``: multipart ``img`` in, ``{"code", "message", "data"}`` out."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    def error_body(self, message: str, code: str) -> dict:
+        return {"code": -1, "message": message}
+
+    def post(self, request: Request, app: str) -> JsonResponse:
+        get_registry().get(app)
+        upload = next((request.FILES[f] for f in FILE_FIELDS if f in request.FILES), None)
+        if upload is None:
+            raise ProtocolError("no image: send the image as the multipart file field 'img'")
+        if upload.size > settings.YYAI_MAX_IMAGE_BYTES:
+            raise PayloadTooLarge(f"the upload is {upload.size} bytes; the limit is {settings.YYAI_MAX_IMAGE_BYTES}")
+        result = _predict(app, upload.read())
+        data = {"app": result.app, "version": result.version, "demo": result.demo, "result": result.rows[0],
+                "elapsed_ms": result.elapsed_ms}
+        return JsonResponse({"code": 0, "message": "success", "data": data})
