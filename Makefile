@@ -5,12 +5,13 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install demo migrate clean
+.PHONY: run test install demo migrate clean browser
 
-$(VENV)/.installed: requirements.txt requirements-test.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,8 +28,36 @@ run: migrate demo
 	DJANGO_HTTPS=$${DJANGO_HTTPS:-0} PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py aiserver.wsgi
 
 ## Run the whole test suite (slow-marked tests included).
-test: install
+test: install browser
 	$(PY) -m pytest
+
+## Debian's Chromium for the web page's browser test (apt; sudo when not root). Never downloads a browser.
+browser:
+	command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; }
 
 clean:
 	rm -rf $(VENV) data
+
+# -- benchmark (bench/) --------------------------------------------------------
+BENCH_VENV := bench/.work/venv-bench
+BENCH_ARGS ?=
+
+# LitServe and py-spy live in their own venv; a .pth file lets it import .venv's TensorFlow and Keras.
+$(BENCH_VENV)/.installed: bench/requirements-bench.txt $(VENV)/.installed
+	test -x $(BENCH_VENV)/bin/python || $$($(PY) -c 'import sys; print(sys._base_executable)') -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-bench.txt
+	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
+	  $$($(BENCH_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_aiserver_venv.pth
+	touch $@
+
+.PHONY: bench bench-smoke
+## Benchmark aiserver against the seed's design, LitServe and the offline limit; writes bench/RESULTS.md.
+bench: install $(BENCH_VENV)/.installed
+	command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y wrk; }
+	$(PY) -m bench.run --profile $(BENCH_ARGS)
+
+## A few seconds of the benchmark against our server only (Python load generator; no wrk, no peers).
+bench-smoke: install
+	$(PY) -m bench.run --smoke --out bench/.work/RESULTS-smoke.md

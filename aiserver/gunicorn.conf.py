@@ -1,13 +1,30 @@
 """gunicorn configuration: gthread workers, each loading every model app after fork.
 
-Numbers (see bench/RESULTS.md for the measurements behind them):
-* ``WEB_CONCURRENCY`` worker processes, default 1: TensorFlow already uses every
-  core inside one process, and one process means one batcher per app, so
-  concurrent requests meet in the same batch. Raise it for isolation, not speed.
-* ``GUNICORN_THREADS`` threads per worker, default 32: threads mostly wait on
-  the batcher, so many are cheap and let batches fill.
+Numbers (measured with ``make bench``; tables in bench/RESULTS.md):
+* ``WEB_CONCURRENCY`` worker processes, default 1. One process means one
+  batcher per app, so concurrent requests meet in the same batch, and one copy
+  of every model in memory. On the 2-core bench machine 2 workers (16 threads
+  each, ``TF_NUM_INTRAOP_THREADS=1``) were within the run-to-run noise of 1
+  worker (workload a, 32 clients: median 456 vs 396 req/s, CPU per request
+  2.3-3.3 ms in both); try 2 on a dedicated host where Python, not the model,
+  is the limit.
+* ``GUNICORN_THREADS`` threads per worker, default 32: a thread is held by a
+  request for its whole life (parse, batch wait, respond), so the thread count
+  caps the batch size; 8 threads gave smaller batches and fewer req/s, 64 the
+  same as 32 (the GIL, not the thread count, is then the limit).
+
+Metrics: Prometheus multiprocess mode. Every worker writes its series to files
+in ``PROMETHEUS_MULTIPROC_DIR`` (default ``<YYAI_DATA_DIR>/prometheus``, emptied
+when the master starts); a scrape of ``/metrics`` on any worker sums the live ones.
 """
-from aiserver.env import env_int, env_str
+import os
+from pathlib import Path
+
+from aiserver.env import env_bool, env_int, env_str
+
+# Before any worker imports prometheus_client (workers inherit the master's environment).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(
+    Path(env_str("YYAI_DATA_DIR", str(Path(__file__).resolve().parent.parent / "data"))) / "prometheus"))
 
 bind = f"{env_str('HOST', '0.0.0.0')}:{env_int('PORT', 8000, minimum=1)}"
 workers = env_int("WEB_CONCURRENCY", 1, minimum=1)
@@ -20,10 +37,41 @@ max_requests = 0  # models are expensive to reload; never recycle workers
 preload_app = False  # TensorFlow must not be initialised before fork
 accesslog = env_str("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
+if env_bool("YYAI_LOG_JSON"):
+    accesslog = None  # yyai.request_context logs one JSON line per request instead
+    logconfig_dict = {  # gunicorn's own messages as JSON too, one line each
+        "formatters": {"json": {"()": "yyai.logging_json.JsonFormatter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"level": "INFO", "handlers": ["console"]},
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+                    "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False}},
+    }
+
+
+def on_starting(server):
+    """Start every run with an empty metrics folder: stale files would add a previous run's counts."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
 
 
 def post_worker_init(worker):
     """Load, compile and warm up every app in this worker before it takes requests."""
-    from yyai import serving
+    import gc
 
-    serving.start()
+    from yyai import metrics, serving
+
+    metrics.observe_registry(serving.start())
+    # TensorFlow, Keras, Django and the models leave ~400k objects that live as long as the worker.
+    # A full collection scans them all with every thread stopped (0.5-0.8 s measured: the p99 spikes);
+    # frozen, they are never scanned again and collections only see request garbage.
+    gc.collect()
+    gc.freeze()
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (queue depth, availability) from the metrics sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

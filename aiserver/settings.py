@@ -46,14 +46,19 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
+    "corsheaders",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally, no CDN
     "yyai",
 ]
 
 MIDDLEWARE = [
+    "yyai.request_context.RequestContextMiddleware",  # first: request id, metrics, access log for every response
     "django.middleware.security.SecurityMiddleware",
     "yyai.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -91,6 +96,16 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several gunicorn workers share the file: wait for locks instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Throttle counters live in the cache: per process by default, shared by every
+# worker and host when REDIS_URL is set.
+_REDIS_URL = env_str("REDIS_URL")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _REDIS_URL}
+          if _REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Cross-origin browser calls: none unless listed (e.g. "https://app.example.com").
+CORS_ALLOWED_ORIGINS = env_list("DJANGO_CORS_ALLOWED_ORIGINS", [])
+CORS_ALLOW_CREDENTIALS = env_bool("DJANGO_CORS_ALLOW_CREDENTIALS", False)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -160,6 +175,14 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
     ],
     "EXCEPTION_HANDLER": "yyai.api.exceptions.exception_handler",
+    # Scoped throttles ("100/second", "30/minute"; unset = unlimited), per user or client IP.
+    "DEFAULT_THROTTLE_RATES": {
+        "predict": env_str("YYAI_THROTTLE_PREDICT") or None,
+        "reload": env_str("YYAI_THROTTLE_RELOAD", "60/minute") or None,
+        "upload": env_str("YYAI_THROTTLE_UPLOAD", "20/minute") or None,
+        "token": env_str("YYAI_THROTTLE_TOKEN", "20/minute") or None,
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
 }
@@ -186,4 +209,22 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("YYAI_LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
+}
+# YYAI_LOG_JSON=1: every log line is one JSON object, and each request logs one line (yyai.access).
+YYAI_LOG_JSON = env_bool("YYAI_LOG_JSON", False)
+if YYAI_LOG_JSON:
+    LOGGING["formatters"]["json"] = {"()": "yyai.logging_json.JsonFormatter"}
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "aiserver",
+    "DESCRIPTION": "Keras model apps over HTTP: list apps, predict on images or tensors, reload from disk. "
+                   'Every error is JSON: {"error": "<what was wrong>", "code": "<stable_slug>"}.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["yyai.api.openapi.only_canonical_api"],
 }

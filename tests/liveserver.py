@@ -14,6 +14,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 ADMIN_PASSWORD = "pw-admin-e2e-123"
+READY_LINE = "model store ready in"  # logged by yyai.serving.start() in each worker
 
 
 def free_port() -> int:
@@ -28,6 +29,7 @@ class GunicornServer:
     def __init__(self, *, store: Path, data_dir: Path, workers: int = 1, database_url: str | None = None,
                  env: dict[str, str] | None = None):
         self.port = free_port()
+        self.workers = workers
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -73,14 +75,15 @@ class GunicornServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-5000:]}")
             try:
-                if requests.get(self.url("/readyz"), timeout=2).status_code == 200:
-                    return
+                ready = requests.get(self.url("/readyz"), timeout=2).status_code == 200
             except (requests.ConnectionError, requests.Timeout):  # bound socket, workers still loading
-                pass
+                ready = False
+            if ready and self.log().count(READY_LINE) >= self.workers:  # /readyz answers from one worker only
+                return
             time.sleep(0.2)
-        raise TimeoutError(f"gunicorn not ready after {timeout}s:\n{self.log()}")
+        raise TimeoutError(f"gunicorn not ready after {timeout}s:\n{self.log()[-5000:]}")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -95,7 +98,7 @@ class GunicornServer:
         return self.base + path
 
     def log(self) -> str:
-        return self.log_path.read_text()[-5000:] if self.log_path.exists() else ""
+        return self.log_path.read_text() if self.log_path.exists() else ""
 
     def __enter__(self) -> "GunicornServer":
         return self.start()

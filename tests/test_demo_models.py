@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from yyai.demo_models import DIGITS_MIN_ACCURACY, SAMPLE_DIGIT, build_demo_models, digits_split
+from yyai.demo_models import DIGITS_MIN_ACCURACY, MANIFESTS, SAMPLE_DIGIT, build_demo_models, digits_split
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,9 @@ def test_builds_every_file_and_nothing_else(built):
     store, outcome, messages = built
     assert outcome == {app: "built" for app in APPS}
     for app in APPS:
-        assert sorted(p.name for p in (store / app).iterdir()) == sorted(FILES[app])  # no temporary left behind
+        # no temporary left behind; the committed manifest is installed beside the weights
+        assert sorted(p.name for p in (store / app).iterdir()) == sorted([*FILES[app], "app.toml"])
+        assert (store / app / "app.toml").read_text() == (MANIFESTS / app / "app.toml").read_text()
     assert any(f"true label {SAMPLE_DIGIT}" in m for m in messages)
     assert any("held-out accuracy" in m for m in messages)
 

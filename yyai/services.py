@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from yyai import metrics
 from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import InvalidUpload, ReloadInProgress, ServingError
 from yyai.runtime.model_util import LATEST, ReloadReport
@@ -46,6 +47,7 @@ def predict(*, app: str, images: list[bytes] | None = None, instances: Any = Non
         else:
             batch = version.prepare_tensors(instances, max_batch=max_batch)
         rows = version.format(version.infer(batch))
+        metrics.observe_predict(version, rows=len(batch))
         return PredictionResult(app=app, version=version.id, demo=version.spec.demo, rows=rows,
                                 elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
 
@@ -131,6 +133,7 @@ def sync_apps(*, names: list[str]) -> None:
 def record_reload(*, app: str, from_version: str, to_version: str, trigger: str, user, error: str,
                   started: float) -> ReloadEvent:
     """Write one ReloadEvent (status from ``error``) for this host and process, and count it."""
+    metrics.count_reload(app=app, trigger=trigger, ok=not error)
     return ReloadEvent.objects.create(
         app=ensure_app(name=app), from_version=from_version, to_version=to_version, trigger=trigger,
         user=user if getattr(user, "is_authenticated", False) else None,

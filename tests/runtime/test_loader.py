@@ -86,3 +86,12 @@ def test_two_inputs_refused(tmp_path):
     keras.Model([a, b], keras.layers.Add()([a, b])).save(tmp_path / "two.keras")
     with pytest.raises(ModelLoadError, match="one input and one output"):
         load_model_file(tmp_path / "two.keras")
+
+
+def test_shape_bomb_refused_before_warmup(tmp_path):
+    import keras
+
+    inputs = keras.Input(shape=(60000, 60000, 3))
+    keras.Model(inputs, keras.layers.GlobalMaxPooling2D()(inputs)).save(tmp_path / "bomb.keras")
+    with pytest.raises(ModelLoadError, match="values per row"):
+        load_model_file(tmp_path / "bomb.keras")

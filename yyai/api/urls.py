@@ -1,7 +1,6 @@
 """Canonical API routes under /api/."""
 from django.urls import include, path
 from rest_framework import routers
-from rest_framework.authtoken.views import obtain_auth_token
 
 from yyai.api import views
 
@@ -12,6 +11,6 @@ router.register("users", views.UserViewSet)
 router.register("groups", views.GroupViewSet)
 
 urlpatterns = [
-    path("token/", obtain_auth_token, name="api-token"),
+    path("token/", views.TokenView.as_view(), name="api-token"),
     path("", include(router.urls)),
 ]

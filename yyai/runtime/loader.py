@@ -3,8 +3,11 @@
 Contract of :func:`load_model_file`:
 
 * only ``.h5`` and ``.keras`` files are accepted, loaded with
-  ``safe_mode=True, compile=False`` (no pickled Python runs, no optimizer built);
-* the model must take one image-like input ``(H, W, C)`` and give one output;
+  ``safe_mode=True, compile=False`` (no pickled Python runs, no optimizer built),
+  and SavedModel folders (``saved_model.pb`` inside, from ``tf.saved_model.save``
+  or Keras ``model.export()``), served through their ``serving_default``
+  signature (a graph: no Python of the model runs);
+* the model must take one input ``(H, W, C)`` or ``(D,)`` and give one output;
 * its inference function is one ``tf.function`` with the batch dimension left
   free in the input signature, so it is traced once and never again for other
   batch sizes; each model owns its function (its own graph), nothing
@@ -25,9 +28,22 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import ModelLoadError
+from .filecheck import check_model_file
 
 MODEL_SUFFIXES = (".h5", ".keras")
+SAVED_MODEL_FILE = "saved_model.pb"
+SERVING_SIGNATURE = "serving_default"
 DEFAULT_MAX_FILE_BYTES = 2 * 1024**3
+MAX_ROW_ELEMENTS = 1 << 25  # 32 Mi float32 values (128 MiB) per input or output row
+
+
+def is_model_path(path: Path) -> bool:
+    """A model file (by suffix) or a SavedModel folder; hidden names never count."""
+    if path.name.startswith("."):
+        return False
+    if path.is_dir():
+        return (path / SAVED_MODEL_FILE).is_file()
+    return path.is_file() and path.suffix in MODEL_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -63,24 +79,32 @@ def load_model_file(
 ) -> LoadedModel:
     """Load, compile and warm up the model at ``path``; raise ModelLoadError on any failure."""
     path = Path(path)
-    if path.suffix not in MODEL_SUFFIXES:
+    saved_model = path.is_dir()
+    if saved_model and not (path / SAVED_MODEL_FILE).is_file():
+        raise ModelLoadError(path, f"the folder has no {SAVED_MODEL_FILE}; it is not a SavedModel")
+    if not saved_model and path.suffix not in MODEL_SUFFIXES:
         raise ModelLoadError(path, f"unsupported file type '{path.suffix}' (expected .h5 or .keras)")
     try:
-        size = path.stat().st_size
+        size = _size(path)
     except OSError as exc:
         raise ModelLoadError(path, f"cannot read the file: {exc.strerror}") from exc
     if size == 0:
         raise ModelLoadError(path, "the file is empty")
     if size > max_file_bytes:
         raise ModelLoadError(path, f"the file is {size} bytes; the limit is {max_file_bytes}")
+    check_model_file(path, max_bytes=max_file_bytes)
 
     started = time.perf_counter()
-    try:
-        model = keras.models.load_model(path, compile=False, safe_mode=not trust_code)
-    except Exception as exc:  # keras raises many types for bad files; all mean "cannot load"
-        raise ModelLoadError(path, _reason(exc)) from exc
-    input_shape, output_shape = _io_shapes(path, model)
-    infer = _compile(model, input_shape)
+    if saved_model:
+        input_shape, output_shape, params, infer = _open_saved_model(path)
+    else:
+        try:
+            model = keras.models.load_model(path, compile=False, safe_mode=not trust_code)
+        except Exception as exc:  # keras raises many types for bad files; all mean "cannot load"
+            raise ModelLoadError(path, _reason(exc)) from exc
+        input_shape, output_shape = _io_shapes(path, model.inputs, model.outputs)
+        params, infer = int(model.count_params()), _compile(model, input_shape)
+    _check_row_size(path, input_shape, output_shape)
     loaded = time.perf_counter()
     try:
         for batch in (1, 2):
@@ -99,16 +123,16 @@ def load_model_file(
         path=str(path),
         input_shape=input_shape,
         output_shape=output_shape,
-        params=int(model.count_params()),
+        params=params,
         load_seconds=loaded - started,
         warmup_seconds=warmed - loaded,
         infer=infer,
     )
 
 
-def _io_shapes(path: Path, model) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _io_shapes(path: Path, inputs, outputs) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The model's one input shape and one output shape, without the batch dimension."""
-    inputs, outputs = model.inputs or [], model.outputs or []
+    inputs, outputs = inputs or [], outputs or []
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelLoadError(path, f"expected one input and one output, found {len(inputs)} and {len(outputs)}")
     input_shape = tuple(inputs[0].shape[1:])
@@ -120,6 +144,15 @@ def _io_shapes(path: Path, model) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if any(d is None for d in output_shape):
         raise ModelLoadError(path, f"output shape {output_shape} must be fully defined apart from the batch")
     return tuple(int(d) for d in input_shape), tuple(int(d) for d in output_shape)
+
+
+def _check_row_size(path: Path, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> None:
+    """Refuse shape bombs: a row so large that warm-up alone would exhaust memory."""
+    for what, shape in (("input", input_shape), ("output", output_shape)):
+        elements = int(np.prod(shape, dtype=np.int64))
+        if elements > MAX_ROW_ELEMENTS:
+            raise ModelLoadError(path, f"{what} shape {shape} has {elements} values per row; "
+                                       f"the limit is {MAX_ROW_ELEMENTS}")
 
 
 def _compile(model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
@@ -136,7 +169,50 @@ def _compile(model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.n
     return infer
 
 
+def _open_saved_model(path: Path) -> tuple[tuple[int, ...], tuple[int, ...], int, Callable]:
+    """Shapes, parameter count and inference function of a SavedModel's serving_default signature.
+
+    The signature is already a concrete graph with a free batch dimension; the
+    batch is cast to the signature's input dtype.
+    """
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(path, f"not a loadable SavedModel: {_reason(exc)}") from exc
+    signature = getattr(loaded, "signatures", {}).get(SERVING_SIGNATURE)
+    if signature is None:
+        raise ModelLoadError(path, f"the SavedModel has no '{SERVING_SIGNATURE}' signature")
+    specs = signature.structured_input_signature[1]
+    if len(signature.structured_input_signature[0]) or len(specs) != 1 or len(signature.structured_outputs) != 1:
+        raise ModelLoadError(path, f"expected one input and one output, found {len(specs)} and "
+                                   f"{len(signature.structured_outputs)}")
+    (in_name, in_spec), = specs.items()
+    (out_name, out_spec), = signature.structured_outputs.items()
+    if not in_spec.dtype.is_floating and not in_spec.dtype.is_integer:
+        raise ModelLoadError(path, f"input '{in_name}' has dtype {in_spec.dtype.name}; only numbers are supported")
+    input_shape, output_shape = _io_shapes(path, [in_spec], [out_spec])
+    params = sum(int(np.prod(v.shape)) for v in signature.variables)
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        x = tf.cast(tf.convert_to_tensor(batch, dtype=tf.float32), in_spec.dtype)
+        return signature(**{in_name: x})[out_name].numpy()
+
+    infer.loaded = loaded  # keep the trackable (and its variables) alive with the function
+    return input_shape, output_shape, params, infer
+
+
+def _size(path: Path) -> int:
+    """Bytes of a model file, or of every file in a SavedModel folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def _reason(exc: Exception) -> str:
-    """One line a caller can read; the full traceback goes to the log, not the response."""
+    """One line a caller can read; the full traceback goes to the log, not the response.
+
+    Keras puts the useful part (the class it could not locate) at the end of
+    long messages, so a long one keeps its head and its tail.
+    """
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:500]
+    return text if len(text) <= 600 else f"{text[:200]} ... {text[-380:]}"

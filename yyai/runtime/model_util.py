@@ -31,7 +31,7 @@ import numpy as np
 
 from . import postprocess, preprocess
 from .batching import Batcher
-from .errors import AppNotAvailable, BadTensor, ModelLoadError, ReloadInProgress, ServingError
+from .errors import AppNotAvailable, BadTensor, InputError, ModelLoadError, ReloadInProgress, ServingError
 from .loader import DEFAULT_MAX_FILE_BYTES, LoadedModel, load_model_file
 from .manifest import MANIFEST_NAME, AppSpec, BatchingSpec, load_manifest
 from .source import DEFAULT_SETTLE_SECONDS, VersionCandidate, choose_version, scan_versions
@@ -88,7 +88,7 @@ class ServingVersion:
     def prepare_images(self, images: list[bytes], *, max_pixels: int = preprocess.DEFAULT_MAX_PIXELS) -> np.ndarray:
         """Decode and preprocess image bytes into one float32 batch for this version's models."""
         if len(self.input_shape) != 3:
-            raise AppNotAvailable(
+            raise InputError(
                 f"app '{self.spec.name}' takes vectors of shape {list(self.input_shape)}, not images; send 'instances'"
             )
         rows = [preprocess.prepare_image(data, spec=self.spec.input, input_shape=self.input_shape,

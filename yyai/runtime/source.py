@@ -8,6 +8,9 @@ Two layouts:
 * flat (the seed's): model files directly in ``<app>/``; one version whose id is
   a short hash of the files' names and contents.
 
+A model is a ``.h5`` / ``.keras`` file or a SavedModel folder (one holding
+``saved_model.pb``); a SavedModel's contents count in its hash and settle time.
+
 When an app has any numbered folder, the numbered layout is used and loose
 files in ``<app>/`` are ignored.
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import VersionNotFound
-from .loader import MODEL_SUFFIXES
+from .loader import is_model_path
 from .manifest import VersionsSpec
 
 READY_MARKER = "READY"
@@ -44,13 +47,10 @@ class VersionCandidate:
 
 
 def model_files(folder: Path) -> list[Path]:
-    """The model files directly inside ``folder``, sorted by name."""
+    """The models (files and SavedModel folders) directly inside ``folder``, sorted by name."""
     if not folder.is_dir():
         return []
-    return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES and not p.name.startswith(".")),
-        key=lambda p: p.name,
-    )
+    return sorted((p for p in folder.iterdir() if is_model_path(p)), key=lambda p: p.name)
 
 
 def scan_versions(app_dir: Path, *, settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> list[VersionCandidate]:
@@ -93,7 +93,7 @@ def choose_version(
     if not complete:
         if candidates:
             raise VersionNotFound("no complete version yet: " + "; ".join(f"{c.id}: {c.reason}" for c in candidates))
-        raise VersionNotFound("no model files (.h5, .keras) found")
+        raise VersionNotFound("no model files (.h5, .keras) or SavedModel folders found")
     return complete[-1]
 
 
@@ -103,7 +103,7 @@ def _numbered(folder: Path, settle_seconds: float) -> VersionCandidate:
     if not files:
         reason = "no model files in the folder"
     elif not (folder / READY_MARKER).exists():
-        age = time.time() - max(p.stat().st_mtime for p in folder.iterdir())
+        age = time.time() - max(p.stat().st_mtime for p in folder.rglob("*"))
         if age < settle_seconds:
             reason = f"files changed {age:.1f}s ago; waiting {settle_seconds:g}s to settle (or add a READY file)"
     return VersionCandidate(id=folder.name, path=str(folder), files=tuple(map(str, files)),
@@ -125,6 +125,12 @@ class _Fingerprints:
         return digest.hexdigest()[:12]
 
     def _file(self, path: Path) -> str:
+        if path.is_dir():  # a SavedModel: the names and hashes of every file inside
+            digest = hashlib.sha256()
+            for inner in sorted(p for p in path.rglob("*") if p.is_file()):
+                digest.update(str(inner.relative_to(path)).encode())
+                digest.update(self._file(inner).encode())
+            return digest.hexdigest()
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         with self._lock:
