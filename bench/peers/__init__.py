@@ -1,0 +1,1 @@
+"""The benchmark's peer servers: the seed's design and LitServe, on the same models."""

@@ -1,0 +1,188 @@
+"""The benchmark driver: ``python -m bench.run`` (``make bench``).
+
+For each workload it measures the offline limit (the compiled functions on
+pre-decoded batches of 1 and 32, no HTTP), then starts each server on a
+loopback port, drives it with wrk at each concurrency, stops it, and finally
+writes a table to bench/RESULTS.md (``--out``). ``--smoke`` runs our server
+only, briefly, with the Python load generator (no wrk, no peers).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import load, models, report, servers
+
+ROOT = servers.ROOT
+WORK = ROOT / "bench" / ".work"
+PEERS = ("aiserver", "litserve", "seed")
+SEED_THREADS = 32
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run depends on; written into RESULTS.md."""
+
+    workloads: tuple[str, ...]
+    peers: tuple[str, ...]
+    concurrency: tuple[int, ...]
+    seconds: float
+    threads: int | None  # None: aiserver/gunicorn.conf.py's default
+    workers: int | None
+    max_batch_size: int
+    batch_timeout_micros: int
+    loader: str  # wrk | python
+    profile: bool
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, out = _parse(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
+    store = models.build_store(WORK / "store", with_face="b" in config.workloads)
+    results: dict = {"config": asdict(config), "machine": machine(), "command": _command(argv),
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_before": os.getloadavg(),
+                     "workloads": {}}
+    for key in config.workloads:
+        workload = models.WORKLOADS[key]()
+        entry = {"name": workload.name, "app": workload.app,
+                 "offline": offline(store / workload.app, key, seconds=min(5.0, config.seconds)),
+                 "servers": {}}
+        for peer in config.peers:
+            entry["servers"][peer] = drive(peer, config, store, workload)
+        results["workloads"][key] = entry
+    results["load_after"] = os.getloadavg()
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    out.write_text(report.render(results))
+    print(f"wrote {out}")
+    return 0
+
+
+def drive(peer: str, config: Config, store: Path, workload: models.Workload) -> dict:
+    """Start ``peer``, run every concurrency level against it, stop it; results as JSON-ready dicts."""
+    spec = _spec(peer, config, store, workload)
+    body = WORK / f"body-{workload.app}.bin"
+    runs, profile = [], None
+    print(f"== {workload.name}: {spec.name}", flush=True)
+    with servers.running(spec, port=_free_port(), workload=workload, log=WORK / f"{peer}-{workload.app}.log") as server:
+        url = server.url
+        _load(config, url, workload, connections=max(config.concurrency), seconds=min(3.0, config.seconds), body=body)
+        for connections in config.concurrency:
+            if config.profile and peer == "aiserver" and connections == 32:
+                profile = _profiled(config, server, workload, body)
+            result = _load(config, url, workload, connections=connections, seconds=config.seconds, body=body)
+            print(f"   c={connections:<3} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                  f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
+            runs.append(asdict(result))
+    return {"name": spec.name, "runs": runs, "profile": profile}
+
+
+def offline(app_dir: Path, workload: str, *, seconds: float) -> list[dict]:
+    """The offline limit, measured in a child process (its TensorFlow threads and memory end with it)."""
+    code = ("import json, sys; from pathlib import Path; from dataclasses import asdict; "
+            "from bench import models, offline; "
+            f"w = models.WORKLOADS[{workload!r}](); "
+            f"rows = offline.measure(Path({str(app_dir)!r}), w.image, seconds={seconds}); "
+            "print(json.dumps([asdict(r) for r in rows]))")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([str(servers.VENV_PY), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    rows = json.loads(out.strip().splitlines()[-1])
+    for row in rows:
+        print(f"   offline batch {row['batch']:<3} {row['images_per_s']:8.1f} img/s  {row['ms_per_call']:.2f} ms/call")
+    return rows
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024**2
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "python": platform.python_version(),
+            "kernel": platform.release(), "wrk": load.have_wrk()}
+
+
+def _spec(peer: str, config: Config, store: Path, workload: models.Workload) -> servers.ServerSpec:
+    if peer == "aiserver":
+        return servers.ours(store=store, data_dir=WORK / "data", threads=config.threads, workers=config.workers,
+                            batch_timeout_micros=config.batch_timeout_micros, max_batch_size=config.max_batch_size)
+    if peer == "litserve":
+        return servers.litserve(app_dir=store / workload.app, batch_timeout_micros=config.batch_timeout_micros,
+                                max_batch_size=config.max_batch_size)
+    return servers.seed(app_dir=store / workload.app, threads=config.threads or SEED_THREADS)
+
+
+def _load(config: Config, url: str, workload: models.Workload, *, connections: int, seconds: float, body: Path
+          ) -> load.LoadResult:
+    if config.loader == "wrk":
+        return load.run_wrk(url, workload, connections=connections, seconds=seconds, body_file=body)
+    return load.run_python(url, workload, connections=connections, seconds=seconds)
+
+
+def _profiled(config: Config, server: servers.Running, workload: models.Workload, body: Path) -> dict | None:
+    """py-spy samples (GIL holder only) of one of our workers under the c=32 load, summarised by step."""
+    from bench import profile
+
+    spy = WORK / "venv-bench" / "bin" / "py-spy"
+    pids = server.children()
+    if not spy.exists() or not pids:
+        return None
+    raw = WORK / f"profile-{workload.app}.raw"
+    seconds = max(3, round(config.seconds))
+    proc = subprocess.Popen([str(spy), "record", "--pid", str(pids[0]), "--duration", str(seconds), "--rate", "250",
+                             "--format", "raw", "--output", str(raw), "--nonblocking", "--gil"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _load(config, server.url, workload, connections=32, seconds=seconds + 1, body=body)
+    proc.wait(timeout=60)
+    if not raw.exists():
+        return None
+    return {"raw": str(raw.relative_to(ROOT)), "steps": profile.summarise(raw)}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _command(argv: list[str] | None) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    return shlex.join([".venv/bin/python", "-m", "bench.run", *args])
+
+
+def _parse(argv: list[str] | None) -> tuple[Config, Path]:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default="a,b", help="a (gray64 base64 JSON), b (facescore JPEG multipart)")
+    parser.add_argument("--peers", default=",".join(PEERS), help=f"any of {', '.join(PEERS)}")
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker (default: gunicorn.conf.py's)")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: gunicorn.conf.py's)")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--batch-timeout-micros", type=int, default=0)
+    parser.add_argument("--loader", choices=("wrk", "python"), default="wrk" if load.have_wrk() else "python")
+    parser.add_argument("--profile", action="store_true", help="py-spy profile of our server at c=32")
+    parser.add_argument("--smoke", action="store_true", help="our server only, workload a, python loader, 2 s")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.workloads, args.peers, args.concurrency, args.loader = "a", "aiserver", "1,8", "python"
+        args.seconds = min(args.seconds, 2.0)
+    config = Config(workloads=tuple(args.workloads.split(",")), peers=tuple(args.peers.split(",")),
+                    concurrency=tuple(int(c) for c in args.concurrency.split(",")), seconds=args.seconds,
+                    threads=args.threads, workers=args.workers, max_batch_size=args.max_batch_size,
+                    batch_timeout_micros=args.batch_timeout_micros, loader=args.loader, profile=args.profile)
+    return config, args.out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

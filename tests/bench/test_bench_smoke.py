@@ -1,0 +1,26 @@
+"""The benchmark keeps working: a few seconds of bench/run.py --smoke against our server only.
+
+The smoke run uses the benchmark's own small Python load generator, so it
+needs neither wrk nor the LitServe venv; it checks plumbing, not speed.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_smoke(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)], cwd=ROOT, check=True,
+                   timeout=600)
+    results = json.loads(out.with_suffix(".json").read_text())
+    runs = results["workloads"]["a"]["servers"]["aiserver"]["runs"]
+    assert [run["connections"] for run in runs] == [1, 8]
+    assert all(run["errors"] == 0 and run["requests"] > 0 for run in runs)
+    assert {row["batch"] for row in results["workloads"]["a"]["offline"]} == {1, 32}
+    assert "| aiserver | 8 |" in out.read_text()
