@@ -147,7 +147,8 @@ class UploadResultSerializer(serializers.Serializer):
 
 
 APP_DOCS = extend_schema_view(
-    list=extend_schema(summary="List the model apps", responses={200: AppSerializer(many=True), **errors("invalid")},
+    list=extend_schema(summary="List the model apps",
+                       responses={200: AppSerializer(many=True), **errors("invalid", "not_found")},
                        description="Every app with its state, serving version and models, in this process."),
     retrieve=extend_schema(summary="One model app", responses={200: AppSerializer, **errors("app_not_found")},
                            description="The app with its versions on disk and its last error."),
@@ -184,7 +185,7 @@ APP_DOCS = extend_schema_view(
 
 RELOAD_EVENT_DOCS = extend_schema_view(
     list=extend_schema(summary="Reload history (staff)",
-                       responses={200: ReloadEventSerializer(many=True), **errors("invalid", *AUTH)}),
+                       responses={200: ReloadEventSerializer(many=True), **errors("invalid", "not_found", *AUTH)}),
     retrieve=extend_schema(summary="One reload event (staff)",
                            responses={200: ReloadEventSerializer, **errors(*AUTH, "not_found")}),
 )
@@ -193,3 +194,11 @@ RELOAD_EVENT_DOCS = extend_schema_view(
 def only_canonical_api(endpoints: list[tuple], **kwargs) -> list[tuple]:
     """PREPROCESSING_HOOKS: describe ``/api/`` only; the seed and compat routes follow their own specs."""
     return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/")]
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text='Send as "Authorization: Token <token>".')
+
+
+TOKEN_DOCS = extend_schema(summary="Get an API token", responses={
+    200: TokenSerializer, **errors("invalid", "malformed_body", "unsupported_media_type", "throttled")})

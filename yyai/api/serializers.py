@@ -75,7 +75,7 @@ class ReloadRequestSerializer(serializers.Serializer):
 class UploadSerializer(serializers.Serializer):
     """Body of POST versions (multipart): the model files of one new version."""
 
-    files = serializers.ListField(child=serializers.FileField(), allow_empty=False,
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False, min_length=1,
                                   help_text="Model files (.h5, .keras); repeat the field for each file.")
     manifest = serializers.FileField(required=False, help_text="Optional app.toml for this version "
                                                                "(field 'app.toml' or 'manifest').")

@@ -151,6 +151,7 @@ class GroupViewSet(viewsets.ModelViewSet):
     serializer_class = GroupSerializer
 
 
+@openapi.TOKEN_DOCS
 class TokenView(ObtainAuthToken):
     """POST username and password, get the user's API token; throttled against guessing."""
 
