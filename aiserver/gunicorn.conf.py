@@ -1,17 +1,16 @@
 """gunicorn configuration: gthread workers, each loading every model app after fork.
 
-Numbers (measured with ``make bench``; tables in bench/RESULTS.md):
-* ``WEB_CONCURRENCY`` worker processes, default 1. One process means one
-  batcher per app, so concurrent requests meet in the same batch, and one copy
-  of every model in memory. On the 2-core bench machine 2 workers (16 threads
-  each, ``TF_NUM_INTRAOP_THREADS=1``) were within the run-to-run noise of 1
-  worker (workload a, 32 clients: median 456 vs 396 req/s, CPU per request
-  2.3-3.3 ms in both); try 2 on a dedicated host where Python, not the model,
-  is the limit.
-* ``GUNICORN_THREADS`` threads per worker, default 32: a thread is held by a
+Numbers (measured with ``make bench`` on a quiet 2-core machine; tables in bench/RESULTS.md):
+* ``WEB_CONCURRENCY`` worker processes, default: one per CPU core. Python's
+  per-request work (HTTP parsing, Django, DRF: about 2.5 ms of GIL time) holds
+  one process to one core, so workload a at 32 clients gave 490 req/s with
+  1 worker x 32 threads and 836 req/s with 2 workers x 16 threads. Each worker
+  holds its own copy of every model (about 0.8 GB with the demo apps) and its
+  own batcher; reloads reach every worker through the database generation.
+* ``GUNICORN_THREADS`` threads per worker, default 16: a thread is held by a
   request for its whole life (parse, batch wait, respond), so the thread count
-  caps the batch size; 8 threads gave smaller batches and fewer req/s, 64 the
-  same as 32 (the GIL, not the thread count, is then the limit).
+  caps the batch size; 8 threads gave smaller batches and fewer req/s, and more
+  than 16 per worker gave no more (the GIL, not the thread count, is the limit).
 
 Metrics: Prometheus multiprocess mode. Every worker writes its series to files
 in ``PROMETHEUS_MULTIPROC_DIR`` (default ``<YYAI_DATA_DIR>/prometheus``, emptied
@@ -27,9 +26,9 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(
     Path(env_str("YYAI_DATA_DIR", str(Path(__file__).resolve().parent.parent / "data"))) / "prometheus"))
 
 bind = f"{env_str('HOST', '0.0.0.0')}:{env_int('PORT', 8000, minimum=1)}"
-workers = env_int("WEB_CONCURRENCY", 1, minimum=1)
+workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
 worker_class = "gthread"
-threads = env_int("GUNICORN_THREADS", 32, minimum=1)
+threads = env_int("GUNICORN_THREADS", 16, minimum=1)
 timeout = env_int("GUNICORN_TIMEOUT", 120, minimum=1)  # start-up loads and warms every model
 graceful_timeout = 30
 keepalive = 5

@@ -153,7 +153,8 @@ YYAI_SYNC_SECONDS = env_float("YYAI_SYNC_SECONDS", 1.0)
 # Scan the model store for new version folders this often (0: off, the default).
 YYAI_POLL_SECONDS = env_float("YYAI_POLL_SECONDS", 0.0)
 YYAI_MAX_BATCH_SIZE = env_int("YYAI_MAX_BATCH_SIZE", 32, minimum=1)
-YYAI_BATCH_TIMEOUT_MICROS = env_int("YYAI_BATCH_TIMEOUT_MICROS", 2000)
+# 0 = greedy: never hold a request; batches still form from what queues while the model runs.
+YYAI_BATCH_TIMEOUT_MICROS = env_int("YYAI_BATCH_TIMEOUT_MICROS", 0)
 YYAI_MAX_ENQUEUED = env_int("YYAI_MAX_ENQUEUED", 256, minimum=1)
 # Who may predict: "any" (default), "authenticated" or "staff".
 YYAI_PREDICT_PERMISSION = env_str("YYAI_PREDICT_PERMISSION", "any")

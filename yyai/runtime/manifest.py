@@ -49,7 +49,7 @@ class BatchingSpec:
     """Dynamic batching limits of one app (see ``batching.py``)."""
 
     max_batch_size: int = 32
-    batch_timeout_micros: int = 2000
+    batch_timeout_micros: int = 0  # greedy: run what is queued; batches grow with load
     max_enqueued: int = 256
 
 
