@@ -42,3 +42,9 @@ def test_health_and_readiness(store, client):
     (store / "empty").mkdir()
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json()["waiting_for"] == ["empty"]
+
+
+def test_predict_is_browsable(store, client):
+    response = client.get("/api/apps/calc/predict/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and b"<html" in response.content and b"a.h5" in response.content
+    assert client.get("/api/apps/calc/predict/")["Content-Type"] == "application/json"

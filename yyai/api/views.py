@@ -7,7 +7,6 @@ from rest_framework import permissions, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -74,7 +73,7 @@ class AppViewSet(viewsets.GenericViewSet):
             return  # request.user is still resolved on first use (e.g. by a throttle)
         super().perform_authentication(request)
 
-    @action(detail=True, methods=["get", "post"], renderer_classes=[JSONRenderer])
+    @action(detail=True, methods=["get", "post"])
     def predict(self, request: Request, app: str) -> Response:
         """POST: run every model of the app on the input. GET: on the app's sample image."""
         util = get_registry().get(app)  # 404 before reading the body
