@@ -2,7 +2,7 @@
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from yyai.runtime.model_util import State
+from yyai.runtime.servable import State
 from yyai.serving import get_registry
 
 

@@ -40,7 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from yyai.api.exceptions import json_error
 from yyai.runtime.batching import Batcher
-from yyai.runtime.model_util import ServingVersion
+from yyai.runtime.servable import ServingVersion
 from yyai.runtime.registry import Registry
 from yyai.serving import get_registry
 

@@ -7,7 +7,8 @@ import pytest
 
 from tests import modelkit
 from yyai.runtime.errors import AppNotAvailable, BadTensor, ReloadInProgress, VersionNotFound
-from yyai.runtime.model_util import ModelUtil, State
+from yyai.runtime.model_util import ModelUtil
+from yyai.runtime.servable import State
 
 BATCH = np.random.default_rng(0).random((4, *modelkit.SHAPE), dtype=np.float32)
 

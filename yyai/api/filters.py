@@ -2,7 +2,7 @@
 import django_filters
 
 from yyai.models import ModelApp, ReloadEvent
-from yyai.runtime.model_util import State
+from yyai.runtime.servable import State
 from yyai.selectors import names_in_state
 
 

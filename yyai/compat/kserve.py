@@ -21,7 +21,7 @@ from rest_framework.request import Request
 
 from yyai.compat import servables, v2tensors
 from yyai.compat.http import ProtocolError, ProtocolView
-from yyai.runtime.model_util import ServingVersion, State
+from yyai.runtime.servable import ServingVersion, State
 from yyai.serving import get_registry
 
 NAME = rf"(?P<name>{servables.NAME_PATTERN})"

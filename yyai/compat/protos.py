@@ -19,7 +19,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 from yyai.compat import servables
 from yyai.compat.servables import INPUT_NAME, SIGNATURE_NAME, Target
 from yyai.runtime.errors import BadTensor, VersionNotFound
-from yyai.runtime.model_util import ServingVersion
+from yyai.runtime.servable import ServingVersion
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 VersionStatus = get_model_status_pb2.ModelVersionStatus

@@ -25,7 +25,8 @@ from django.conf import settings
 from yyai import metrics
 from yyai.runtime.errors import AppNotFound, BadTensor, VersionNotFound
 from yyai.runtime.loader import MODEL_SUFFIXES
-from yyai.runtime.model_util import ModelUtil, ServingVersion
+from yyai.runtime.model_util import ModelUtil
+from yyai.runtime.servable import ServingVersion
 from yyai.serving import get_registry
 
 INPUT_NAME = "input"

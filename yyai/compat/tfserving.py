@@ -25,7 +25,7 @@ from yyai.compat import protos, servables
 from yyai.compat.http import ProtocolError, ProtocolView
 from yyai.compat.servables import Target
 from yyai.runtime import preprocess
-from yyai.runtime.model_util import ServingVersion
+from yyai.runtime.servable import ServingVersion
 
 NAME = rf"(?P<name>{servables.NAME_PATTERN})"
 VERSION = r"(?:/versions/(?P<version>\d+))?"
