@@ -20,7 +20,7 @@ from yyai.runtime.errors import InvalidUpload, ReloadInProgress, ServingError
 from yyai.runtime.model_util import LATEST, ReloadReport
 from yyai.runtime.publish import discard, publish_version, stage_version
 from yyai.runtime.validate import validate_version
-from yyai.serving import get_registry, mark_applied
+from yyai.serving import get_registry, mark_applied, release_when_idle
 
 HOST = socket.gethostname()
 
@@ -60,7 +60,8 @@ def reload_app(*, app: str, version: str | int | None = None, user=None,
     failed reload is recorded and re-raised; the old version keeps serving.
     """
     util = get_registry().get(app)
-    old = util.current.id if util.current else ""
+    retiring = util.current
+    old = retiring.id if retiring else ""
     started = time.perf_counter()
     try:
         report = util.reload(version, wait=wait)
@@ -77,6 +78,7 @@ def reload_app(*, app: str, version: str | int | None = None, user=None,
         record_reload(app=app, from_version=report.old_version or "", to_version=report.new_version,
                       trigger=trigger, user=user, error="", started=started)
     mark_applied(app, generation)
+    release_when_idle(retiring)
     return report
 
 

@@ -6,19 +6,23 @@ urls, nor during ``migrate``, ``check`` or test collection.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
+import weakref
 
 from django.conf import settings
 
 from yyai.runtime.manifest import BatchingSpec
 from yyai.runtime.registry import Registry, RegistryConfig
+from yyai.runtime.servable import ServingVersion, State
 
 log = logging.getLogger(__name__)
 
 _registry: Registry | None = None
 _watcher = None  # yyai.sync.GenerationWatcher once start() ran
+RELEASE_GRACE_SECONDS = 1.0
 _lock = threading.Lock()
 
 
@@ -81,6 +85,38 @@ def start(*, watch: bool | None = None) -> Registry:
     if watch if watch is not None else settings.YYAI_SYNC_SECONDS > 0:
         watcher.start()
     return registry
+
+
+def release_when_idle(old: ServingVersion | None, *, timeout: float = 300.0) -> threading.Thread | None:
+    """After a swap, let the garbage collector free ``old`` once its last request is done.
+
+    gunicorn freezes the objects alive after start-up (``gc.freeze()``, see
+    gunicorn.conf.py) so that full collections stop scanning them; frozen
+    objects are never collected, and a Keras model is full of reference cycles.
+    So when a retired version reaches END: unfreeze, collect, freeze again
+    (one collection pause per reload). Nothing to do when nothing is frozen.
+    """
+    if old is None or gc.get_freeze_count() == 0:
+        return None
+    retired = weakref.ref(old)  # a strong reference here would keep it alive through the collection
+
+    def ended() -> bool:
+        version = retired()
+        return version is None or version.state is State.END
+
+    def wait_then_collect() -> None:
+        deadline = time.monotonic() + timeout
+        while not ended() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(RELEASE_GRACE_SECONDS)  # the reloading call and the batcher thread let go of it
+        with _lock:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+
+    thread = threading.Thread(target=wait_then_collect, name="release-old-version", daemon=True)
+    thread.start()
+    return thread
 
 
 def mark_applied(name: str, generation: int) -> None:

@@ -27,6 +27,7 @@ from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.model_util import LATEST
 from yyai.runtime.registry import Registry
 from yyai.runtime.source import choose_version, scan_versions
+from yyai.serving import release_when_idle
 from yyai.services import record_reload
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ class GenerationWatcher:
 
     def _reload(self, name: str, version: str | None, trigger: str) -> bool:
         util = self.registry.get(name)
-        old = util.current.id if util.current else ""
+        retiring = util.current
+        old = retiring.id if retiring else ""
         started = time.perf_counter()
         try:
             report = util.reload(version)
@@ -125,4 +127,5 @@ class GenerationWatcher:
             return False
         record_reload(app=name, from_version=old, to_version=report.new_version, trigger=trigger, user=None,
                       error="", started=started)
+        release_when_idle(retiring)
         return True
