@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from rest_framework.throttling import ScopedRateThrottle
 
 pytestmark = pytest.mark.django_db
@@ -16,11 +15,8 @@ TENSOR = {"instances": [[[[1.0]] * 8] * 8]}
 
 @pytest.fixture
 def rates(monkeypatch):
-    cache.clear()
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {
         "predict": "2/minute", "reload": None, "upload": None, "token": "1/minute"})
-    yield
-    cache.clear()
 
 
 def test_predict_throttled_with_retry_after(store, client, rates):
@@ -38,7 +34,6 @@ def test_token_endpoint_throttled(store, client, rates, staff):
 
 
 def test_unthrottled_by_default(store, client):
-    cache.clear()
     for _ in range(30):
         assert client.post("/api/apps/calc/predict/", TENSOR, format="json").status_code == 200
 
