@@ -16,10 +16,13 @@ class ModelAppAdmin(admin.ModelAdmin):
     actions = ["reload_apps"]
 
     def _status(self, obj) -> dict:
-        try:
-            return get_registry().get(obj.name).status()
-        except ServingError as exc:
-            return {"state": "MISSING", "version": None, "models": [], "last_error": exc.message}
+        """The app's runtime status, read once per row (status() scans the app folder)."""
+        if not hasattr(obj, "_runtime_status"):
+            try:
+                obj._runtime_status = get_registry().get(obj.name).status()
+            except ServingError as exc:
+                obj._runtime_status = {"state": "MISSING", "version": None, "models": [], "last_error": exc.message}
+        return obj._runtime_status
 
     @admin.display(description="state (this process)")
     def state(self, obj):

@@ -53,11 +53,12 @@ def predict(*, app: str, images: list[bytes] | None = None, instances: Any = Non
 
 
 def reload_app(*, app: str, version: str | int | None = None, user=None,
-               trigger: str = ReloadEvent.Trigger.API, wait: bool = True) -> ReloadReport:
-    """Reload ``app`` from disk in this process and raise its generation for every other one.
+               trigger: str = ReloadEvent.Trigger.API, wait: bool = True, announce: bool = True) -> ReloadReport:
+    """Reload ``app`` from disk in this process and, if ``announce``, raise its generation for every other one.
 
     ``version``: None keeps the pin, a number pins it, ``"latest"`` unpins. A
     failed reload is recorded and re-raised; the old version keeps serving.
+    ``announce=False`` is for reloads that follow one (generation sync, file poll).
     """
     util = get_registry().get(app)
     retiring = util.current
@@ -72,12 +73,15 @@ def reload_app(*, app: str, version: str | int | None = None, user=None,
                       error=exc.message, started=started)
         raise
     with transaction.atomic():
-        row = ensure_app(name=app)
-        ModelApp.objects.filter(pk=row.pk).update(generation=F("generation") + 1, pinned_version=util.pinned or "")
-        generation = ModelApp.objects.values_list("generation", flat=True).get(pk=row.pk)
+        if announce:
+            row = ensure_app(name=app)
+            ModelApp.objects.filter(pk=row.pk).update(generation=F("generation") + 1,
+                                                      pinned_version=util.pinned or "")
+            generation = ModelApp.objects.values_list("generation", flat=True).get(pk=row.pk)
         record_reload(app=app, from_version=report.old_version or "", to_version=report.new_version,
                       trigger=trigger, user=user, error="", started=started)
-    mark_applied(app, generation)
+    if announce:
+        mark_applied(app, generation)
     release_when_idle(retiring)
     return report
 

@@ -27,8 +27,7 @@ from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.model_util import LATEST
 from yyai.runtime.registry import Registry
 from yyai.runtime.source import choose_version, scan_versions
-from yyai.serving import release_when_idle
-from yyai.services import record_reload
+from yyai.services import reload_app
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +114,9 @@ class GenerationWatcher:
         return changed
 
     def _reload(self, name: str, version: str | None, trigger: str) -> bool:
-        util = self.registry.get(name)
-        retiring = util.current
-        old = retiring.id if retiring else ""
-        started = time.perf_counter()
+        """Follow a reload made elsewhere: recorded either way, never announced again."""
         try:
-            report = util.reload(version)
-        except ServingError as exc:
-            record_reload(app=name, from_version=old, to_version=str(version or ""), trigger=trigger, user=None,
-                          error=exc.message, started=started)
+            reload_app(app=name, version=version, trigger=trigger, announce=False)
+        except ServingError:
             return False
-        record_reload(app=name, from_version=old, to_version=report.new_version, trigger=trigger, user=None,
-                      error="", started=started)
-        release_when_idle(retiring)
         return True
