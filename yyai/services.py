@@ -19,6 +19,7 @@ from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import InvalidUpload, ReloadInProgress, ServingError
 from yyai.runtime.model_util import LATEST, ReloadReport
 from yyai.runtime.publish import discard, publish_version, stage_version
+from yyai.runtime.servable import ServingVersion
 from yyai.runtime.validate import validate_version
 from yyai.serving import get_registry, mark_applied, release_when_idle
 
@@ -40,16 +41,32 @@ def predict(*, app: str, images: list[bytes] | None = None, instances: Any = Non
             max_pixels: int, max_batch: int) -> PredictionResult:
     """Run every model of ``app`` on image bytes or ready tensors, all on one version."""
     started = time.perf_counter()
-    util = get_registry().get(app)
-    with util.serving() as version:
-        if images is not None:
-            batch = version.prepare_images(images, max_pixels=max_pixels)
-        else:
-            batch = version.prepare_tensors(instances, max_batch=max_batch)
-        rows = version.format(version.infer(batch))
-        metrics.observe_predict(version, rows=len(batch))
-        return PredictionResult(app=app, version=version.id, demo=version.spec.demo, rows=rows,
-                                elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
+    with get_registry().get(app).serving() as version:
+        batch = _prepare(version, images, instances, max_pixels=max_pixels, max_batch=max_batch)
+        return _answer(app, version, batch, version.infer(batch), started)
+
+
+async def predict_async(*, app: str, images: list[bytes] | None = None, instances: Any = None,
+                        max_pixels: int, max_batch: int) -> PredictionResult:
+    """:func:`predict` for a coroutine: awaits the batch instead of blocking a thread (yyai.fastpath)."""
+    started = time.perf_counter()
+    with get_registry().get(app).serving() as version:
+        batch = _prepare(version, images, instances, max_pixels=max_pixels, max_batch=max_batch)
+        return _answer(app, version, batch, await version.infer_async(batch), started)
+
+
+def _prepare(version: ServingVersion, images: list[bytes] | None, instances: Any, *, max_pixels: int,
+             max_batch: int):
+    if images is not None:
+        return version.prepare_images(images, max_pixels=max_pixels)
+    return version.prepare_tensors(instances, max_batch=max_batch)
+
+
+def _answer(app: str, version: ServingVersion, batch, outputs, started: float) -> PredictionResult:
+    rows = version.format(outputs)
+    metrics.observe_predict(version, rows=len(batch))
+    return PredictionResult(app=app, version=version.id, demo=version.spec.demo, rows=rows,
+                            elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
 def reload_app(*, app: str, version: str | int | None = None, user=None,

@@ -1,4 +1,5 @@
 """The dynamic batcher: exact rows per caller, timeout, queue limit, failures."""
+import asyncio
 import threading
 import time
 
@@ -122,3 +123,95 @@ def test_close_drains_then_stops():
     batcher.close()
     worker.join(2)
     assert not worker.is_alive()
+
+
+# -- callers on an asyncio event loop (submit_async: the ASGI predict path) ---------------------------
+
+def test_async_callers_and_threads_share_batches_and_get_their_rows():
+    model = Recorder(delay=0.01)
+    batcher = Batcher(model, BatchingSpec(max_batch_size=16, batch_timeout_micros=5000, max_enqueued=100))
+    rng = np.random.default_rng(1)
+    async_requests = [rng.random((int(rng.integers(1, 4)), 2, 2), dtype=np.float32) for _ in range(30)]
+    thread_requests = [rng.random((2, 2, 2), dtype=np.float32) for _ in range(10)]
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit_async(rows) for rows in async_requests))
+
+    threaded = threading.Thread(target=lambda: thread_results.extend(submit_all(batcher, thread_requests)))
+    thread_results = []
+    threaded.start()
+    results = asyncio.run(main())
+    threaded.join(timeout=10)
+    for rows, (twice, thrice) in zip(async_requests + thread_requests, results + thread_results[0]):
+        sums = rows.reshape(len(rows), -1).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(twice, sums * 2, rtol=1e-6)
+        np.testing.assert_allclose(thrice, sums * 3, rtol=1e-6)
+    assert thread_results[1] == [None] * 10
+    assert max(model.sizes) > 1, "the event loop's callers should have shared a batch"
+    assert batcher.rows == sum(len(r) for r in async_requests + thread_requests)
+
+
+def test_async_failure_reaches_only_its_batch():
+    batcher = Batcher(Recorder(fail_on=-1.0), BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=10))
+
+    async def main():
+        return await asyncio.gather(batcher.submit_async(np.full((1, 2), -1.0, np.float32)),
+                                    batcher.submit_async(np.ones((1, 2), np.float32)), return_exceptions=True)
+
+    bad, good = asyncio.run(main())
+    assert isinstance(bad, ValueError)
+    np.testing.assert_allclose(good[0], [[4.0]])
+
+
+def test_async_full_queue_refuses_without_waiting():
+    release = threading.Event()
+    batcher = Batcher(lambda batch: (release.wait(5), [batch])[1],
+                      BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=1))
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit_async(np.ones((1, 1), np.float32)))  # runs, blocks the worker
+        await asyncio.sleep(0.1)
+        second = asyncio.ensure_future(batcher.submit_async(np.ones((1, 1), np.float32)))  # queued
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(Overloaded):
+            await batcher.submit_async(np.ones((1, 1), np.float32))
+        refused_in = time.monotonic() - started
+        release.set()
+        await asyncio.gather(first, second)
+        return refused_in
+
+    assert asyncio.run(main()) < 0.05
+
+
+def test_cancelled_async_caller_does_not_break_the_batcher():
+    """A client that goes away mid-batch (its task cancelled) leaves the others and the worker unharmed."""
+    model = Recorder(delay=0.2)
+    batcher = Batcher(model, BatchingSpec(max_batch_size=4, batch_timeout_micros=0, max_enqueued=10))
+
+    async def main():
+        gone = asyncio.ensure_future(batcher.submit_async(np.ones((1, 2), np.float32)))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        return await batcher.submit_async(np.full((1, 2), 2.0, np.float32))
+
+    (twice, _) = asyncio.run(main())
+    np.testing.assert_allclose(twice, [[8.0]])
+    results, _ = submit_all(batcher, [np.ones((1, 2), np.float32)])  # joins with a timeout: no hang on failure
+    assert results[0][0].tolist() == [[4.0]]
+
+
+def test_result_for_a_closed_loop_is_dropped_quietly():
+    """The batch thread must survive a caller whose event loop has already shut down."""
+    model = Recorder(delay=0.3)
+    batcher = Batcher(model, BatchingSpec(max_batch_size=4, batch_timeout_micros=0, max_enqueued=10))
+
+    async def leave_early():
+        pending = asyncio.ensure_future(batcher.submit_async(np.ones((1, 2), np.float32)))
+        await asyncio.sleep(0.05)
+        pending.cancel()
+
+    asyncio.run(leave_early())  # the loop is closed while the batch still runs
+    time.sleep(0.4)
+    results, _ = submit_all(batcher, [np.ones((1, 2), np.float32)])  # the worker thread is still alive
+    assert results[0] is not None and results[0][0].tolist() == [[4.0]]

@@ -12,9 +12,14 @@ the next batch, so batches grow with load by themselves.
   never a hang.
 * A request larger than ``max_batch_size`` runs as a batch of its own.
 * An error in a batch fails exactly the callers in that batch.
+
+Callers wait in one of two ways: :meth:`Batcher.submit` blocks its thread;
+:meth:`Batcher.submit_async` awaits on an asyncio event loop, which the batch
+thread wakes with ``call_soon_threadsafe`` (the ASGI predict path).
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
@@ -28,16 +33,41 @@ from .manifest import BatchingSpec
 RunFn = Callable[[np.ndarray], list[np.ndarray]]
 
 
+class _LoopSignal:
+    """Wakes one asyncio future from the batch thread (the awaiting side of ``done``)."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.future = loop.create_future()
+
+    def set(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._resolve)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            pass
+
+    def _resolve(self) -> None:
+        if not self.future.done():  # a cancelled waiter (client gone) needs no answer
+            self.future.set_result(None)
+
+
 class _Pending:
-    """One caller's rows, waiting for their outputs."""
+    """One caller's rows, waiting for their outputs; ``done.set()`` tells the caller."""
 
     __slots__ = ("rows", "done", "outputs", "error")
 
-    def __init__(self, rows: np.ndarray):
+    def __init__(self, rows: np.ndarray, done: threading.Event | _LoopSignal):
         self.rows = rows
-        self.done = threading.Event()
+        self.done = done
         self.outputs: list[np.ndarray] | None = None
         self.error: BaseException | None = None
+
+    def result(self) -> list[np.ndarray]:
+        if self.error is not None:
+            raise self.error
+        return self.outputs
 
 
 class Batcher:
@@ -61,7 +91,19 @@ class Batcher:
 
     def submit(self, rows: np.ndarray) -> list[np.ndarray]:
         """Run ``rows`` (N, ...) in the next batch; returns one (N, ...) output per model."""
-        pending = _Pending(rows)
+        pending = self._enqueue(_Pending(rows, threading.Event()))
+        pending.done.wait()
+        return pending.result()
+
+    async def submit_async(self, rows: np.ndarray) -> list[np.ndarray]:
+        """:meth:`submit` for a coroutine: the event loop keeps serving while the batch runs."""
+        signal = _LoopSignal(asyncio.get_running_loop())
+        pending = self._enqueue(_Pending(rows, signal))
+        await signal.future
+        return pending.result()
+
+    def _enqueue(self, pending: _Pending) -> _Pending:
+        """Queue ``pending`` for the next batch, or raise Overloaded / AppNotAvailable at once."""
         with self._cond:
             if self._closed:
                 raise AppNotAvailable(f"{self.name} is unloading; retry")
@@ -73,10 +115,7 @@ class Batcher:
                 self._worker = threading.Thread(target=self._loop, name=f"batcher:{self.name}", daemon=True)
                 self._worker.start()
             self._cond.notify()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.outputs
+        return pending
 
     def close(self) -> None:
         """Finish what is queued, then stop the worker thread."""

@@ -72,10 +72,11 @@ class ServingVersion:
 
         A batch of the wrong shape is refused here, before it can join (and fail) others.
         """
-        if batch.ndim != len(self.input_shape) + 1 or batch.shape[1:] != self.input_shape:
-            raise BadTensor(f"app '{self.spec.name}' expects rows of shape {list(self.input_shape)}, "
-                            f"got {list(batch.shape[1:])}")
-        return self.batcher.submit(np.asarray(batch, dtype=np.float32))
+        return self.batcher.submit(self._checked(batch))
+
+    async def infer_async(self, batch: np.ndarray) -> list[np.ndarray]:
+        """:meth:`infer` for a coroutine on an event loop (the ASGI predict path)."""
+        return await self.batcher.submit_async(self._checked(batch))
 
     def format(self, outputs: list[np.ndarray]) -> list[list[dict]]:
         """Per input row, one result dict per model, in file-name order."""
@@ -84,6 +85,12 @@ class ServingVersion:
             for m, kind, out in zip(self.models, self.kinds, outputs)
         ]
         return [list(row) for row in zip(*per_model)]
+
+    def _checked(self, batch: np.ndarray) -> np.ndarray:
+        if batch.ndim != len(self.input_shape) + 1 or batch.shape[1:] != self.input_shape:
+            raise BadTensor(f"app '{self.spec.name}' expects rows of shape {list(self.input_shape)}, "
+                            f"got {list(batch.shape[1:])}")
+        return np.asarray(batch, dtype=np.float32)
 
     def _run_models(self, batch: np.ndarray) -> list[np.ndarray]:
         return [model.infer(batch) for model in self.models]
