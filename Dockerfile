@@ -10,4 +10,4 @@ ENV DJANGO_DEBUG=0 YYAI_DATA_DIR=/data YYAI_MODEL_STORE=/models PORT=8000
 VOLUME ["/data", "/models"]
 EXPOSE 8000
 # migrate, create the admin user once, then serve; models come from the /models volume
-CMD ["sh", "-c", "make migrate && .venv/bin/python manage.py ensure_admin && exec .venv/bin/gunicorn -c aiserver/gunicorn.conf.py aiserver.wsgi"]
+CMD ["sh", "-c", "make migrate && .venv/bin/python manage.py ensure_admin && exec .venv/bin/gunicorn -c aiserver/gunicorn.conf.py"]

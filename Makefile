@@ -25,7 +25,7 @@ demo: install
 ## Set up everything and serve the demo apps on 0.0.0.0:$(PORT) (plain HTTP unless DJANGO_HTTPS=1).
 run: migrate demo
 	$(PY) manage.py ensure_admin
-	DJANGO_HTTPS=$${DJANGO_HTTPS:-0} PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py aiserver.wsgi
+	DJANGO_HTTPS=$${DJANGO_HTTPS:-0} PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py
 
 ## Run the whole test suite (slow-marked tests included).
 test: install browser

@@ -1,16 +1,18 @@
-"""gunicorn configuration: gthread workers, each loading every model app after fork.
+"""gunicorn configuration: uvicorn workers (aiserver/workers.py), each loading every model app after fork.
 
-Numbers (measured with ``make bench`` on a quiet 2-core machine; tables in bench/RESULTS.md):
-* ``WEB_CONCURRENCY`` worker processes, default: one per CPU core. Python's
-  per-request work (HTTP parsing, Django, DRF: about 2.5 ms of GIL time) holds
-  one process to one core, so workload a at 32 clients gave 490 req/s with
-  1 worker x 32 threads and 836 req/s with 2 workers x 16 threads. Each worker
-  holds its own copy of every model (about 0.8 GB with the demo apps) and its
-  own batcher; reloads reach every worker through the database generation.
-* ``GUNICORN_THREADS`` threads per worker, default 16: a thread is held by a
-  request for its whole life (parse, batch wait, respond), so the thread count
-  caps the batch size; 8 threads gave smaller batches and fewer req/s, and more
-  than 16 per worker gave no more (the GIL, not the thread count, is the limit).
+gunicorn serves ``aiserver.asgi:application``: predict requests are answered
+on each worker's event loop (yyai/fastpath.py), everything else by Django in a
+thread pool. Numbers (``make bench`` on a 2-core machine; tables in bench/RESULTS.md):
+
+* ``WEB_CONCURRENCY`` worker processes, default: one per CPU core. One process
+  runs Python on one core at a time (the GIL); a second worker uses the second
+  core. Each worker holds its own copy of every model (about 0.8 GB with the
+  demo apps) and its own batcher; reloads reach every worker through the
+  database generation.
+* ``GUNICORN_THREADS`` threads per worker for Django's requests (admin, reload,
+  uploads, the browsable API), default 16. Fast-path
+  predicts hold no thread: they wait for their batch on the event loop, so the
+  batch size is not capped by a thread count.
 
 Metrics: Prometheus multiprocess mode. Every worker writes its series to files
 in ``PROMETHEUS_MULTIPROC_DIR`` (default ``<YYAI_DATA_DIR>/prometheus``, emptied
@@ -27,8 +29,8 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(
 
 bind = f"{env_str('HOST', '0.0.0.0')}:{env_int('PORT', 8000, minimum=1)}"
 workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
-worker_class = "gthread"
-threads = env_int("GUNICORN_THREADS", 16, minimum=1)
+worker_class = "aiserver.workers.Worker"
+wsgi_app = "aiserver.asgi:application"
 timeout = env_int("GUNICORN_TIMEOUT", 120, minimum=1)  # start-up loads and warms every model
 graceful_timeout = 30
 keepalive = 5

@@ -160,6 +160,9 @@ YYAI_MAX_ENQUEUED = env_int("YYAI_MAX_ENQUEUED", 256, minimum=1)
 YYAI_PREDICT_PERMISSION = env_str("YYAI_PREDICT_PERMISSION", "any")
 if YYAI_PREDICT_PERMISSION not in ("any", "authenticated", "staff"):
     raise ValueError("YYAI_PREDICT_PERMISSION must be any, authenticated or staff")
+# Predict requests answered on the event loop without Django's request cycle (yyai/fastpath.py);
+# 0 sends every request through Django and DRF.
+YYAI_FAST_PREDICT = env_bool("YYAI_FAST_PREDICT", True)
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes anonymous calls 401 without a browser login pop-up.

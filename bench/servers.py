@@ -48,7 +48,7 @@ def ours(*, store: Path, data_dir: Path, batch_timeout_micros: int, max_batch_si
         env["WEB_CONCURRENCY"] = str(workers)
     subprocess.run([str(VENV_PY), "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True,
                    env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-    return ServerSpec("aiserver", [str(VENV_GUNICORN), "-c", "aiserver/gunicorn.conf.py", "aiserver.wsgi"],
+    return ServerSpec("aiserver", [str(VENV_GUNICORN), "-c", "aiserver/gunicorn.conf.py"],
                       "/api/apps/{app}/predict/", env)
 
 

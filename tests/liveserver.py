@@ -61,7 +61,7 @@ class GunicornServer:
             self.manage("migrate", "--noinput")
             self.manage("ensure_admin")
         log = self.log_path.open("w")
-        self.process = subprocess.Popen([str(GUNICORN), "-c", "aiserver/gunicorn.conf.py", "aiserver.wsgi"],
+        self.process = subprocess.Popen([str(GUNICORN), "-c", "aiserver/gunicorn.conf.py"],
                                         cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         try:

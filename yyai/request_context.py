@@ -42,29 +42,38 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        incoming = request.headers.get(HEADER, "")
-        rid = incoming if VALID_ID.fullmatch(incoming) else uuid.uuid4().hex
+        rid = request_id_of(request.headers.get(HEADER, ""))
         request.request_id = rid
         rid_token = request_id.set(rid)
         served_token = metrics.served.set(None)
         try:
             response = self.get_response(request)
-            seconds = time.perf_counter() - started
             app, version = metrics.served.get() or (_app_of(request), "")
             route = request.resolver_match.view_name if request.resolver_match else "unmatched"
-            metrics.observe_request(app=app, version=version, route=route, status=response.status_code,
-                                    seconds=seconds)
+            finish_request(method=request.method, path=request.path, status=response.status_code,
+                           seconds=time.perf_counter() - started, app=app, version=version, route=route,
+                           remote_addr=request.META.get("REMOTE_ADDR", ""))
             response[HEADER] = rid
-            if settings.YYAI_LOG_JSON:
-                access_log.info("%s %s %d", request.method, request.path, response.status_code, extra={
-                    "method": request.method, "path": request.path, "status": response.status_code,
-                    "duration_ms": round(seconds * 1000, 2), "app": app, "version": version, "route": route,
-                    "remote_addr": request.META.get("REMOTE_ADDR", ""),
-                })
             return response
         finally:
             metrics.served.reset(served_token)
             request_id.reset(rid_token)
+
+
+def request_id_of(incoming: str) -> str:
+    """The caller's X-Request-ID when it is a valid one, else a fresh uuid4 hex."""
+    return incoming if VALID_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def finish_request(*, method: str, path: str, status: int, seconds: float, app: str, version: str, route: str,
+                   remote_addr: str) -> None:
+    """Count one answered request in the metrics and, with YYAI_LOG_JSON=1, write its access log line."""
+    metrics.observe_request(app=app, version=version, route=route, status=status, seconds=seconds)
+    if settings.YYAI_LOG_JSON:
+        access_log.info("%s %s %d", method, path, status, extra={
+            "method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 2),
+            "app": app, "version": version, "route": route, "remote_addr": remote_addr,
+        })
 
 
 def _app_of(request: HttpRequest) -> str:

@@ -70,6 +70,15 @@ def json_error(message: str, code: str, status: int, headers: dict | None = None
 
 def exception_handler(exc, context) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every known failure becomes the JSON error format."""
+    parts = error_parts(exc)
+    if parts is None:
+        return None  # a real bug: Django's 500 handler answers, without a trace
+    status, body, headers = parts
+    return Response(body, status=status, headers=headers)
+
+
+def error_parts(exc: BaseException) -> tuple[int, dict, dict[str, str]] | None:
+    """(status, JSON body, headers) of a known failure in the error format; None for anything else."""
     headers = {}
     if isinstance(exc, ServingError):
         status, code, message = STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message
@@ -92,11 +101,11 @@ def exception_handler(exc, context) -> Response | None:
     elif isinstance(exc, SuspiciousOperation):
         status, code, message = 400, "bad_request", "the request was refused as malformed"
     else:
-        return None  # a real bug: Django's 500 handler answers, without a trace
+        return None
     body = error_body(message, code)
     if isinstance(exc, drf.ValidationError) and isinstance(exc.detail, dict):
         body["fields"] = exc.detail
-    return Response(body, status=status, headers=headers)
+    return status, body, headers
 
 
 def _drf_code(exc: drf.APIException) -> str:

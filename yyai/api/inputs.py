@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from django.conf import settings
 
@@ -39,10 +39,14 @@ class PredictInput:
 
 def read_predict_input(request) -> PredictInput:
     """Parse a DRF request into a PredictInput; ApiError / InputError on anything wrong."""
-    data = request.data
+    return parse_predict_input(request.data, request.FILES)
+
+
+def parse_predict_input(data: Any, files: Mapping[str, Any]) -> PredictInput:
+    """A parsed body (JSON value or form QueryDict) and its uploaded files, as a PredictInput."""
     if not hasattr(data, "keys"):
         raise ApiError(f"the body must be a JSON object; {HINT}", code="bad_input")
-    uploads = {name: request.FILES[name] for name in FILE_FIELDS if name in request.FILES}
+    uploads = {name: files[name] for name in FILE_FIELDS if name in files}
     present = sorted({key for key in KEYS if key in data} | set(uploads))
     if not present:
         raise ApiError(f"no input found; {HINT}", code="bad_input")

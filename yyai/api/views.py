@@ -83,13 +83,7 @@ class AppViewSet(viewsets.GenericViewSet):
             parsed = read_predict_input(request)
         result = services.predict(app=app, images=parsed.images, instances=parsed.instances,
                                   max_pixels=settings.YYAI_MAX_IMAGE_PIXELS, max_batch=settings.YYAI_MAX_BATCH)
-        body = {"app": result.app, "version": result.version, "demo": result.demo}
-        if parsed.many:
-            body["predictions"] = result.rows
-        else:
-            body["result"] = result.rows[0]
-        body["elapsed_ms"] = result.elapsed_ms
-        return Response(body)
+        return Response(predict_body(result, many=parsed.many))
 
     @action(detail=True, methods=["post"], serializer_class=ReloadRequestSerializer)
     def reload(self, request: Request, app: str) -> Response:
@@ -123,6 +117,17 @@ class AppViewSet(viewsets.GenericViewSet):
             "activated": result.reload is not None,
             "serving": result.reload.new_version if result.reload else None,
         }, status=201)
+
+
+def predict_body(result: services.PredictionResult, *, many: bool) -> dict:
+    """The predict answer (DESIGN section 5): ``predictions`` per input for batch inputs, else ``result``."""
+    body = {"app": result.app, "version": result.version, "demo": result.demo}
+    if many:
+        body["predictions"] = result.rows
+    else:
+        body["result"] = result.rows[0]
+    body["elapsed_ms"] = result.elapsed_ms
+    return body
 
 
 @openapi.RELOAD_EVENT_DOCS

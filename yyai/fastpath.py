@@ -1,0 +1,250 @@
+"""The lean predict path: ``POST /api/apps/<app>/predict/`` (JSON or multipart), answered on the event loop.
+
+An ASGI app in front of Django (``aiserver/asgi.py``). A predict request in its
+common form skips Django's request/response cycle, its middleware and DRF
+(about 2 ms of GIL time per request, measured in bench/RESULTS.md): the body is
+parsed here, checked by the same :func:`yyai.api.inputs.parse_predict_input`,
+run by :func:`yyai.services.predict_async` (which awaits the dynamic batcher
+instead of holding a thread) and answered with the same JSON, error format,
+headers, ``X-Request-ID``, metrics and access log line as the DRF view.
+
+Everything else goes to Django unchanged, and so does any predict request
+whose answer depends on something only Django does. Checked once at start-up
+(:func:`enabled`): ``YYAI_FAST_PREDICT`` on, anyone may predict, no predict
+throttle. Checked per request (:meth:`FastPredict._eligible`): a known app, a
+JSON or multipart body with a Content-Length within the limit, no query
+string, an Accept that picks JSON, no ``Origin`` (CORS), an allowed Host, no
+pending HTTPS redirect. A body DRF's parsers would refuse (not UTF-8 JSON, a
+broken multipart form) is replayed to Django, so DRF words the parse error. ``tests/api/test_fastpath.py`` checks that both paths
+answer alike.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import time
+from typing import Any, Awaitable, Callable, Mapping
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.files.uploadhandler import MemoryFileUploadHandler
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
+from django.http.request import split_domain_port, validate_host
+
+from yyai import services
+from yyai.api.exceptions import error_body, error_parts
+from yyai.api.inputs import parse_predict_input
+from yyai.api.views import predict_body
+from yyai.logging_json import request_id
+from yyai.request_context import HEADER, finish_request, request_id_of
+from yyai.runtime.errors import AppNotFound
+from yyai.serving import get_registry
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+PREDICT_PATH = re.compile(r"/api/apps/(?P<app>[A-Za-z][A-Za-z0-9_-]{0,63})/predict/")
+ROUTE = "app-predict"  # the DRF route's name, so both paths count under one metrics label
+PARSED_TYPES = frozenset({"application/json", "multipart/form-data"})
+JSON_ACCEPTS = frozenset({"*/*", "application/*", "application/json"})
+DRF_HEADERS = ((b"allow", b"GET, POST, HEAD, OPTIONS"), (b"vary", b"Accept, origin"))
+WANTED = frozenset({b"content-type", b"content-length", b"accept", b"origin", b"host", b"x-request-id",
+                    b"x-forwarded-host"})
+
+log = logging.getLogger(__name__)
+
+
+def enabled() -> bool:
+    """Whether predict may skip Django at all: the answer must not depend on the user or a throttle."""
+    rates = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
+    return (settings.YYAI_FAST_PREDICT and settings.YYAI_PREDICT_PERMISSION == "any"
+            and not rates.get("predict"))
+
+
+class FastPredict:
+    """ASGI: predict requests answered here, everything else passed to ``django`` (an ASGI app)."""
+
+    def __init__(self, django: ASGIApp):
+        self.django = django
+        self.enabled = enabled()
+        self.allowed_hosts = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+        self.secure_headers = _security_headers(secure=True)
+        self.plain_headers = _security_headers(secure=False)
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        match = (PREDICT_PATH.fullmatch(scope["path"])
+                 if self.enabled and scope["type"] == "http" and scope["method"] == "POST" else None)
+        if match is None:
+            return await self.django(scope, receive, send)
+        headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in WANTED}
+        if not self._eligible(scope, match["app"], headers):
+            return await self.django(scope, receive, send)
+        body = await _read_body(receive)
+        parsed = _parse_body(body, headers["content-type"])
+        if parsed is None:
+            return await self.django(scope, _replay(body, receive), send)
+        await self._answer(scope, send, match["app"], parsed, headers)
+
+    def _eligible(self, scope: dict, app: str, headers: dict[str, str]) -> bool:
+        """True when Django would answer this request exactly as :meth:`_answer` does."""
+        try:
+            length = int(headers.get("content-length", ""))
+        except ValueError:
+            return False  # chunked or malformed: Django's middleware answers
+        return (0 < length <= settings.YYAI_MAX_BODY_BYTES
+                and not scope.get("query_string")  # ?format=api and friends are DRF's
+                and _media_type(headers.get("content-type", "")) in PARSED_TYPES
+                and _accepts_json(headers.get("accept", ""))
+                and "origin" not in headers  # CORS: corsheaders answers
+                and not (settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in headers)
+                and self._host_allowed(headers.get("host", ""))
+                and not (settings.SECURE_SSL_REDIRECT and not _is_secure(scope, headers))
+                and _known(app))
+
+    async def _answer(self, scope: dict, send, app: str, body: tuple[Any, Mapping], headers: dict[str, str]) -> None:
+        started = time.perf_counter()
+        rid = request_id_of(headers.get("x-request-id", ""))
+        token = request_id.set(rid)
+        version = ""
+        try:
+            try:
+                parsed = parse_predict_input(*body)
+                result = await services.predict_async(
+                    app=app, images=parsed.images, instances=parsed.instances,
+                    max_pixels=settings.YYAI_MAX_IMAGE_PIXELS, max_batch=settings.YYAI_MAX_BATCH)
+                status, payload, extra = 200, predict_body(result, many=parsed.many), {}
+                version = result.version
+            except Exception as exc:  # noqa: BLE001 - every failure gets the error format, as in DRF
+                status, payload, extra = _failure(exc)
+            body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+            response_headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *DRF_HEADERS,
+                *(self.secure_headers if _is_secure(scope, headers) else self.plain_headers),
+                *((name.lower().encode(), value.encode()) for name, value in extra.items()),
+                (HEADER.lower().encode(), rid.encode()),
+            ]
+            await send({"type": "http.response.start", "status": status, "headers": response_headers})
+            await send({"type": "http.response.body", "body": body})
+            client = scope.get("client") or ("", 0)
+            finish_request(method="POST", path=scope["path"], status=status, seconds=time.perf_counter() - started,
+                           app=app, version=version, route=ROUTE, remote_addr=client[0])
+        finally:
+            request_id.reset(token)
+
+    def _host_allowed(self, host: str) -> bool:
+        domain, _ = split_domain_port(host)
+        return bool(domain) and validate_host(domain, self.allowed_hosts)
+
+
+def _failure(exc: Exception) -> tuple[int, dict, dict[str, str]]:
+    """The error answer of ``exc``: the DRF exception handler's for known failures, else a logged 500."""
+    parts = error_parts(exc)
+    if parts is not None:
+        return parts
+    log.exception("predict failed")
+    return 500, error_body("internal server error; the details are in the server log", "internal_error"), {}
+
+
+def _known(app: str) -> bool:
+    try:
+        get_registry().get(app)
+    except AppNotFound:
+        return False  # Django answers the 404
+    return True
+
+
+def _accepts_json(accept: str) -> bool:
+    """DRF renders JSON for these Accept values; anything else (text/html: the browsable API) goes to Django."""
+    return not accept or all(part.split(";")[0].strip().lower() in JSON_ACCEPTS for part in accept.split(","))
+
+
+def _is_secure(scope: dict, headers: dict[str, str]) -> bool:
+    """Django's ``request.is_secure()``: the trusted proxy header when configured and present, else the scheme."""
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    if proxy:
+        name = proxy[0].removeprefix("HTTP_").replace("_", "-").lower()
+        value = _header(scope, name)
+        if value is not None:
+            return value.split(",")[0].strip() == proxy[1]
+    return scope.get("scheme") == "https"
+
+
+def _header(scope: dict, name: str) -> str | None:
+    wanted = name.encode()
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == wanted), None)
+
+
+def _security_headers(*, secure: bool) -> list[tuple[bytes, bytes]]:
+    """What SecurityMiddleware and XFrameOptionsMiddleware add to a JSON response, from the same settings."""
+    headers = []
+    if secure and settings.SECURE_HSTS_SECONDS:
+        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            hsts += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            hsts += "; preload"
+        headers.append(("strict-transport-security", hsts))
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append(("x-content-type-options", "nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        headers.append(("referrer-policy", ",".join(
+            [v.strip() for v in policy.split(",")] if isinstance(policy, str) else policy)))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append(("cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
+    headers.append(("x-frame-options", settings.X_FRAME_OPTIONS))
+    return [(name.encode(), value.encode()) for name, value in headers]
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect: nothing more will come
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+def _parse_body(body: bytes, content_type: str) -> tuple[Any, Mapping] | None:
+    """(data, files) as DRF's JSONParser or MultiPartParser reads them; None where DRF would refuse."""
+    if _media_type(content_type) == "multipart/form-data":
+        meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body))}
+        try:
+            return MultiPartParser(meta, io.BytesIO(body), [MemoryFileUploadHandler()], settings.DEFAULT_CHARSET).parse()
+        except (MultiPartParserError, SuspiciousOperation, RequestDataTooBig, ValueError):  # DRF refuses these
+            return None
+    charset = re.search(r"charset=([\w-]+)", content_type, re.IGNORECASE)
+    if charset and charset.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return None
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant), {}
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _replay(body: bytes, receive):
+    """A ``receive`` for Django that hands over the body already read, then the connection's own events."""
+    sent = False
+
+    async def replayed() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
