@@ -4,7 +4,8 @@ import pytest
 
 from tests import modelkit
 from yyai.runtime.errors import ModelLoadError
-from yyai.runtime.loader import load_model_file
+from yyai.runtime.batching import ALIGNMENT, aligned_concatenate
+from yyai.runtime.loader import as_tensor, load_model_file
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])
@@ -95,3 +96,24 @@ def test_shape_bomb_refused_before_warmup(tmp_path):
     keras.Model(inputs, keras.layers.GlobalMaxPooling2D()(inputs)).save(tmp_path / "bomb.keras")
     with pytest.raises(ModelLoadError, match="values per row"):
         load_model_file(tmp_path / "bomb.keras")
+
+
+def test_aligned_batch_reaches_tensorflow_without_a_copy():
+    rng = np.random.default_rng(0)
+    parts = [rng.random((n, 4, 4, 3), dtype=np.float32) for n in (1, 3, 2)]
+    batch = aligned_concatenate(parts)
+    assert batch.ctypes.data % ALIGNMENT == 0
+    np.testing.assert_array_equal(batch, np.concatenate(parts))
+    tensor = as_tensor(batch)
+    batch[0, 0, 0, 0] = 1234.0  # shared memory: the tensor sees the write
+    assert float(tensor[0, 0, 0, 0]) == 1234.0
+
+
+def test_unaligned_or_other_arrays_are_copied():
+    unaligned = aligned_concatenate([np.zeros(13, np.float32)])[1:].reshape(3, 4)  # 4 bytes past a boundary
+    assert unaligned.ctypes.data % ALIGNMENT == 4
+    for array in (unaligned, np.arange(12, dtype=np.float64).reshape(3, 4), np.ones((4, 3), np.float32).T):
+        tensor = as_tensor(array)  # sharing the unaligned one would abort the process
+        expected = array.astype(np.float32).copy()
+        array[0, 0] = 99
+        np.testing.assert_array_equal(tensor.numpy(), expected)  # a copy: the write is not seen

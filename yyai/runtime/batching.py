@@ -31,6 +31,7 @@ from .errors import AppNotAvailable, Overloaded
 from .manifest import BatchingSpec
 
 RunFn = Callable[[np.ndarray], list[np.ndarray]]
+ALIGNMENT = 64  # bytes: TensorFlow's CPU kernels use a buffer so aligned as it is (loader.as_tensor)
 
 
 class _LoopSignal:
@@ -157,7 +158,7 @@ class Batcher:
 
     def _execute(self, batch: list[_Pending]) -> None:
         try:
-            rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+            rows = aligned_concatenate([p.rows for p in batch])
             outputs = self._run(rows)
         except BaseException as exc:  # hand every caller the failure, never kill the worker
             for pending in batch:
@@ -172,3 +173,17 @@ class Batcher:
             pending.outputs = [out[start:stop] for out in outputs]
             pending.done.set()
             start = stop
+
+
+def aligned_concatenate(parts: list[np.ndarray], alignment: int = ALIGNMENT) -> np.ndarray:
+    """``np.concatenate(parts)`` into a new buffer that starts on an ``alignment``-byte boundary.
+
+    TensorFlow takes such a batch without copying it (yyai.runtime.loader.as_tensor).
+    """
+    first = parts[0]
+    shape = (sum(len(p) for p in parts), *first.shape[1:])
+    nbytes = int(np.prod(shape)) * first.dtype.itemsize
+    raw = np.empty(nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    out = raw[start:start + nbytes].view(first.dtype).reshape(shape)
+    return np.concatenate(parts, out=out)

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .batching import ALIGNMENT
 from .errors import ModelLoadError
 from .filecheck import check_model_file
 
@@ -57,7 +58,7 @@ class LoadedModel:
     params: int
     load_seconds: float
     warmup_seconds: float
-    infer: Callable[[np.ndarray], np.ndarray]
+    infer: Callable[[np.ndarray | tf.Tensor], np.ndarray]  # a float32 batch (N, *input_shape) -> (N, *output_shape)
 
     def describe(self) -> dict:
         """JSON-ready description (no callables)."""
@@ -69,6 +70,20 @@ class LoadedModel:
             "load_ms": round(self.load_seconds * 1000, 1),
             "warmup_ms": round(self.warmup_seconds * 1000, 1),
         }
+
+
+def as_tensor(batch: np.ndarray) -> tf.Tensor:
+    """``batch`` as a float32 tensor, without a copy when the array allows it.
+
+    A C-contiguous float32 array aligned to ALIGNMENT bytes (what the
+    batcher builds) is shared with TensorFlow through DLPack; anything else is
+    copied by ``tf.convert_to_tensor`` (15 ms per 47 MB, with the GIL held).
+    An unaligned array must never be shared: TensorFlow aborts the process.
+    """
+    if (batch.dtype == np.float32 and batch.flags.c_contiguous and batch.size
+            and batch.ctypes.data % ALIGNMENT == 0):
+        return tf.experimental.dlpack.from_dlpack(batch.__dlpack__())
+    return tf.convert_to_tensor(batch, dtype=tf.float32)
 
 
 def load_model_file(

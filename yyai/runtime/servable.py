@@ -15,7 +15,7 @@ import numpy as np
 from . import postprocess, preprocess
 from .batching import Batcher
 from .errors import BadTensor, InputError
-from .loader import LoadedModel
+from .loader import LoadedModel, as_tensor
 from .manifest import AppSpec
 from .source import VersionCandidate
 
@@ -93,7 +93,8 @@ class ServingVersion:
         return np.asarray(batch, dtype=np.float32)
 
     def _run_models(self, batch: np.ndarray) -> list[np.ndarray]:
-        return [model.infer(batch) for model in self.models]
+        tensor = as_tensor(batch)  # once for every model of the app
+        return [model.infer(tensor) for model in self.models]
 
     # -- lifecycle ------------------------------------------------------
     def enter(self) -> bool:
