@@ -28,6 +28,10 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("Django middleware", "django/utils/deprecation.py"),
     ("Django", "django/"),
     ("gunicorn (HTTP parse, socket I/O)", "gunicorn/"),
+    ("JSON encode/decode", "json/"),
+    ("fast path (checks, response)", "fastpath.py"),
+    ("uvicorn (HTTP parse, socket I/O)", "uvicorn/"),
+    ("event loop (uvloop)", "asyncio/"),
 )
 
 
