@@ -157,8 +157,9 @@ def _known(app: str) -> bool:
 
 
 def _accepts_json(accept: str) -> bool:
-    """DRF renders JSON for these Accept values; anything else (text/html: the browsable API) goes to Django."""
-    return not accept or all(part.split(";")[0].strip().lower() in JSON_ACCEPTS for part in accept.split(","))
+    """DRF renders plain JSON for these Accept values; anything else goes to Django (text/html: the
+    browsable API; parameters such as ``indent=4`` or ``q=`` change what DRF picks or how it renders)."""
+    return not accept or all(part.strip().lower() in JSON_ACCEPTS for part in accept.split(","))
 
 
 def _is_secure(scope: dict, headers: dict[str, str]) -> bool:

@@ -187,6 +187,7 @@ def test_answers_without_django(store, content_type, body):
 
 FALLS_THROUGH = {
     "browsable API": {"headers": {"accept": "text/html"}},
+    "indented JSON": {"headers": {"accept": "application/json; indent=4"}},
     "CORS request": {"headers": {"origin": "https://example.com"}},
     "query string": {"query": b"format=json"},
     "form body": {"headers": {"content-type": "application/x-www-form-urlencoded"}},
