@@ -4,15 +4,20 @@ gunicorn serves ``aiserver.asgi:application``: predict requests are answered
 on each worker's event loop (yyai/fastpath.py), everything else by Django in a
 thread pool. Numbers (``make bench`` on a 2-core machine; tables in bench/RESULTS.md):
 
-* ``WEB_CONCURRENCY`` worker processes, default: one per two CPU cores. A
-  worker's event loop keeps one core busy with Python (the GIL) while its
-  batches run in TensorFlow's own threads on the other; on this 2-core machine
-  one worker gave 2,220 req/s on workload a at 32 clients (p99 27 ms) and two
-  gave 1,773 (p99 45 ms), the two processes taking cores from each other's
-  models. Each worker holds its own copy of every model (about 0.8 GB with the
-  demo apps) and its own batcher; reloads reach every worker through the
-  database generation. More workers pay off where cores are many or the
-  models small next to the request handling.
+* ``WEB_CONCURRENCY`` worker processes, default: one per CPU core, and each
+  worker's TensorFlow gets an equal share of the cores
+  (``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS`` default to
+  cores / workers, at least 1). A worker's event loop runs its Python on one
+  core at a time (the GIL), so a second worker uses the second core; with
+  TensorFlow's default pools, two workers' model threads fight over the same
+  cores. Interleaved A/B on this 2-core machine, three servers up at once and
+  driven in turn, 4 rounds of 5 s (workload a at 32 clients / workload b at 64):
+  1 worker 1,606-2,074 / 431-567 req/s; 2 workers with TensorFlow's default
+  pools 1,640-1,944 / 517-698; 2 workers with one TensorFlow thread each
+  2,037-2,563 / 630-730. Each worker holds its own copy of every model (about
+  0.8 GB with the demo apps) and its own batcher; reloads reach every worker
+  through the database generation. Set ``WEB_CONCURRENCY=1`` where memory is
+  tighter than CPU.
 * ``GUNICORN_THREADS`` threads per worker for Django's requests (admin, reload,
   uploads, the browsable API), default 16. Fast-path
   predicts hold no thread: they wait for their batch on the event loop, so the
@@ -32,7 +37,10 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(
     Path(env_str("YYAI_DATA_DIR", str(Path(__file__).resolve().parent.parent / "data"))) / "prometheus"))
 
 bind = f"{env_str('HOST', '0.0.0.0')}:{env_int('PORT', 8000, minimum=1)}"
-workers = env_int("WEB_CONCURRENCY", max(1, (os.cpu_count() or 1) // 2), minimum=1)
+workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+# Read by TensorFlow when a worker first runs an op (workers inherit the master's environment).
+for _pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    os.environ.setdefault(_pool, str(max(1, (os.cpu_count() or 1) // workers)))
 worker_class = "aiserver.workers.Worker"
 wsgi_app = "aiserver.asgi:application"
 timeout = env_int("GUNICORN_TIMEOUT", 120, minimum=1)  # start-up loads and warms every model
