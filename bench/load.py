@@ -34,6 +34,14 @@ class LoadResult:
     errors: int  # non-2xx answers plus socket errors and timeouts
 
 
+def merge(runs: list[LoadResult]) -> LoadResult:
+    """One result from equally long runs: summed requests and errors, mean req/s, median p50, worst p99."""
+    p50s = sorted(r.p50_ms for r in runs)
+    return LoadResult(connections=runs[0].connections, requests=sum(r.requests for r in runs),
+                      rps=sum(r.rps for r in runs) / len(runs), p50_ms=p50s[len(p50s) // 2],
+                      p99_ms=max(r.p99_ms for r in runs), errors=sum(r.errors for r in runs))
+
+
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 

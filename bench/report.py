@@ -23,8 +23,8 @@ def render(results: dict) -> str:
         f"after {_load(results['load_after'])}",
         f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
         f"Python {machine['python']}, Linux {machine['kernel']}",
-        f"- load generator: {config['loader']} (1 thread, keep-alive), {config['seconds']:g} s per level, "
-        f"after a warm-up at the highest concurrency",
+        f"- load generator: {config['loader']} (1 thread, keep-alive), {config['seconds']:g} s per level and server, "
+        f"as {results['rounds']} runs with the servers taken in turn (all up at once), after a warm-up at the highest concurrency",
         f"- batching (ours and LitServe): max_batch_size {config['max_batch_size']}, "
         f"batch_timeout_micros {config['batch_timeout_micros']}",
         f"- aiserver gunicorn: workers {config['workers'] or 'default'}, threads {config['threads'] or 'default'} "

@@ -1,8 +1,9 @@
 """The benchmark driver: ``python -m bench.run`` (``make bench``).
 
 For each workload it measures the offline limit (the compiled functions on
-pre-decoded batches of 1 and 32, no HTTP), then starts each server on a
-loopback port, drives it with wrk at each concurrency, stops it, and finally
+pre-decoded batches of 1 and 32, no HTTP), then starts every server on its own
+loopback port, drives them with wrk in turn (``ROUNDS`` short runs each at each
+concurrency, so the machine's drift hits all alike), stops them, and finally
 writes a table to bench/RESULTS.md (``--out``). ``--smoke`` runs our server
 only, briefly, with the Python load generator (no wrk, no peers).
 """
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from bench import load, models, report, servers
 ROOT = servers.ROOT
 WORK = ROOT / "bench" / ".work"
 PEERS = ("aiserver", "litserve", "seed")
+ROUNDS = 3  # runs per server and concurrency, servers taken in turn
 SEED_THREADS = 32
 
 
@@ -49,15 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     store = models.build_store(WORK / "store", with_face="b" in config.workloads)
     results: dict = {"config": asdict(config), "machine": machine(), "command": _command(argv),
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_before": os.getloadavg(),
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rounds": ROUNDS, "load_before": os.getloadavg(),
                      "workloads": {}}
     for key in config.workloads:
         workload = models.WORKLOADS[key]()
         entry = {"name": workload.name, "app": workload.app,
                  "offline": offline(store / workload.app, key, seconds=min(5.0, config.seconds)),
                  "servers": {}}
-        for peer in config.peers:
-            entry["servers"][peer] = drive(peer, config, store, workload)
+        entry["servers"] = drive_all(config, store, workload)
         results["workloads"][key] = entry
     results["load_after"] = os.getloadavg()
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
@@ -66,23 +68,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def drive(peer: str, config: Config, store: Path, workload: models.Workload) -> dict:
-    """Start ``peer``, run every concurrency level against it, stop it; results as JSON-ready dicts."""
-    spec = _spec(peer, config, store, workload)
+def drive_all(config: Config, store: Path, workload: models.Workload) -> dict[str, dict]:
+    """Start every peer at once, then drive them in turn: ROUNDS short runs each per concurrency.
+
+    The machine's speed drifts by tens of percent over minutes (a shared VM);
+    interleaving puts that drift on every server alike, so the ratios hold.
+    """
     body = WORK / f"body-{workload.app}.bin"
-    runs, profile = [], None
-    print(f"== {workload.name}: {spec.name}", flush=True)
-    with servers.running(spec, port=_free_port(), workload=workload, log=WORK / f"{peer}-{workload.app}.log") as server:
-        url = server.url
-        _load(config, url, workload, connections=max(config.concurrency), seconds=min(3.0, config.seconds), body=body)
+    round_seconds = config.seconds / ROUNDS
+    with ExitStack() as stack:
+        started: dict[str, servers.Running] = {}
+        results: dict[str, dict] = {}
+        for peer in config.peers:
+            spec = _spec(peer, config, store, workload)
+            print(f"== {workload.name}: starting {spec.name}", flush=True)
+            started[peer] = stack.enter_context(servers.running(
+                spec, port=_free_port(), workload=workload, log=WORK / f"{peer}-{workload.app}.log"))
+            results[peer] = {"name": spec.name, "runs": [], "profile": None}
+        for peer, server in started.items():  # warm-up
+            _load(config, server.url, workload, connections=max(config.concurrency),
+                  seconds=min(3.0, config.seconds), body=body)
         for connections in config.concurrency:
-            if config.profile and peer == "aiserver" and connections == 32:
-                profile = _profiled(config, server, workload, body)
-            result = _load(config, url, workload, connections=connections, seconds=config.seconds, body=body)
-            print(f"   c={connections:<3} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                  f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
-            runs.append(asdict(result))
-    return {"name": spec.name, "runs": runs, "profile": profile}
+            if config.profile and "aiserver" in started and connections == 32:
+                results["aiserver"]["profile"] = _profiled(config, started["aiserver"], workload, body)
+            rounds: dict[str, list[load.LoadResult]] = {peer: [] for peer in started}
+            for _ in range(ROUNDS):
+                for peer, server in started.items():
+                    rounds[peer].append(_load(config, server.url, workload, connections=connections,
+                                              seconds=round_seconds, body=body))
+            for peer, runs in rounds.items():
+                result = load.merge(runs)
+                print(f"   {results[peer]['name']:<12} c={connections:<3} {result.rps:8.1f} req/s  "
+                      f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
+                results[peer]["runs"].append(asdict(result))
+    return results
 
 
 def offline(app_dir: Path, workload: str, *, seconds: float) -> list[dict]:
