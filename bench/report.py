@@ -24,7 +24,8 @@ def render(results: dict) -> str:
         f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
         f"Python {machine['python']}, Linux {machine['kernel']}",
         f"- load generator: {config['loader']} (1 thread, keep-alive), {config['seconds']:g} s per level and server, "
-        f"as {results['rounds']} runs with the servers taken in turn (all up at once), after a warm-up at the highest concurrency",
+        f"as {results['rounds']} runs with the servers taken in turn (all up at once, the idle ones frozen by SIGSTOP), "
+        f"after a warm-up at the highest concurrency",
         f"- batching (ours and LitServe): max_batch_size {config['max_batch_size']}, "
         f"batch_timeout_micros {config['batch_timeout_micros']}",
         f"- aiserver gunicorn: workers {config['workers'] or 'default'}, threads {config['threads'] or 'default'} "

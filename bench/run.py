@@ -3,7 +3,8 @@
 For each workload it measures the offline limit (the compiled functions on
 pre-decoded batches of 1 and 32, no HTTP), then starts every server on its own
 loopback port, drives them with wrk in turn (``ROUNDS`` short runs each at each
-concurrency, so the machine's drift hits all alike), stops them, and finally
+concurrency, so the machine's drift hits all alike; the servers not being
+driven are frozen with SIGSTOP), stops them, and finally
 writes a table to bench/RESULTS.md (``--out``). ``--smoke`` runs our server
 only, briefly, with the Python load generator (no wrk, no peers).
 """
@@ -18,9 +19,10 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 from bench import load, models, report, servers
 
@@ -85,23 +87,36 @@ def drive_all(config: Config, store: Path, workload: models.Workload) -> dict[st
             started[peer] = stack.enter_context(servers.running(
                 spec, port=_free_port(), workload=workload, log=WORK / f"{peer}-{workload.app}.log"))
             results[peer] = {"name": spec.name, "runs": [], "profile": None}
-        for peer, server in started.items():  # warm-up
+        for server in started.values():  # warm up, then wait frozen until its turn
             _load(config, server.url, workload, connections=max(config.concurrency),
                   seconds=min(3.0, config.seconds), body=body)
+            server.pause()
         for connections in config.concurrency:
             if config.profile and "aiserver" in started and connections == 32:
-                results["aiserver"]["profile"] = _profiled(config, started["aiserver"], workload, body)
+                with _turn(started["aiserver"]):
+                    results["aiserver"]["profile"] = _profiled(config, started["aiserver"], workload, body)
             rounds: dict[str, list[load.LoadResult]] = {peer: [] for peer in started}
             for _ in range(ROUNDS):
                 for peer, server in started.items():
-                    rounds[peer].append(_load(config, server.url, workload, connections=connections,
-                                              seconds=round_seconds, body=body))
+                    with _turn(server):
+                        rounds[peer].append(_load(config, server.url, workload, connections=connections,
+                                                  seconds=round_seconds, body=body))
             for peer, runs in rounds.items():
                 result = load.merge(runs)
                 print(f"   {results[peer]['name']:<12} c={connections:<3} {result.rps:8.1f} req/s  "
                       f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
                 results[peer]["runs"].append(asdict(result))
     return results
+
+
+@contextmanager
+def _turn(server: servers.Running) -> Iterator[None]:
+    """Run ``server`` for the block, frozen before and after (the others stay frozen meanwhile)."""
+    server.resume()
+    try:
+        yield
+    finally:
+        server.pause()
 
 
 def offline(app_dir: Path, workload: str, *, seconds: float) -> list[dict]:

@@ -66,12 +66,24 @@ def litserve(*, app_dir: Path, batch_timeout_micros: int, max_batch_size: int) -
     return ServerSpec("LitServe", [str(BENCH_PY), "-m", "bench.peers.litserve_peer"], "/predict", env)
 
 
+RESUME_SETTLE_SECONDS = 0.5  # after SIGCONT, before the load starts
+
+
 @dataclass(frozen=True)
 class Running:
     """A started server: its predict URL and its main process id."""
 
     url: str
     pid: int
+
+    def pause(self) -> None:
+        """Freeze every process of the server (SIGSTOP to its group): an idle peer can still spin
+        (LitServe's processes poll their queues, ~1 core between them), which would slow the one driven."""
+        os.killpg(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.pid, signal.SIGCONT)
+        time.sleep(RESUME_SETTLE_SECONDS)
 
     def children(self) -> list[int]:
         """Process ids whose parent is the main process (gunicorn's workers)."""
@@ -101,6 +113,7 @@ def running(spec: ServerSpec, *, port: int, workload: Workload, log: Path, timeo
         _wait_ready(proc, url, workload, timeout, log)
         yield Running(url, proc.pid)
     finally:
+        os.killpg(proc.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
         _stop(proc)
 
 
