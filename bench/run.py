@@ -96,17 +96,26 @@ def drive_all(config: Config, store: Path, workload: models.Workload) -> dict[st
                 with _turn(started["aiserver"]):
                     results["aiserver"]["profile"] = _profiled(config, started["aiserver"], workload, body)
             rounds: dict[str, list[load.LoadResult]] = {peer: [] for peer in started}
-            for _ in range(ROUNDS):
+            for turn in range(ROUNDS):
                 for peer, server in started.items():
+                    slow = _too_slow_for_rounds(results[peer]["runs"], round_seconds)
+                    if slow and turn:
+                        continue
                     with _turn(server):
                         rounds[peer].append(_load(config, server.url, workload, connections=connections,
-                                                  seconds=round_seconds, body=body))
+                                                  seconds=config.seconds if slow else round_seconds, body=body))
             for peer, runs in rounds.items():
                 result = load.merge(runs)
                 print(f"   {results[peer]['name']:<12} c={connections:<3} {result.rps:8.1f} req/s  "
                       f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
                 results[peer]["runs"].append(asdict(result))
     return results
+
+
+def _too_slow_for_rounds(earlier_runs: list[dict], round_seconds: float) -> bool:
+    """A server whose p99 is over a quarter of a round gets one full-length run instead of ROUNDS short
+    ones: a short run would end with most of its requests still in flight and count none of them."""
+    return any(run["p99_ms"] > round_seconds * 1000 / 4 for run in earlier_runs)
 
 
 @contextmanager
