@@ -15,8 +15,8 @@ throttle. Checked per request (:meth:`FastPredict._eligible`): a known app, a
 JSON or multipart body with a Content-Length within the limit, no query
 string, an Accept that picks JSON, no ``Origin`` (CORS), an allowed Host, no
 pending HTTPS redirect. A body DRF's parsers would refuse (not UTF-8 JSON, a
-broken multipart form) is replayed to Django, so DRF words the parse error. ``tests/api/test_fastpath.py`` checks that both paths
-answer alike.
+broken multipart form) is replayed to Django, so DRF words the parse error.
+``tests/api/test_fastpath.py`` checks that both paths answer alike.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.http.request import split_domain_port, validate_host
 
 from yyai import services
-from yyai.api.exceptions import error_body, error_parts
+from yyai.api.exceptions import INTERNAL_ERROR, error_body, error_parts
 from yyai.api.inputs import parse_predict_input
 from yyai.api.views import predict_body
 from yyai.logging_json import request_id
@@ -71,22 +71,26 @@ class FastPredict:
         self.allowed_hosts = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
         self.secure_headers = _security_headers(secure=True)
         self.plain_headers = _security_headers(secure=False)
+        proxy = settings.SECURE_PROXY_SSL_HEADER  # Django's META name, e.g. HTTP_X_FORWARDED_PROTO
+        self.proxy_header = (proxy[0].removeprefix("HTTP_").replace("_", "-").lower(), proxy[1]) if proxy else None
+        self.wanted = WANTED | ({self.proxy_header[0].encode()} if self.proxy_header else set())
 
     async def __call__(self, scope: dict, receive, send) -> None:
         match = (PREDICT_PATH.fullmatch(scope["path"])
                  if self.enabled and scope["type"] == "http" and scope["method"] == "POST" else None)
         if match is None:
             return await self.django(scope, receive, send)
-        headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in WANTED}
-        if not self._eligible(scope, match["app"], headers):
+        headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in self.wanted}
+        secure = self._is_secure(scope, headers)
+        if not self._eligible(scope, match["app"], headers, secure):
             return await self.django(scope, receive, send)
         body = await _read_body(receive)
         parsed = _parse_body(body, headers["content-type"])
         if parsed is None:
             return await self.django(scope, _replay(body, receive), send)
-        await self._answer(scope, send, match["app"], parsed, headers)
+        await self._answer(scope, send, match["app"], parsed, headers, secure)
 
-    def _eligible(self, scope: dict, app: str, headers: dict[str, str]) -> bool:
+    def _eligible(self, scope: dict, app: str, headers: dict[str, str], secure: bool) -> bool:
         """True when Django would answer this request exactly as :meth:`_answer` does."""
         try:
             length = int(headers.get("content-length", ""))
@@ -99,10 +103,11 @@ class FastPredict:
                 and "origin" not in headers  # CORS: corsheaders answers
                 and not (settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in headers)
                 and self._host_allowed(headers.get("host", ""))
-                and not (settings.SECURE_SSL_REDIRECT and not _is_secure(scope, headers))
+                and not (settings.SECURE_SSL_REDIRECT and not secure)
                 and _known(app))
 
-    async def _answer(self, scope: dict, send, app: str, body: tuple[Any, Mapping], headers: dict[str, str]) -> None:
+    async def _answer(self, scope: dict, send, app: str, body: tuple[Any, Mapping], headers: dict[str, str],
+                      secure: bool) -> None:
         started = time.perf_counter()
         rid = request_id_of(headers.get("x-request-id", ""))
         token = request_id.set(rid)
@@ -122,7 +127,7 @@ class FastPredict:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 *DRF_HEADERS,
-                *(self.secure_headers if _is_secure(scope, headers) else self.plain_headers),
+                *(self.secure_headers if secure else self.plain_headers),
                 *((name.lower().encode(), value.encode()) for name, value in extra.items()),
                 (HEADER.lower().encode(), rid.encode()),
             ]
@@ -133,6 +138,12 @@ class FastPredict:
                            app=app, version=version, route=ROUTE, remote_addr=client[0])
         finally:
             request_id.reset(token)
+
+    def _is_secure(self, scope: dict, headers: dict[str, str]) -> bool:
+        """Django's ``request.is_secure()``: the trusted proxy header when configured and present, else the scheme."""
+        if self.proxy_header and self.proxy_header[0] in headers:
+            return headers[self.proxy_header[0]].split(",")[0].strip() == self.proxy_header[1]
+        return scope.get("scheme") == "https"
 
     def _host_allowed(self, host: str) -> bool:
         domain, _ = split_domain_port(host)
@@ -145,7 +156,7 @@ def _failure(exc: Exception) -> tuple[int, dict, dict[str, str]]:
     if parts is not None:
         return parts
     log.exception("predict failed")
-    return 500, error_body("internal server error; the details are in the server log", "internal_error"), {}
+    return 500, error_body(INTERNAL_ERROR, "internal_error"), {}
 
 
 def _known(app: str) -> bool:
@@ -160,22 +171,6 @@ def _accepts_json(accept: str) -> bool:
     """DRF renders plain JSON for these Accept values; anything else goes to Django (text/html: the
     browsable API; parameters such as ``indent=4`` or ``q=`` change what DRF picks or how it renders)."""
     return not accept or all(part.strip().lower() in JSON_ACCEPTS for part in accept.split(","))
-
-
-def _is_secure(scope: dict, headers: dict[str, str]) -> bool:
-    """Django's ``request.is_secure()``: the trusted proxy header when configured and present, else the scheme."""
-    proxy = settings.SECURE_PROXY_SSL_HEADER
-    if proxy:
-        name = proxy[0].removeprefix("HTTP_").replace("_", "-").lower()
-        value = _header(scope, name)
-        if value is not None:
-            return value.split(",")[0].strip() == proxy[1]
-    return scope.get("scheme") == "https"
-
-
-def _header(scope: dict, name: str) -> str | None:
-    wanted = name.encode()
-    return next((value.decode("latin-1") for key, value in scope["headers"] if key == wanted), None)
 
 
 def _security_headers(*, secure: bool) -> list[tuple[bytes, bytes]]:

@@ -33,6 +33,8 @@ STATUS_BY_CODE = {
     "invalid_manifest": 422,
 }
 
+INTERNAL_ERROR = "internal server error; the details are in the server log"  # never the trace itself
+
 DRF_CODES = {
     drf.ParseError: "malformed_body",
     drf.UnsupportedMediaType: "unsupported_media_type",
@@ -132,4 +134,4 @@ def not_found_view(request, exception=None):
 
 def server_error_view(request):
     """handler500: JSON, no trace; the trace is in the server log."""
-    return json_error("internal server error; the details are in the server log", "internal_error", 500)
+    return json_error(INTERNAL_ERROR, "internal_error", 500)
