@@ -37,10 +37,11 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(
     Path(env_str("YYAI_DATA_DIR", str(Path(__file__).resolve().parent.parent / "data"))) / "prometheus"))
 
 bind = f"{env_str('HOST', '0.0.0.0')}:{env_int('PORT', 8000, minimum=1)}"
-workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+_cores = os.cpu_count() or 1
+workers = env_int("WEB_CONCURRENCY", _cores, minimum=1)
 # Read by TensorFlow when a worker first runs an op (workers inherit the master's environment).
 for _pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-    os.environ.setdefault(_pool, str(max(1, (os.cpu_count() or 1) // workers)))
+    os.environ.setdefault(_pool, str(max(1, _cores // workers)))
 worker_class = "aiserver.workers.Worker"
 wsgi_app = "aiserver.asgi:application"
 timeout = env_int("GUNICORN_TIMEOUT", 120, minimum=1)  # start-up loads and warms every model

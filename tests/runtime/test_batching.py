@@ -184,15 +184,20 @@ def test_async_full_queue_refuses_without_waiting():
     assert asyncio.run(main()) < 0.05
 
 
+async def submit_then_cancel(batcher):
+    """A caller that goes away (its task cancelled) while its batch runs."""
+    gone = asyncio.ensure_future(batcher.submit_async(np.ones((1, 2), np.float32)))
+    await asyncio.sleep(0.05)
+    gone.cancel()
+
+
 def test_cancelled_async_caller_does_not_break_the_batcher():
-    """A client that goes away mid-batch (its task cancelled) leaves the others and the worker unharmed."""
+    """A client that goes away mid-batch leaves the others and the worker unharmed."""
     model = Recorder(delay=0.2)
     batcher = Batcher(model, BatchingSpec(max_batch_size=4, batch_timeout_micros=0, max_enqueued=10))
 
     async def main():
-        gone = asyncio.ensure_future(batcher.submit_async(np.ones((1, 2), np.float32)))
-        await asyncio.sleep(0.05)
-        gone.cancel()
+        await submit_then_cancel(batcher)
         return await batcher.submit_async(np.full((1, 2), 2.0, np.float32))
 
     (twice, _) = asyncio.run(main())
@@ -206,12 +211,7 @@ def test_result_for_a_closed_loop_is_dropped_quietly():
     model = Recorder(delay=0.3)
     batcher = Batcher(model, BatchingSpec(max_batch_size=4, batch_timeout_micros=0, max_enqueued=10))
 
-    async def leave_early():
-        pending = asyncio.ensure_future(batcher.submit_async(np.ones((1, 2), np.float32)))
-        await asyncio.sleep(0.05)
-        pending.cancel()
-
-    asyncio.run(leave_early())  # the loop is closed while the batch still runs
+    asyncio.run(submit_then_cancel(batcher))  # the loop is closed while the batch still runs
     time.sleep(0.4)
     results, _ = submit_all(batcher, [np.ones((1, 2), np.float32)])  # the worker thread is still alive
     assert results[0] is not None and results[0][0].tolist() == [[4.0]]
