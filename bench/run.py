@@ -95,15 +95,15 @@ def drive_all(config: Config, store: Path, workload: models.Workload) -> dict[st
             if config.profile and "aiserver" in started and connections == 32:
                 with _turn(started["aiserver"]):
                     results["aiserver"]["profile"] = _profiled(config, started["aiserver"], workload, body)
+            slow = {peer: _too_slow_for_rounds(results[peer]["runs"], round_seconds) for peer in started}
             rounds: dict[str, list[load.LoadResult]] = {peer: [] for peer in started}
             for turn in range(ROUNDS):
                 for peer, server in started.items():
-                    slow = _too_slow_for_rounds(results[peer]["runs"], round_seconds)
-                    if slow and turn:
-                        continue
+                    if slow[peer] and turn:
+                        continue  # its one full-length run is done
                     with _turn(server):
                         rounds[peer].append(_load(config, server.url, workload, connections=connections,
-                                                  seconds=config.seconds if slow else round_seconds, body=body))
+                                                  seconds=config.seconds if slow[peer] else round_seconds, body=body))
             for peer, runs in rounds.items():
                 result = load.merge(runs)
                 print(f"   {results[peer]['name']:<12} c={connections:<3} {result.rps:8.1f} req/s  "

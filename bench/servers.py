@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -113,7 +113,8 @@ def running(spec: ServerSpec, *, port: int, workload: Workload, log: Path, timeo
         _wait_ready(proc, url, workload, timeout, log)
         yield Running(url, proc.pid)
     finally:
-        os.killpg(proc.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
+        with suppress(ProcessLookupError):  # gone already when it failed to start
+            os.killpg(proc.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
         _stop(proc)
 
 
