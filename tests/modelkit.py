@@ -10,23 +10,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 SHAPE = (8, 8, 1)
+INPUT = "pixels"  # the input layer of every model here
+OUTPUT = "y"  # the output layer of regressor(); classifier()'s is "probs"
 
 
 def regressor(path: Path, *, weight: float, input_shape=SHAPE) -> Path:
     """Save a model whose output is ``weight * sum(x)``; the suffix picks .h5 or .keras."""
-    inputs = keras.Input(shape=input_shape)
+    inputs = keras.Input(shape=input_shape, name=INPUT)
     x = keras.layers.Flatten()(inputs)
-    out = keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(weight), bias_initializer="zeros")(x)
+    out = keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(weight), bias_initializer="zeros",
+                             name=OUTPUT)(x)
     return _save(keras.Model(inputs, out), path)
 
 
 def classifier(path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE) -> Path:
     """Save a seeded random softmax classifier."""
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape=input_shape)
+    inputs = keras.Input(shape=input_shape, name=INPUT)
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(classes, activation="softmax")(x)
+    out = keras.layers.Dense(classes, activation="softmax", name="probs")(x)
     return _save(keras.Model(inputs, out), path)
 
 
@@ -54,3 +57,21 @@ def _save(model, path: Path) -> Path:
     model.save(tmp)
     os.replace(tmp, path)
     return path
+
+
+def infer(model, batch: np.ndarray) -> np.ndarray:
+    """The only output of a one-input, one-output LoadedModel on ``batch`` (its served signature)."""
+    from yyai.runtime.feed import Feed
+
+    signature = model.signature
+    (output,) = model.run(signature.name, Feed({signature.inputs[0].name: batch})).values()
+    return output
+
+
+def predict(util, batch: np.ndarray) -> tuple[str, list[np.ndarray]]:
+    """Run every (one-input, one-output) model of a ModelUtil's serving version on ``batch``, through its
+    batcher: (version id, one output array per model)."""
+    with util.serving() as version:
+        prepared = version.prepare({version.signature.inputs[0].name: batch}, columnar=True)
+        outputs = version.infer(prepared)
+        return version.id, [next(iter(named.values())) for named in outputs]

@@ -6,24 +6,39 @@ import time
 import numpy as np
 import pytest
 
-from yyai.runtime.batching import Batcher
+from yyai.runtime.batching import Batcher, Job
 from yyai.runtime.errors import Overloaded
 from yyai.runtime.manifest import BatchingSpec
 
 
 class Recorder:
-    """A fixed-weight 'model' (row sum times 2 and times 3) that records its batch sizes."""
+    """Two fixed-weight 'models' (row sum times 2 and times 3) that record their batch sizes and shapes."""
 
     def __init__(self, delay=0.0, fail_on=None):
-        self.sizes, self.delay, self.fail_on = [], delay, fail_on
+        self.sizes, self.shapes, self.delay, self.fail_on = [], [], delay, fail_on
 
-    def __call__(self, batch):
+    def __call__(self, signature, inputs):
+        batch = inputs["x"]
         self.sizes.append(len(batch))
+        self.shapes.append(batch.shape[1:])
         time.sleep(self.delay)
         if self.fail_on is not None and np.any(batch == self.fail_on):
             raise ValueError("poisoned batch")
         sums = batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
-        return [sums * 2, sums * 3]
+        return [{"y": sums * 2}, {"y": sums * 3}]
+
+
+def job(rows, batched=True):
+    return Job("serving_default", {"x": np.asarray(rows)}, batched=batched)
+
+
+def submit(batcher, rows, batched=True):
+    """Both models' outputs for ``rows``, through the batcher."""
+    return [named["y"] for named in batcher.submit(job(rows, batched))]
+
+
+async def submit_async(batcher, rows):
+    return [named["y"] for named in await batcher.submit_async(job(rows))]
 
 
 def submit_all(batcher, requests):
@@ -31,7 +46,7 @@ def submit_all(batcher, requests):
 
     def call(i):
         try:
-            results[i] = batcher.submit(requests[i])
+            results[i] = submit(batcher, requests[i])
         except Exception as exc:
             errors[i] = exc
 
@@ -62,7 +77,7 @@ def test_each_caller_gets_exactly_its_rows():
 def test_lone_request_not_held_past_timeout():
     batcher = Batcher(Recorder(), BatchingSpec(max_batch_size=32, batch_timeout_micros=50_000))
     started = time.perf_counter()
-    batcher.submit(np.ones((1, 2), np.float32))
+    submit(batcher, np.ones((1, 2), np.float32))
     elapsed = time.perf_counter() - started
     assert 0.045 <= elapsed < 1.0
 
@@ -71,20 +86,20 @@ def test_zero_timeout_runs_at_once():
     model = Recorder()
     batcher = Batcher(model, BatchingSpec(max_batch_size=32, batch_timeout_micros=0))
     for _ in range(3):
-        batcher.submit(np.ones((1, 2), np.float32))
+        submit(batcher, np.ones((1, 2), np.float32))
     assert model.sizes == [1, 1, 1]
 
 
 def test_full_queue_refuses_at_once():
     gate, running = threading.Event(), threading.Event()
 
-    def blocked(batch):
+    def blocked(signature, inputs):
         running.set()
         gate.wait(5)
-        return [batch]
+        return [{"y": inputs["x"]}]
 
     batcher = Batcher(blocked, BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=2))
-    threads = [threading.Thread(target=batcher.submit, args=(np.ones((1, 1)),)) for _ in range(3)]
+    threads = [threading.Thread(target=submit, args=(batcher, np.ones((1, 1)))) for _ in range(3)]
     threads[0].start()
     assert running.wait(5)  # the first request is in the model, blocked
     for t in threads[1:]:  # the next two wait in the queue
@@ -94,7 +109,7 @@ def test_full_queue_refuses_at_once():
         time.sleep(0.01)
     started = time.perf_counter()
     with pytest.raises(Overloaded) as info:
-        batcher.submit(np.ones((1, 1)))
+        submit(batcher, np.ones((1, 1)))
     assert time.perf_counter() - started < 0.5 and info.value.retry_after >= 1
     gate.set()
     for t in threads:
@@ -104,21 +119,21 @@ def test_full_queue_refuses_at_once():
 def test_failure_fails_only_its_batch_and_worker_survives():
     batcher = Batcher(Recorder(fail_on=-1.0), BatchingSpec(max_batch_size=4, batch_timeout_micros=0))
     with pytest.raises(ValueError, match="poisoned"):
-        batcher.submit(np.full((1, 2), -1.0, np.float32))
-    twice, _ = batcher.submit(np.ones((1, 2), np.float32))
+        submit(batcher, np.full((1, 2), -1.0, np.float32))
+    twice, _ = submit(batcher, np.ones((1, 2), np.float32))
     assert twice.tolist() == [[4.0]]
 
 
 def test_oversized_request_runs_alone():
     model = Recorder()
     batcher = Batcher(model, BatchingSpec(max_batch_size=4, batch_timeout_micros=0))
-    twice, _ = batcher.submit(np.ones((10, 1), np.float32))
+    twice, _ = submit(batcher, np.ones((10, 1), np.float32))
     assert twice.shape == (10, 1) and model.sizes == [10]
 
 
 def test_close_drains_then_stops():
     batcher = Batcher(Recorder(), BatchingSpec(batch_timeout_micros=0))
-    batcher.submit(np.ones((1, 1), np.float32))
+    submit(batcher, np.ones((1, 1), np.float32))
     worker = batcher._worker
     batcher.close()
     worker.join(2)
@@ -135,7 +150,7 @@ def test_async_callers_and_threads_share_batches_and_get_their_rows():
     thread_requests = [rng.random((2, 2, 2), dtype=np.float32) for _ in range(10)]
 
     async def main():
-        return await asyncio.gather(*(batcher.submit_async(rows) for rows in async_requests))
+        return await asyncio.gather(*(submit_async(batcher, rows) for rows in async_requests))
 
     threaded = threading.Thread(target=lambda: thread_results.extend(submit_all(batcher, thread_requests)))
     thread_results = []
@@ -155,8 +170,8 @@ def test_async_failure_reaches_only_its_batch():
     batcher = Batcher(Recorder(fail_on=-1.0), BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=10))
 
     async def main():
-        return await asyncio.gather(batcher.submit_async(np.full((1, 2), -1.0, np.float32)),
-                                    batcher.submit_async(np.ones((1, 2), np.float32)), return_exceptions=True)
+        return await asyncio.gather(submit_async(batcher, np.full((1, 2), -1.0, np.float32)),
+                                    submit_async(batcher, np.ones((1, 2), np.float32)), return_exceptions=True)
 
     bad, good = asyncio.run(main())
     assert isinstance(bad, ValueError)
@@ -165,17 +180,17 @@ def test_async_failure_reaches_only_its_batch():
 
 def test_async_full_queue_refuses_without_waiting():
     release = threading.Event()
-    batcher = Batcher(lambda batch: (release.wait(5), [batch])[1],
+    batcher = Batcher(lambda signature, inputs: (release.wait(5), [{"y": inputs["x"]}])[1],
                       BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=1))
 
     async def main():
-        first = asyncio.ensure_future(batcher.submit_async(np.ones((1, 1), np.float32)))  # runs, blocks the worker
+        first = asyncio.ensure_future(submit_async(batcher, np.ones((1, 1), np.float32)))  # runs, blocks the worker
         await asyncio.sleep(0.1)
-        second = asyncio.ensure_future(batcher.submit_async(np.ones((1, 1), np.float32)))  # queued
+        second = asyncio.ensure_future(submit_async(batcher, np.ones((1, 1), np.float32)))  # queued
         await asyncio.sleep(0.05)
         started = time.monotonic()
         with pytest.raises(Overloaded):
-            await batcher.submit_async(np.ones((1, 1), np.float32))
+            await submit_async(batcher, np.ones((1, 1), np.float32))
         refused_in = time.monotonic() - started
         release.set()
         await asyncio.gather(first, second)
@@ -186,7 +201,7 @@ def test_async_full_queue_refuses_without_waiting():
 
 async def submit_then_cancel(batcher):
     """A caller that goes away (its task cancelled) while its batch runs."""
-    gone = asyncio.ensure_future(batcher.submit_async(np.ones((1, 2), np.float32)))
+    gone = asyncio.ensure_future(submit_async(batcher, np.ones((1, 2), np.float32)))
     await asyncio.sleep(0.05)
     gone.cancel()
 
@@ -198,7 +213,7 @@ def test_cancelled_async_caller_does_not_break_the_batcher():
 
     async def main():
         await submit_then_cancel(batcher)
-        return await batcher.submit_async(np.full((1, 2), 2.0, np.float32))
+        return await submit_async(batcher, np.full((1, 2), 2.0, np.float32))
 
     (twice, _) = asyncio.run(main())
     np.testing.assert_allclose(twice, [[8.0]])
@@ -215,3 +230,63 @@ def test_result_for_a_closed_loop_is_dropped_quietly():
     time.sleep(0.4)
     results, _ = submit_all(batcher, [np.ones((1, 2), np.float32)])  # the worker thread is still alive
     assert results[0] is not None and results[0][0].tolist() == [[4.0]]
+
+
+# -- grouping: shapes, signatures, unbatched jobs -----------------------------------------------------
+
+def test_rows_of_different_shapes_never_share_a_batch_and_each_gets_its_own():
+    """Images at their own size: the batcher groups by row shape, keeping each group's order."""
+    model = Recorder(delay=0.01)
+    batcher = Batcher(model, BatchingSpec(max_batch_size=64, batch_timeout_micros=5000, max_enqueued=200))
+    rng = np.random.default_rng(3)
+    shapes = [(2, 2), (3, 5), (1, 7)]
+    requests = [rng.random((int(rng.integers(1, 3)), *shapes[i % 3]), dtype=np.float32) for i in range(60)]
+    results, errors = submit_all(batcher, requests)
+    assert errors == [None] * 60
+    for rows, (twice, thrice) in zip(requests, results):
+        sums = rows.reshape(len(rows), -1).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(twice, sums * 2, rtol=1e-6)
+        np.testing.assert_allclose(thrice, sums * 3, rtol=1e-6)
+    assert set(model.shapes) == set(shapes)  # every batch had one row shape (concatenation would fail otherwise)
+    assert max(model.sizes) > 2, "requests of one shape should still have shared batches"
+
+
+def test_a_later_request_of_the_same_shape_joins_ahead_of_another_shape():
+    gate, running = threading.Event(), threading.Event()
+    model = Recorder()
+
+    def run(signature, inputs):
+        running.set()
+        gate.wait(5)
+        return model(signature, inputs)
+
+    batcher = Batcher(run, BatchingSpec(max_batch_size=8, batch_timeout_micros=0, max_enqueued=10))
+    first = threading.Thread(target=submit, args=(batcher, np.ones((1, 2), np.float32)))
+    first.start()
+    assert running.wait(5)
+    queued = [np.ones((1, 2), np.float32), np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)]
+    threads = [threading.Thread(target=submit, args=(batcher, rows)) for rows in queued]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)  # queue them in this order
+    gate.set()
+    for t in [first, *threads]:
+        t.join(5)
+    assert model.shapes == [(2,), (2,), (3,)] and model.sizes == [1, 2, 1]
+
+
+def test_unbatched_jobs_always_run_alone():
+    model = Recorder(delay=0.02)
+    batcher = Batcher(model, BatchingSpec(max_batch_size=16, batch_timeout_micros=20_000, max_enqueued=100))
+    results = [None] * 6
+
+    def call(i):
+        results[i] = submit(batcher, np.full((1, 2), float(i), np.float32), batched=False)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert model.sizes == [1] * 6
+    assert [r[0].tolist() for r in results] == [[[4.0 * i]] for i in range(6)]

@@ -9,7 +9,7 @@ import pytest
 from tests import modelkit
 from yyai.runtime.errors import ModelLoadError
 from yyai.runtime.filecheck import check_model_file
-from yyai.runtime.loader import load_model_file
+from yyai.runtime.loader import load_model
 
 BIG = 1 << 30
 
@@ -47,7 +47,7 @@ def test_hdf5_reaching_outside_is_refused(tmp_path, kind, words):
     with pytest.raises(ModelLoadError, match=words):
         check_model_file(path, max_bytes=BIG)
     with pytest.raises(ModelLoadError, match=words):
-        load_model_file(path)
+        load_model(path)
 
 
 def rewrite_archive(source, target, *, replace=None, extra=None):

@@ -83,3 +83,12 @@ def test_bad_values_name_file_and_key(tmp_path, text, key):
 def test_invalid_toml(tmp_path):
     with pytest.raises(ManifestError, match="not valid TOML"):
         load_manifest(write(tmp_path, "[input\nsize = "))
+
+
+def test_a_huge_or_deeply_nested_manifest_is_a_manifest_error(tmp_path):
+    (tmp_path / "app.toml").write_text("description = '" + "x" * (2 << 20) + "'\n")
+    with pytest.raises(ManifestError, match="larger than"):
+        load_manifest(tmp_path)
+    (tmp_path / "app.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ManifestError, match="nested too deeply|not valid TOML"):
+        load_manifest(tmp_path)

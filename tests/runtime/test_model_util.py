@@ -14,7 +14,7 @@ BATCH = np.random.default_rng(0).random((4, *modelkit.SHAPE), dtype=np.float32)
 
 
 def outputs(util, batch=BATCH):
-    version, outs = util.predict(batch)
+    version, outs = modelkit.predict(util, batch)
     return version, [o.ravel().tolist() for o in outs]
 
 
@@ -31,7 +31,7 @@ def test_not_loaded_is_unavailable(make_app):
     util = ModelUtil(make_app())
     assert util.state is State.START
     with pytest.raises(AppNotAvailable):
-        util.predict(BATCH)
+        modelkit.predict(util, BATCH)
 
 
 def test_load_predict_and_status(make_app):
@@ -51,7 +51,7 @@ def test_format_gives_one_result_per_model_per_row(make_app):
     util = ModelUtil(make_app(models={"a.h5": 1.0, "b.h5": 2.0}, manifest="[output]\ndecimals = 1"))
     util.load()
     with util.serving() as version:
-        rows = version.format(version.infer(BATCH[:2]))
+        rows = version.format(version.infer(version.prepare({"x": BATCH[:2]}, columnar=True)))
     assert [[r["name"] for r in row] for row in rows] == [["a.h5", "b.h5"]] * 2
     assert rows[0][1]["value"] == round(float(2 * BATCH[0].sum()), 1)
 
@@ -90,7 +90,7 @@ def test_corrupt_file_keeps_old_version_serving(make_app, damage):
     status = util.status()
     assert status["state"] == "AVAILABLE" and status["version"] == good
     assert "a.h5" in status["last_error"]
-    assert [v["state"] for v in status["versions"]] == ["FAILED"]
+    assert [(v["version"] == good, v["state"]) for v in status["versions"]] == [(False, "FAILED"), (True, "AVAILABLE")]
 
 
 def test_corrupt_app_at_startup_is_failed_not_available(make_app):
@@ -100,14 +100,16 @@ def test_corrupt_app_at_startup_is_failed_not_available(make_app):
     with pytest.raises(Exception):
         util.load()
     assert util.state is State.FAILED
-    with pytest.raises(AppNotAvailable, match="m.h5"):
-        util.predict(BATCH)
+    with pytest.raises(AppNotAvailable, match="its last load failed"):
+        modelkit.predict(util, BATCH)
+    error = util.status()["last_error"]
+    assert error.startswith("app/") and "/m.h5: " in error and str(app) not in error  # store-relative
 
 
 def test_incompatible_input_shapes_refused(make_app):
     app = make_app(models={"a.h5": 1.0})
     modelkit.regressor(app / "b.h5", weight=1.0, input_shape=(4, 4, 1))
-    with pytest.raises(Exception, match="share one input"):
+    with pytest.raises(Exception, match="share their inputs"):
         ModelUtil(app).load()
 
 
@@ -120,8 +122,8 @@ def test_manifest_size_must_match_model(make_app):
 def test_wrong_shape_refused_before_batching(make_app):
     util = ModelUtil(make_app())
     util.load()
-    with pytest.raises(BadTensor):
-        util.predict(np.zeros((1, 4, 4, 1), np.float32))
+    with pytest.raises(BadTensor, match=r"takes shape \[8, 8, 1\] per row, got \[4, 4, 1\]"):
+        modelkit.predict(util, np.zeros((1, 4, 4, 1), np.float32))
 
 
 def test_two_apps_isolated(make_app):
@@ -190,7 +192,8 @@ def test_old_version_ends_after_inflight_request(make_app):
     with util.serving() as old:
         util.reload(version=2)
         assert old.state is State.UNLOADING
-        np.testing.assert_allclose(old.infer(BATCH).pop().ravel(), expected(1.0)[0], rtol=1e-5)
+        (named,) = old.infer(old.prepare({"x": BATCH}, columnar=True))
+        np.testing.assert_allclose(named[modelkit.OUTPUT].ravel(), expected(1.0)[0], rtol=1e-5)
     assert old.state is State.END
 
 

@@ -1,4 +1,4 @@
-"""Tests of yyai.runtime.preprocess: header sniffing, decoding, limits, base64, tensors."""
+"""Tests of yyai.runtime.preprocess: header sniffing, decoding, limits, base64, model input of images."""
 from __future__ import annotations
 
 import base64
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from yyai.runtime import preprocess
-from yyai.runtime.errors import BadBase64, BadTensor, ImageTooLarge, ManifestError, NotAnImage, PayloadTooLarge
+from yyai.runtime.errors import BadBase64, BadTensor, ImageTooLarge, NotAnImage, PayloadTooLarge
 from yyai.runtime.manifest import InputSpec
 from yyai.runtime.preprocess import (
     DEFAULT_MAX_PIXELS,
@@ -19,7 +19,6 @@ from yyai.runtime.preprocess import (
     decode_image,
     image_dimensions,
     prepare_image,
-    tensor_batch,
     to_model_input,
 )
 
@@ -306,9 +305,25 @@ def test_manifest_size_is_width_then_height():
     assert out.shape == (2, 8, 3)
 
 
-def test_model_of_any_size_needs_a_manifest_size():
-    with pytest.raises(ManifestError, match=r"\[input\] size"):
-        to_model_input(PIXELS, spec=RAW, input_shape=(None, None, 3))
+def test_model_of_any_size_takes_each_image_at_its_own_size():
+    assert to_model_input(noise(20, 30), spec=RAW, input_shape=(None, None, 3)).shape == (20, 30, 3)
+    assert to_model_input(noise(20, 30), spec=RAW, input_shape=(None, 10, 3)).shape == (20, 10, 3)
+    assert to_model_input(noise(20, 30), spec=RAW, input_shape=(None, None, None)).shape == (20, 30, 3)
+
+
+def test_integer_inputs_take_raw_pixels_unless_scaled():
+    out = to_model_input(PIXELS, spec=InputSpec(color="bgr"), input_shape=(1, 3, 3), dtype=np.dtype(np.uint8))
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, PIXELS)
+    halved = to_model_input(PIXELS, spec=InputSpec(color="bgr", scale=0.5), input_shape=(1, 3, 3),
+                            dtype=np.dtype(np.int32))
+    assert halved.dtype == np.int32 and halved.max() == 128
+
+
+def test_float64_and_float16_inputs():
+    for dtype in (np.float64, np.float16):
+        out = to_model_input(PIXELS, spec=InputSpec(), input_shape=(1, 3, 3), dtype=np.dtype(dtype))
+        assert out.dtype == dtype and float(out.max()) == pytest.approx(1.0)
 
 
 def test_shrinking_averages_areas():
@@ -393,58 +408,3 @@ def test_decode_base64_size_limit_is_checked_before_decoding():
         decode_base64(text, max_bytes=100)
     with pytest.raises(PayloadTooLarge):  # invalid characters are never looked at
         decode_base64("!" * 1000, max_bytes=100)
-
-
-# --- tensor_batch ---------------------------------------------------------------------
-
-
-def test_tensor_batch_from_json_lists():
-    rows = [[[1, 2, 3], [4, 5, 6]], [[0.5, -1, 1e3], [7, 8, 9]]]
-    batch = tensor_batch(rows, input_shape=(2, 3), max_batch=4)
-    assert batch.dtype == np.float32 and batch.shape == (2, 2, 3)
-    np.testing.assert_array_equal(batch, np.array(rows, np.float32))
-
-
-def test_tensor_batch_from_numpy_and_any_length_axis():
-    array = np.arange(12, dtype=np.float64).reshape(2, 6)
-    batch = tensor_batch(array, input_shape=(None,), max_batch=2)
-    assert batch.dtype == np.float32 and batch.shape == (2, 6)
-
-
-@pytest.mark.parametrize("instances", [None, {"a": 1}, "1,2,3", 3.0, [], np.float32(1.0), np.zeros((0, 3))])
-def test_tensor_batch_needs_a_non_empty_list(instances):
-    with pytest.raises(BadTensor, match="non-empty list"):
-        tensor_batch(instances, input_shape=(3,), max_batch=4)
-
-
-def test_tensor_batch_limits_rows():
-    with pytest.raises(BadTensor, match="5 rows; the limit is 4"):
-        tensor_batch([[0.0]] * 5, input_shape=(1,), max_batch=4)
-
-
-@pytest.mark.parametrize("instances", [[[1, 2], [3]], [[1, [2]]], [[[1, 2]], [[1, 2], [3, 4]]]])
-def test_tensor_batch_rejects_ragged_rows(instances):
-    with pytest.raises(BadTensor, match="ragged"):
-        tensor_batch(instances, input_shape=(2,), max_batch=4)
-
-
-@pytest.mark.parametrize("instances", [[["1", "2"]], [[1, None]], [[True, False]], [[{"x": 1}, 2]], [[2**70, 1]]])
-def test_tensor_batch_rejects_non_numbers(instances):
-    with pytest.raises(BadTensor, match="only numbers"):
-        tensor_batch(instances, input_shape=(2,), max_batch=4)
-
-
-@pytest.mark.parametrize(
-    "instances,received",
-    [([[[1, 2, 3], [4, 5, 6]]], "[2, 3]"), ([[1, 2, 3, 4]], "[4]"), ([1, 2], "[]")],
-)
-def test_tensor_batch_names_expected_and_received_shapes(instances, received):
-    with pytest.raises(BadTensor) as caught:
-        tensor_batch(instances, input_shape=(2, 2), max_batch=4)
-    assert caught.value.message == f"each instance must have shape [2, 2], got {received}"
-
-
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e39])
-def test_tensor_batch_rejects_non_finite_values(value):
-    with pytest.raises(BadTensor, match="NaN, infinity"):
-        tensor_batch([[0.0, value]], input_shape=(2,), max_batch=4)

@@ -38,7 +38,7 @@ def test_app_added_while_running(make_app, tmp_path):
     make_app("late", {"m.keras": 3.0})
     util = registry.get("late")
     util.reload()
-    _, [out] = util.predict(np.ones((1, *modelkit.SHAPE), np.float32))
+    _, [out] = modelkit.predict(util, np.ones((1, *modelkit.SHAPE), np.float32))
     assert out.ravel().tolist() == pytest.approx([3.0 * 64])
 
 

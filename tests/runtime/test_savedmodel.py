@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tests import modelkit
 from yyai.runtime.errors import ModelLoadError
-from yyai.runtime.loader import load_model_file
+from yyai.runtime.loader import load_model
 from yyai.runtime.model_util import ModelUtil
 from yyai.runtime.source import scan_versions
 
@@ -26,31 +26,33 @@ def exported(folder, *, weight: float, how: str = "export"):
 
 @pytest.mark.parametrize("how", ["export", "save"])
 def test_loads_a_saved_model_like_a_keras_file(tmp_path, how):
-    model = load_model_file(exported(tmp_path / "sm", weight=0.5, how=how))
+    model = load_model(exported(tmp_path / "sm", weight=0.5, how=how))
     batch = np.random.default_rng(1).random((4, *modelkit.SHAPE), dtype=np.float32)
-    np.testing.assert_allclose(model.infer(batch), modelkit.expected_regression(0.5, batch), rtol=1e-5)
-    assert (model.name, model.input_shape, model.output_shape, model.params) == ("sm", modelkit.SHAPE, (1,), 65)
+    np.testing.assert_allclose(modelkit.infer(model, batch), modelkit.expected_regression(0.5, batch), rtol=1e-5)
+    (inp,), (out,) = model.signature.inputs, model.signature.outputs
+    assert (model.name, model.fmt, inp.shape, out.shape, model.params) == ("sm", "saved_model", modelkit.SHAPE, (1,),
+                                                                           65)
 
 
 def test_a_folder_without_saved_model_pb_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="not a SavedModel"):
-        load_model_file(tmp_path / "empty")
+        load_model(tmp_path / "empty")
 
 
 def test_a_corrupt_saved_model_is_a_load_error(tmp_path):
     folder = exported(tmp_path / "sm", weight=1.0)
     (folder / "saved_model.pb").write_bytes(b"not a protobuf")
     with pytest.raises(ModelLoadError):
-        load_model_file(folder)
+        load_model(folder)
 
 
-def test_a_saved_model_without_serving_default_is_refused(tmp_path):
+def test_a_saved_model_without_signatures_is_refused(tmp_path):
     module = tf.Module()
     module.v = tf.Variable(1.0)
     tf.saved_model.save(module, str(tmp_path / "bare"))
-    with pytest.raises(ModelLoadError, match="serving_default"):
-        load_model_file(tmp_path / "bare")
+    with pytest.raises(ModelLoadError, match="no signature"):
+        load_model(tmp_path / "bare")
 
 
 def test_source_finds_saved_models_next_to_files_and_hashes_their_contents(tmp_path):
@@ -84,7 +86,7 @@ def test_model_util_serves_a_saved_model_with_a_keras_file(tmp_path):
     util = ModelUtil(app, settle_seconds=0)
     util.load()
     batch = np.ones((2, *modelkit.SHAPE), np.float32)
-    _, outputs = util.predict(batch)
+    _, outputs = modelkit.predict(util, batch)
     np.testing.assert_allclose(outputs[0], modelkit.expected_regression(1.0, batch), rtol=1e-5)
     np.testing.assert_allclose(outputs[1], modelkit.expected_regression(2.0, batch), rtol=1e-5)
     assert [m["name"] for m in util.status()["models"]] == ["a.h5", "b"]

@@ -7,9 +7,16 @@ that first request; it runs the batch once through every model and hands each
 caller exactly its own rows. While a batch runs, new requests queue up and form
 the next batch, so batches grow with load by themselves.
 
+A request is a :class:`Job`: named input arrays with a leading row axis, for one
+signature. Only jobs of the same signature whose inputs have the same dtypes and
+row shapes share a batch (images at their own size never meet); the others wait
+in order for a batch of their own. A job of an unbatched signature always runs
+alone.
+
 * ``batch_timeout_micros = 0``: never wait; run what is queued at once.
-* More than ``max_enqueued`` requests waiting: :class:`Overloaded` at once,
-  never a hang.
+* More than ``max_enqueued`` requests, or more than ``max_enqueued_bytes`` of
+  their inputs, waiting: :class:`Overloaded` at once, never a hang. One
+  request larger than ``max_enqueued_bytes`` alone is :class:`PayloadTooLarge`.
 * A request larger than ``max_batch_size`` runs as a batch of its own.
 * An error in a batch fails exactly the callers in that batch.
 
@@ -23,15 +30,35 @@ import asyncio
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from .errors import AppNotAvailable, Overloaded
+from .errors import AppNotAvailable, Overloaded, PayloadTooLarge
+from .feed import aligned_concatenate
 from .manifest import BatchingSpec
 
-RunFn = Callable[[np.ndarray], list[np.ndarray]]
-ALIGNMENT = 64  # bytes: TensorFlow's CPU kernels use a buffer so aligned as it is (loader.as_tensor)
+Outputs = list[dict[str, np.ndarray]]  # per model, named outputs with a leading row axis
+RunFn = Callable[[str, dict[str, np.ndarray]], Outputs]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Named input arrays (rows first) for ``signature``; ``batched=False`` runs it alone."""
+
+    signature: str
+    inputs: dict[str, np.ndarray]
+    batched: bool = True
+    rows: int = field(init=False)
+    key: tuple | None = field(init=False)
+    nbytes: int = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "rows", len(next(iter(self.inputs.values()))))
+        object.__setattr__(self, "nbytes", sum(_nbytes(a) for a in self.inputs.values()))
+        key = (self.signature, *((name, a.dtype.str, a.shape[1:]) for name, a in self.inputs.items()))
+        object.__setattr__(self, "key", key if self.batched else None)
 
 
 class _LoopSignal:
@@ -55,17 +82,17 @@ class _LoopSignal:
 
 
 class _Pending:
-    """One caller's rows, waiting for their outputs; ``done.set()`` tells the caller."""
+    """One caller's job, waiting for its outputs; ``done.set()`` tells the caller."""
 
-    __slots__ = ("rows", "done", "outputs", "error")
+    __slots__ = ("job", "done", "outputs", "error")
 
-    def __init__(self, rows: np.ndarray, done: threading.Event | _LoopSignal):
-        self.rows = rows
+    def __init__(self, job: Job, done: threading.Event | _LoopSignal):
+        self.job = job
         self.done = done
-        self.outputs: list[np.ndarray] | None = None
+        self.outputs: Outputs | None = None
         self.error: BaseException | None = None
 
-    def result(self) -> list[np.ndarray]:
+    def result(self) -> Outputs:
         if self.error is not None:
             raise self.error
         return self.outputs
@@ -82,6 +109,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._queued_bytes = 0
         self.batches = 0  # counters for metrics and tests
         self.rows = 0
 
@@ -90,27 +118,42 @@ class Batcher:
         """Requests waiting for a batch right now."""
         return len(self._queue)
 
-    def submit(self, rows: np.ndarray) -> list[np.ndarray]:
-        """Run ``rows`` (N, ...) in the next batch; returns one (N, ...) output per model."""
-        pending = self._enqueue(_Pending(rows, threading.Event()))
+    def submit(self, job: Job) -> Outputs:
+        """Run ``job`` (N rows) in the next batch it fits; returns per model its named (N, ...) outputs."""
+        pending = self._enqueue(_Pending(job, threading.Event()))
         pending.done.wait()
         return pending.result()
 
-    async def submit_async(self, rows: np.ndarray) -> list[np.ndarray]:
+    def submit_all(self, jobs: list[Job]) -> list[Outputs]:
+        """:meth:`submit` for several jobs at once (they may share batches); outputs in job order."""
+        pending = [self._enqueue(_Pending(job, threading.Event())) for job in jobs]
+        for item in pending:
+            item.done.wait()
+        return [item.result() for item in pending]
+
+    async def submit_async(self, job: Job) -> Outputs:
         """:meth:`submit` for a coroutine: the event loop keeps serving while the batch runs."""
         signal = _LoopSignal(asyncio.get_running_loop())
-        pending = self._enqueue(_Pending(rows, signal))
+        pending = self._enqueue(_Pending(job, signal))
         await signal.future
         return pending.result()
 
     def _enqueue(self, pending: _Pending) -> _Pending:
         """Queue ``pending`` for the next batch, or raise Overloaded / AppNotAvailable at once."""
+        budget = self.spec.max_enqueued_bytes
+        if pending.job.nbytes > budget:
+            raise PayloadTooLarge(f"this request is {pending.job.nbytes} bytes of model input; {self.name} admits "
+                                  f"at most {budget} bytes at once: send fewer rows or smaller images")
         with self._cond:
             if self._closed:
                 raise AppNotAvailable(f"{self.name} is unloading; retry")
             if len(self._queue) >= self.spec.max_enqueued:
                 raise Overloaded(f"{self.name}: {len(self._queue)} requests are queued (limit "
                                  f"{self.spec.max_enqueued}); retry shortly", retry_after=1)
+            if self._queued_bytes + pending.job.nbytes > budget:
+                raise Overloaded(f"{self.name}: {self._queued_bytes} bytes of input are queued (limit {budget}); "
+                                 f"retry shortly", retry_after=1)
+            self._queued_bytes += pending.job.nbytes
             self._queue.append(pending)
             if self._worker is None:
                 self._worker = threading.Thread(target=self._loop, name=f"batcher:{self.name}", daemon=True)
@@ -132,23 +175,23 @@ class Batcher:
             self._execute(batch)
 
     def _collect(self) -> list[_Pending] | None:
-        """Block for the first request, then gather more until full or the deadline."""
+        """Block for the first request, then gather more of its kind until full or the deadline."""
         limit = self.spec.max_batch_size
         with self._cond:
             while not self._queue:
                 if self._closed:
                     return None
                 self._cond.wait()
-            batch = [self._queue.popleft()]
-            rows = len(batch[0].rows)
+            first = self._take(0)
+            batch, key, rows = [first], first.job.key, first.job.rows
+            if key is None:  # unbatched: alone
+                return batch
             deadline = time.monotonic() + self.spec.batch_timeout_micros / 1e6
             while rows < limit:
-                if self._queue:
-                    if rows + len(self._queue[0].rows) > limit:
-                        break
-                    item = self._queue.popleft()
+                item = self._take_matching(key, limit - rows)
+                if item is not None:
                     batch.append(item)
-                    rows += len(item.rows)
+                    rows += item.job.rows
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
@@ -156,34 +199,49 @@ class Batcher:
                 self._cond.wait(remaining)
             return batch
 
+    def _take_matching(self, key: tuple, room: int) -> _Pending | None:
+        """The first queued job of ``key`` if it fits in ``room`` rows (others keep their place); else None."""
+        for index, pending in enumerate(self._queue):
+            if pending.job.key == key:
+                return self._take(index) if pending.job.rows <= room else None
+        return None
+
+    def _take(self, index: int) -> _Pending:
+        """Remove the queued job at ``index`` (under the lock); its bytes leave the budget."""
+        pending = self._queue[index]
+        del self._queue[index]
+        self._queued_bytes -= pending.job.nbytes
+        return pending
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of model input waiting for a batch right now."""
+        return self._queued_bytes
+
     def _execute(self, batch: list[_Pending]) -> None:
+        first = batch[0].job
         try:
-            rows = aligned_concatenate([p.rows for p in batch])
-            outputs = self._run(rows)
+            inputs = first.inputs if len(batch) == 1 else {
+                name: aligned_concatenate([p.job.inputs[name] for p in batch]) for name in first.inputs}
+            outputs = self._run(first.signature, inputs)
         except BaseException as exc:  # hand every caller the failure, never kill the worker
             for pending in batch:
                 pending.error = exc
                 pending.done.set()
             return
         self.batches += 1
-        self.rows += len(rows)
+        self.rows += sum(p.job.rows for p in batch)
         start = 0
         for pending in batch:
-            stop = start + len(pending.rows)
-            pending.outputs = [out[start:stop] for out in outputs]
+            stop = start + pending.job.rows
+            pending.outputs = outputs if len(batch) == 1 else [
+                {name: value[start:stop] for name, value in model.items()} for model in outputs]
             pending.done.set()
             start = stop
 
 
-def aligned_concatenate(parts: list[np.ndarray], alignment: int = ALIGNMENT) -> np.ndarray:
-    """``np.concatenate(parts)`` into a new buffer that starts on an ``alignment``-byte boundary.
-
-    TensorFlow takes such a batch without copying it (yyai.runtime.loader.as_tensor).
-    """
-    first = parts[0]
-    shape = (sum(len(p) for p in parts), *first.shape[1:])
-    nbytes = int(np.prod(shape)) * first.dtype.itemsize
-    raw = np.empty(nbytes + alignment, np.uint8)
-    start = -raw.ctypes.data % alignment
-    out = raw[start:start + nbytes].view(first.dtype).reshape(shape)
-    return np.concatenate(parts, out=out)
+def _nbytes(array: np.ndarray) -> int:
+    """Memory an input holds: its buffer, and for strings the bytes they point to."""
+    if array.dtype == object:
+        return array.nbytes + sum(len(item) for item in array.reshape(-1) if isinstance(item, bytes))
+    return array.nbytes

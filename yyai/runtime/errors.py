@@ -99,6 +99,12 @@ class ReloadInProgress(ServingError):
     code = "reload_in_progress"
 
 
+class ReloadSuperseded(ServingError):
+    """A newer reload changed the app's target before every process served this one's version."""
+
+    code = "reload_superseded"
+
+
 class Overloaded(ServingError):
     """The app's request queue is full; retry after ``retry_after`` seconds."""
 

@@ -17,6 +17,7 @@ from .errors import ManifestError
 
 MANIFEST_NAME = "app.toml"
 LABELS_NAME = "labels.txt"
+MAX_MANIFEST_BYTES = 1 << 20  # an app.toml is a few hundred bytes; a huge or deeply nested one is refused
 
 COLORS = ("rgb", "bgr", "gray")
 LAYOUTS = ("nhwc",)
@@ -26,13 +27,23 @@ POLICIES = ("latest", "specific")
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How image bytes become a model input. ``None`` = take it from the model."""
+    """How image bytes become a model input. ``None`` = take it from the model.
 
-    size: tuple[int, int] | None = None  # (width, height)
+    ``name`` is the input images feed (default: the model's only input).
+    ``scale`` defaults to 1/255 for a float input and 1 for an integer one.
+    """
+
+    name: str | None = None
+    size: tuple[int, int] | None = None  # (width, height); None: the model's, or each image's own
     color: str | None = None  # rgb | bgr | gray
-    scale: float = 1.0 / 255.0
+    scale: float | None = None
     offset: float = 0.0
     layout: str = "nhwc"
+
+    def pixel_scale(self, integer_input: bool) -> float:
+        if self.scale is not None:
+            return self.scale
+        return 1.0 if integer_input else 1.0 / 255.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class BatchingSpec:
     max_batch_size: int = 32
     batch_timeout_micros: int = 0  # greedy: run what is queued; batches grow with load
     max_enqueued: int = 256
+    max_enqueued_bytes: int = 512 * 1024**2  # model input waiting in the queue (prepared arrays)
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class AppSpec:
     description: str = ""
     demo: bool = False
     trust_code: bool = False
+    signature: str | None = None  # SavedModels: the signature served (None: serving_default or the only one)
     input: InputSpec = field(default_factory=InputSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     batching: BatchingSpec = field(default_factory=BatchingSpec)
@@ -85,10 +98,8 @@ def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = Non
     path = app_dir / MANIFEST_NAME
     raw: dict[str, Any] = {}
     if path.is_file():
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
+        with path.open("rb") as handle:
+            raw = parse_toml(handle.read(MAX_MANIFEST_BYTES + 1), source=str(path))
     return parse_manifest(
         raw,
         name=name or app_dir.name,
@@ -96,6 +107,18 @@ def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = Non
         labels_file=app_dir / LABELS_NAME,
         batching_defaults=batching_defaults or BatchingSpec(),
     )
+
+
+def parse_toml(data: bytes, *, source: str) -> dict[str, Any]:
+    """The TOML table in ``data``; ManifestError when it is too large, not UTF-8, not TOML or nested too deeply."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{source}: larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ManifestError(f"{source}: nested too deeply") from None
 
 
 def parse_manifest(
@@ -108,21 +131,29 @@ def parse_manifest(
 ) -> AppSpec:
     """Validate an already-parsed TOML table into an :class:`AppSpec`."""
     reader = _Reader(raw, source)
-    top = reader.table(None, {"description", "demo", "trust_code", "input", "output", "batching", "versions"})
+    top = reader.table(None, {"description", "demo", "trust_code", "signature", "input", "output", "batching",
+                              "versions"})
     description = reader.get(top, "description", str, "")
     demo = reader.get(top, "demo", bool, False)
     trust_code = reader.get(top, "trust_code", bool, False)
+    signature = reader.get(top, "signature", str, None)
+    if signature is not None and not signature:
+        reader.fail("signature", "must not be empty")
 
-    inp = reader.table("input", {"size", "color", "scale", "offset", "layout"})
+    inp = reader.table("input", {"name", "size", "color", "scale", "offset", "layout"})
+    input_name = reader.get(inp, "input.name", str, None)
+    if input_name is not None and not input_name:
+        reader.fail("input.name", "must not be empty")
     size = reader.get(inp, "input.size", list, None)
     if size is not None:
         if len(size) != 2 or not all(type(v) is int and 0 < v <= 8192 for v in size):
             reader.fail("input.size", "must be [width, height], two integers from 1 to 8192")
         size = (size[0], size[1])
     input_spec = InputSpec(
+        name=input_name,
         size=size,
         color=reader.choice(inp, "input.color", COLORS, None),
-        scale=reader.number(inp, "input.scale", InputSpec.scale),
+        scale=reader.number(inp, "input.scale", None),
         offset=reader.number(inp, "input.offset", InputSpec.offset),
         layout=reader.choice(inp, "input.layout", LAYOUTS, "nhwc"),
     )
@@ -151,6 +182,8 @@ def parse_manifest(
             bat, "batching.batch_timeout_micros", defaults.batch_timeout_micros, 10_000_000, allow_zero=True
         ),
         max_enqueued=reader.positive(bat, "batching.max_enqueued", defaults.max_enqueued, 1_000_000),
+        max_enqueued_bytes=reader.positive(bat, "batching.max_enqueued_bytes", defaults.max_enqueued_bytes,
+                                           1 << 40),
     )
 
     ver = reader.table("versions", {"policy", "specific"})
@@ -165,6 +198,7 @@ def parse_manifest(
         description=description,
         demo=demo,
         trust_code=trust_code,
+        signature=signature,
         input=input_spec,
         output=output_spec,
         batching=batching,
@@ -201,8 +235,10 @@ class _Reader:
             self.fail(key, f"must be of type {kind.__name__}, got {type(value).__name__}")
         return value
 
-    def number(self, table: dict[str, Any], key: str, default: float) -> float:
+    def number(self, table: dict[str, Any], key: str, default: float | None) -> float | None:
         value = table.get(key.rsplit(".", 1)[-1], default)
+        if value is default:
+            return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(key, f"must be a number, got {type(value).__name__}")
         if value != value or value in (float("inf"), float("-inf")):

@@ -26,14 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
 from . import postprocess
-from .errors import AppNotAvailable, ModelLoadError, ReloadInProgress, ServingError
-from .loader import DEFAULT_MAX_FILE_BYTES, LoadedModel, load_model_file
+from .errors import (
+    AppNotAvailable,
+    ModelLoadError,
+    ReloadInProgress,
+    ServingError,
+    VersionNotFound,
+)
+from .limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
+from .loader import LoadedModel, load_model
 from .manifest import MANIFEST_NAME, AppSpec, BatchingSpec, load_manifest
+from .publish import UPLOADED_MARKER
+from .request import image_input, image_shape
 from .servable import ServingVersion, State
-from .source import DEFAULT_SETTLE_SECONDS, choose_version, scan_versions
+from .snapshots import freeze, snapshot, snapshot_ids
+from .source import VersionCandidate, choose_version, model_files, scan_versions
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +86,7 @@ class ModelUtil:
         self._current: ServingVersion | None = None
         self._loading: str | None = None
         self._failure: _Failure | None = None
+        self._served_once = False
         self._reload_lock = threading.Lock()
 
     # -- serving --------------------------------------------------------
@@ -90,9 +99,9 @@ class ModelUtil:
         """The serving version, held for the whole request; AppNotAvailable if there is none."""
         while True:
             version = self._current
-            if version is None:
-                detail = f": {self._failure.error}" if self._failure else " yet"
-                raise AppNotAvailable(f"app '{self.name}' has no available version{detail}")
+            if version is None:  # the reason is for the operator (status, log), not for every caller
+                why = "its last load failed" if self._failure else "it is still loading"
+                raise AppNotAvailable(f"app '{self.name}' has no available version: {why}")
             if version.enter():  # False only if swapped out between the read and here
                 break
         try:
@@ -100,49 +109,55 @@ class ModelUtil:
         finally:
             version.leave()
 
-    def predict(self, batch: np.ndarray) -> tuple[str, list[np.ndarray]]:
-        """Run every model on a ready batch; returns (version id, one output per model)."""
-        with self.serving() as version:
-            return version.id, version.infer(batch)
-
     # -- loading --------------------------------------------------------
     def load(self) -> ReloadReport:
         """First load (same as :meth:`reload` with no pin change)."""
         return self.reload()
 
     def reload(self, version: str | int | None = None, *, wait: bool = True) -> ReloadReport:
-        """Load a version from disk and swap it in once warm.
+        """Choose a version on disk, load it and swap it in once warm (the process that leads a reload).
 
-        ``version``: None keeps the current pin (or policy), a number pins that
-        version, ``"latest"`` removes the pin. Raises ServingError (the old
-        version keeps serving) or ReloadInProgress when ``wait`` is False and
-        another reload of this app is running.
+        ``version``: None keeps the current pin (or policy), a number or a
+        snapshot id pins that version, ``"latest"`` removes the pin. A flat
+        layout is frozen into a snapshot first, and the snapshot loads. Raises
+        ServingError (the old version keeps serving) or ReloadInProgress when
+        ``wait`` is False and another reload of this app is running.
         """
+        with self._reload_lock_or_refuse(wait):
+            pinned = self.pinned if version is None else (None if str(version) == LATEST else str(version))
+            return self._reload_locked(pinned, exact=None)
+
+    def follow(self, version: str, *, pinned: str | None, wait: bool = True) -> ReloadReport:
+        """Load exactly ``version`` (a number, or a flat snapshot id), as another process loaded it.
+
+        Nothing is scanned or chosen; ``pinned`` is the pin that process keeps.
+        """
+        with self._reload_lock_or_refuse(wait):
+            return self._reload_locked(pinned, exact=str(version))
+
+    @contextmanager
+    def _reload_lock_or_refuse(self, wait: bool) -> Iterator[None]:
         if not self._reload_lock.acquire(blocking=wait):
             raise ReloadInProgress(f"a reload of app '{self.name}' is already running")
         try:
-            pinned = self.pinned if version is None else (None if str(version) == LATEST else str(version))
-            return self._reload_locked(pinned)
+            yield
         finally:
             self._reload_lock.release()
 
-    def _reload_locked(self, pinned: str | None) -> ReloadReport:
+    def _reload_locked(self, pinned: str | None, *, exact: str | None) -> ReloadReport:
         started = time.perf_counter()
         old = self._current
-        wanted: str | None = pinned
+        wanted: str | None = exact or pinned
         try:
             base = load_manifest(self.app_dir, batching_defaults=self.batching_defaults)
-            candidate = choose_version(scan_versions(self.app_dir, settle_seconds=self.settle_seconds),
-                                       policy=base.versions, pinned=pinned)
+            candidate = self._exact(exact) if exact is not None else self._choose(base, pinned)
             wanted = candidate.id
-            spec = manifest_for(self.app_dir, Path(candidate.path), base=base,
-                                batching_defaults=self.batching_defaults)
+            spec = self._manifest(base, candidate)
             self._loading = candidate.id
-            models = tuple(load_model_file(Path(f), trust_code=spec.trust_code, max_file_bytes=self.max_file_bytes)
-                           for f in candidate.files)
-            check_compatible(spec, models)
+            models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
             new = ServingVersion(spec, candidate, models, time.perf_counter() - started)
         except ServingError as exc:
+            _store_relative(exc, self.app_dir.parent)
             self._failure = _Failure(version=wanted, error=exc.message)
             log.warning("app %s: reload to %s failed, %s keeps serving: %s", self.name, wanted or "?",
                         old.id if old else "nothing", exc.message)
@@ -150,6 +165,7 @@ class ModelUtil:
         finally:
             self._loading = None
         self._current = new  # the swap: one reference assignment
+        self._served_once = True
         self.pinned = pinned
         self._failure = None
         if old is not None:
@@ -159,7 +175,53 @@ class ModelUtil:
         return ReloadReport(app=self.name, old_version=old.id if old else None, new_version=new.id,
                             load_seconds=new.load_seconds, models=[m.describe() for m in models])
 
+    def _choose(self, base: AppSpec, pinned: str | None) -> VersionCandidate:
+        """The pinned version or the policy's choice; a flat layout frozen into a snapshot."""
+        if pinned is not None and self.is_snapshot(pinned):
+            return snapshot(self.app_dir, pinned)
+        chosen = choose_version(scan_versions(self.app_dir, settle_seconds=self.settle_seconds),
+                                policy=base.versions, pinned=pinned)
+        return chosen if chosen.numbered else freeze(self.app_dir)
+
+    def _exact(self, version: str) -> VersionCandidate:
+        """Version ``version`` as it is on disk: a numbered folder, or a snapshot. VersionNotFound otherwise.
+
+        A snapshot id is 12 hex digits, which may all be decimal: what is on disk decides.
+        """
+        folder = self.app_dir / version
+        files = model_files(folder) if version.isdigit() else []
+        if not files:
+            if self.is_snapshot(version):
+                return snapshot(self.app_dir, version)
+            raise VersionNotFound(f"version {version} of app '{self.name}' is not on disk (neither a numbered "
+                                  f"folder nor a snapshot)")
+        return VersionCandidate(id=version, path=str(folder), files=tuple(map(str, files)), numbered=True,
+                                complete=True)
+
+    def is_snapshot(self, version: str) -> bool:
+        """Whether ``version`` names a flat-layout snapshot of this app (and no numbered folder)."""
+        return not (self.app_dir / version).is_dir() and version in snapshot_ids(self.app_dir)
+
+    def _manifest(self, base: AppSpec, candidate: VersionCandidate) -> AppSpec:
+        """A numbered version's own manifest (or the app's); a snapshot's frozen one (absent: defaults)."""
+        if candidate.numbered:
+            spec = manifest_for(self.app_dir, Path(candidate.path), base=base,
+                                batching_defaults=self.batching_defaults)
+            if (Path(candidate.path) / UPLOADED_MARKER).exists():
+                spec = dataclasses.replace(spec, trust_code=False)  # no code from an upload, ever
+            return spec
+        frozen = load_manifest(Path(candidate.path), batching_defaults=self.batching_defaults, name=self.name)
+        return dataclasses.replace(frozen, versions=base.versions)
+
     # -- status ---------------------------------------------------------
+    @property
+    def expected(self) -> bool:
+        """Whether readiness waits for this app: it served once here, or the operator declared it (an
+        ``app.toml``, a model or a numbered folder). An empty folder (a refused upload's) is not waited for."""
+        if self._served_once or (self.app_dir / MANIFEST_NAME).is_file() or model_files(self.app_dir):
+            return True
+        return self.app_dir.is_dir() and any(p.is_dir() and p.name.isdigit() for p in self.app_dir.iterdir())
+
     @property
     def state(self) -> State:
         """AVAILABLE when a version serves; else LOADING, FAILED or START."""
@@ -175,7 +237,10 @@ class ModelUtil:
         failure = self._failure
         try:
             candidates = scan_versions(self.app_dir, settle_seconds=self.settle_seconds)
-        except OSError:
+            if not any(c.numbered for c in candidates):
+                candidates += [snapshot(self.app_dir, s) for s in snapshot_ids(self.app_dir)
+                               if s not in {c.id for c in candidates}]
+        except (OSError, VersionNotFound):
             candidates = []
         versions = []
         for c in candidates:
@@ -204,6 +269,15 @@ class ModelUtil:
         }
 
 
+def _store_relative(exc: ServingError, store: Path) -> None:
+    """Name files by their place in the model store (``calc/m.h5``), never by their absolute path."""
+    prefix = f"{store}/"
+    exc.message = exc.message.replace(prefix, "")
+    exc.args = (exc.message, *exc.args[1:])
+    if isinstance(exc, ModelLoadError):
+        exc.path = exc.path.replace(prefix, "")
+
+
 def manifest_for(app_dir: Path, version_dir: Path, *, base: AppSpec,
                  batching_defaults: BatchingSpec | None = None) -> AppSpec:
     """The manifest a version serves with: its own ``app.toml`` if it has one, else the app's.
@@ -216,18 +290,62 @@ def manifest_for(app_dir: Path, version_dir: Path, *, base: AppSpec,
     return dataclasses.replace(own, versions=base.versions)
 
 
+def load_version_models(spec: AppSpec, candidate: VersionCandidate, *,
+                        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[LoadedModel, ...]:
+    """Load and warm up every model of ``candidate``, checked against each other and the manifest.
+
+    On any failure the models already loaded are closed before the error is raised.
+    """
+    models: list[LoadedModel] = []
+    try:
+        for file in map(Path, candidate.files):
+            own = spec.name if file == Path(candidate.path) else None  # TF Serving's <app>/<N>/saved_model.pb
+            models.append(load_model(file, signature=spec.signature, trust_code=spec.trust_code,
+                                     max_file_bytes=max_file_bytes, name=own))
+        check_compatible(spec, tuple(models))
+    except BaseException:
+        for model in models:
+            model.close()
+        raise
+    return tuple(models)
+
+
 def check_compatible(spec: AppSpec, models: tuple[LoadedModel, ...]) -> None:
-    """All models of a version share one input shape, and the manifest fits them."""
+    """All models of a version take the same inputs, and the manifest fits them."""
     first = models[0]
     for model in models[1:]:
-        if model.input_shape != first.input_shape:
-            raise ModelLoadError(model.path, f"input shape {model.input_shape} differs from {first.name}'s "
-                                             f"{first.input_shape}; the models of one app share one input")
-    if spec.input.size is not None and len(first.input_shape) == 3:
+        _same_inputs(first, model)
+    signature = first.signature
+    image = image_input(signature, spec.input)
+    if spec.input.name is not None and image is None:
+        names = ", ".join(signature.input_names)
+        raise ModelLoadError(first.path, f"app.toml input.name '{spec.input.name}' is not an input that takes "
+                                         f"images (inputs: {names})")
+    shape = image_shape(image, signature.batched) if image is not None else None
+    if spec.input.size is not None and shape is not None:
         width, height = spec.input.size
-        if (height, width) != first.input_shape[:2]:
+        model_h, model_w = shape[0][:2]
+        if (model_h not in (None, height)) or (model_w not in (None, width)):
             raise ModelLoadError(first.path, f"app.toml input.size {list(spec.input.size)} (width, height) does not "
-                                             f"match the model's input {first.input_shape[1]}x{first.input_shape[0]}")
+                                             f"match the model's input '{image.name}' {model_w}x{model_h}")
     for model in models:
-        kind = postprocess.infer_kind(spec.output, model.output_shape)
-        postprocess.check_labels(spec.output, model.output_shape, kind)
+        outputs = model.signature.outputs
+        if len(outputs) == 1:
+            kind = postprocess.infer_kind(spec.output, outputs[0].shape, outputs[0].dtype)
+            postprocess.check_labels(spec.output, outputs[0].shape, kind, outputs[0].dtype)
+
+
+def _same_inputs(first: LoadedModel, model: LoadedModel) -> None:
+    """Same input names (one-input models may name theirs differently), dtypes, shapes and batching."""
+    ours, theirs = first.signature, model.signature
+    if ours.input_names != theirs.input_names and not len(ours.inputs) == len(theirs.inputs) == 1:
+        raise ModelLoadError(model.path, f"its inputs {list(theirs.input_names)} differ from {first.name}'s "
+                                         f"{list(ours.input_names)}; the models of one app share their inputs")
+    for mine, other in zip(ours.inputs, theirs.inputs):
+        if (mine.dtype, mine.shape) != (other.dtype, other.shape):
+            raise ModelLoadError(model.path, f"input '{other.name}' is {other.dtype} {other.shape_text()} but "
+                                             f"{first.name}'s is {mine.dtype} {mine.shape_text()}; the models of "
+                                             f"one app share their inputs")
+    if ours.batched != theirs.batched:
+        raise ModelLoadError(model.path, f"it is {'' if theirs.batched else 'not '}batched and {first.name} is "
+                                         f"{'' if ours.batched else 'not '}; the models of one app share their inputs")

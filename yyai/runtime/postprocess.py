@@ -1,17 +1,21 @@
 """Turn a model's raw batch output into JSON-ready results, one per row.
 
-Two kinds of output exist (see the manifest's ``[output] kind``):
+A model with one output gets a result of one of two kinds (the manifest's ``[output] kind``):
 
-* ``regression``: the value (or nested list of values), rounded to ``decimals``;
+* ``regression``: the value (or nested list of values), floats rounded to
+  ``decimals``; integers, booleans and strings as they are;
 * ``classification``: the probabilities, the winning ``label`` and its ``score``.
   A single-unit output is a binary sigmoid: ``p`` is the probability of
   ``labels[1]``, ``1 - p`` that of ``labels[0]``.
 
-Results hold only Python ``float``, ``str``, ``list`` and ``None`` (for a
-non-finite model output), so they serialise to strict JSON as they are.
+A model with several outputs gets ``{"outputs": {<name>: <value>}}``, each value
+as a regression's. Results hold only plain Python values and ``None`` (for a
+non-finite model output); text that is not UTF-8 becomes ``{"b64": ...}`` (TF
+Serving's rule), so results serialise to strict JSON as they are.
 """
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
@@ -24,26 +28,36 @@ PROBABILITY_DECIMALS = 4
 _BINARY_LABELS = ("0", "1")
 
 
-def infer_kind(spec: OutputSpec, output_shape: tuple[int, ...]) -> str:
-    """Return ``spec.kind``, or guess it from the output shape (batch dimension excluded).
+def infer_kind(spec: OutputSpec, output_shape: tuple[int | None, ...] | None, dtype: str = "float32") -> str:
+    """Return ``spec.kind``, or guess it from the output (shape without the batch dimension).
 
     One unit is regression unless there are exactly two labels (a binary
-    sigmoid); more than one unit is classification.
+    sigmoid); more than one unit is classification. An output that is not
+    floats, or whose size is not fixed, is regression.
     """
     if spec.kind is not None:
         return spec.kind
+    if not dtype.startswith("float") or output_shape is None or None in output_shape:
+        return "regression"
     if math.prod(output_shape) > 1:
         return "classification"
     return "classification" if spec.labels is not None and len(spec.labels) == 2 else "regression"
 
 
-def check_labels(spec: OutputSpec, output_shape: tuple[int, ...], kind: str) -> None:
+def check_labels(spec: OutputSpec, output_shape: tuple[int | None, ...] | None, kind: str,
+                 dtype: str = "float32") -> None:
     """Raise :class:`ManifestError` when a classifier's labels do not match its output units.
 
     A single-unit classifier (binary sigmoid) needs two labels; any other needs
-    one label per unit. Regression, and a classifier without labels, pass.
+    one label per unit. Regression, and a classifier without labels, pass. A
+    classifier needs float outputs of a fixed size.
     """
-    if kind != "classification" or spec.labels is None:
+    if kind != "classification":
+        return
+    if not dtype.startswith("float") or output_shape is None or None in output_shape:
+        raise ManifestError(f"output kind 'classification' needs float outputs of a fixed size; the model's "
+                            f"output is {dtype} of shape {list(output_shape) if output_shape is not None else '?'}")
+    if spec.labels is None:
         return
     units = math.prod(output_shape)
     expected = 2 if units == 1 else units
@@ -54,8 +68,18 @@ def check_labels(spec: OutputSpec, output_shape: tuple[int, ...], kind: str) -> 
         )
 
 
-def format_results(name: str, outputs: np.ndarray, *, spec: OutputSpec, kind: str) -> list[dict[str, Any]]:
-    """Format a batch of outputs ``(N, ...)`` from model ``name`` into ``N`` result dicts."""
+def format_results(name: str, outputs: np.ndarray | list[np.ndarray], *, spec: OutputSpec,
+                   kind: str) -> list[dict[str, Any]]:
+    """Format a batch of outputs ``(N, ...)`` from model ``name`` into ``N`` result dicts.
+
+    ``outputs`` may also be a list of per-row arrays (rows of different shapes).
+    """
+    if isinstance(outputs, list):
+        return [format_results(name, row[np.newaxis], spec=spec, kind=kind)[0] for row in outputs]
+    if kind == "regression" and outputs.dtype.kind != "f":
+        rows = outputs.reshape(len(outputs), -1)
+        values = json_values(rows[:, 0] if rows.shape[1] == 1 else outputs, spec.decimals)
+        return [{"name": name, "value": value} for value in values]
     outputs = np.asarray(outputs, dtype=np.float64)
     rows = outputs.reshape(len(outputs), -1)
     if kind == "regression":
@@ -71,6 +95,42 @@ def format_results(name: str, outputs: np.ndarray, *, spec: OutputSpec, kind: st
         {"name": name, "value": value, "label": labels[winner], "score": score}
         for value, winner, score in zip(values, winners.tolist(), scores)
     ]
+
+
+def format_outputs(name: str, outputs: dict[str, np.ndarray | list[np.ndarray]], *,
+                   decimals: int) -> list[dict[str, Any]]:
+    """Results of a model with several outputs: per row, ``{"name", "outputs": {<output>: <value>}}``.
+
+    As for a regression, an output of one value per row is that value, not a list of one.
+    """
+    per_output = {key: [json_values(_unit(row), decimals) for row in value] if isinstance(value, list)
+                  else json_values(value[:, 0] if value.ndim == 2 and value.shape[1] == 1 else value, decimals)
+                  for key, value in outputs.items()}
+    rows = len(next(iter(per_output.values())))
+    return [{"name": name, "outputs": {key: values[i] for key, values in per_output.items()}} for i in range(rows)]
+
+
+def _unit(row: np.ndarray) -> np.ndarray:
+    return row[0] if row.shape == (1,) else row
+
+
+def json_values(array: np.ndarray, decimals: int) -> Any:
+    """Plain Python values of ``array`` (nested lists): floats rounded, text decoded, NaN as ``None``."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        return _rounded(array.astype(np.float64), decimals)
+    if array.dtype.kind in "OSU":
+        return np.frompyfunc(_text, 1, 1)(array).tolist() if array.ndim else _text(array.item())
+    return array.tolist()
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode("ascii")}
+    return value
 
 
 def _binary(name: str, probabilities: np.ndarray, labels: tuple[str, ...]) -> list[dict[str, Any]]:

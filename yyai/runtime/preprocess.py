@@ -1,4 +1,4 @@
-"""Turn caller input into model input: image bytes, base64 text or ready tensors.
+"""Turn caller images into model input: image bytes or base64 text.
 
 Limits are enforced before any expensive work: the pixel count is read from
 the image header before the image is decoded, and the decoded size of base64
@@ -13,18 +13,18 @@ import binascii
 import os
 import re
 import struct
-from typing import Any
 
 import numpy as np
 
-from .errors import BadBase64, BadTensor, ImageTooLarge, ManifestError, NotAnImage, PayloadTooLarge
+from .errors import BadBase64, BadTensor, ImageTooLarge, NotAnImage, PayloadTooLarge
+from .limits import RequestLimits
 from .manifest import InputSpec
 
 # OpenCV reads this once, at import: a second guard against giant images.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**28))
 import cv2  # noqa: E402
 
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = RequestLimits.max_pixels
 
 _NOT_AN_IMAGE = "the upload is not an image in a supported format (JPEG, PNG, BMP, WebP)"
 _TRUNCATED = f"{_NOT_AN_IMAGE}: its header is truncated"
@@ -146,21 +146,24 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
 
 
 def to_model_input(
-    image: np.ndarray, *, spec: InputSpec, input_shape: tuple[int | None, int | None, int]
+    image: np.ndarray,
+    *,
+    spec: InputSpec,
+    input_shape: tuple[int | None, int | None, int | None],
+    dtype: np.dtype = np.dtype(np.float32),
 ) -> np.ndarray:
-    """Resize, color-convert and scale a BGR ``uint8`` image for a model.
+    """Resize, color-convert and scale a BGR ``uint8`` image for a model input of ``dtype``.
 
-    ``input_shape`` is the model's ``(H, W, C)`` without the batch dimension.
-    The target size is ``spec.size`` (width, height) or the model's own; the
-    color is ``spec.color`` or, from ``C``, gray (1) or rgb. Returns ``float32``
-    ``pixel * spec.scale + spec.offset``.
+    ``input_shape`` is the input's ``(H, W, C)`` without the batch dimension.
+    The target size is ``spec.size`` (width, height), else the model's own, else
+    (a dimension of any length) the image's own. The color is ``spec.color`` or,
+    from ``C``, gray (1) or rgb. Returns ``pixel * scale + offset`` in ``dtype``
+    (scale: ``spec.scale``, else 1/255 for a float input and 1 for an integer one).
     """
     height, width, channels = input_shape
-    target_w, target_h = spec.size or (width, height)
-    if target_w is None or target_h is None:
-        raise ManifestError("the model accepts any image size; set [input] size in app.toml")
-    color = spec.color or ("gray" if channels == 1 else "rgb")
     src_h, src_w = image.shape[:2]
+    target_w, target_h = spec.size or (width or src_w, height or src_h)
+    color = spec.color or ("gray" if channels == 1 else "rgb")
     if (src_w, src_h) != (target_w, target_h):
         shrinking = target_w <= src_w and target_h <= src_h
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
@@ -169,23 +172,33 @@ def to_model_input(
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     elif color == "gray":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, np.newaxis]
-    if image.shape[2] != channels:
+    if channels is not None and image.shape[2] != channels:
         raise BadTensor(
             f"the model expects {channels} color channels but input color '{color}' "
             f"gives {image.shape[2]}; set [input] color in app.toml to match the model"
         )
-    return image.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
+    dtype = np.dtype(dtype)
+    integer = dtype.kind in "iu"
+    scale, offset = spec.pixel_scale(integer), spec.offset
+    if integer and scale == 1.0 and offset == 0.0:
+        return image.astype(dtype, copy=False)
+    scaled = image.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    if integer:
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(scaled), info.min, info.max).astype(dtype)
+    return scaled.astype(dtype, copy=False)
 
 
 def prepare_image(
     data: bytes,
     *,
     spec: InputSpec,
-    input_shape: tuple[int | None, int | None, int],
+    input_shape: tuple[int | None, int | None, int | None],
+    dtype: np.dtype = np.dtype(np.float32),
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Decode image bytes and turn them into one model input (see :func:`to_model_input`)."""
-    return to_model_input(decode_image(data, max_pixels=max_pixels), spec=spec, input_shape=input_shape)
+    return to_model_input(decode_image(data, max_pixels=max_pixels), spec=spec, input_shape=input_shape, dtype=dtype)
 
 
 def decode_base64(text: str, *, max_bytes: int) -> bytes:
@@ -208,39 +221,5 @@ def decode_base64(text: str, *, max_bytes: int) -> bytes:
     text = text.translate(str.maketrans("-_", "+/")) + "=" * (-len(text) % 4)
     try:
         return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII characters
-        raise BadBase64(f"the string is not valid base64 ({exc})") from None
-
-
-def tensor_batch(instances: Any, *, input_shape: tuple[int | None, ...], max_batch: int) -> np.ndarray:
-    """Turn JSON ``instances`` (one nested list of numbers per row) into ``float32 (N, *input_shape)``.
-
-    A ``numpy`` array is accepted too. A ``None`` in ``input_shape`` matches any
-    length on that axis.
-    """
-    is_rows = isinstance(instances, list) or (isinstance(instances, np.ndarray) and instances.ndim > 0)
-    if not is_rows or len(instances) == 0:
-        raise BadTensor("instances must be a non-empty list with one tensor per row")
-    if len(instances) > max_batch:
-        raise BadTensor(f"instances has {len(instances)} rows; the limit is {max_batch}")
-    try:
-        array = np.asarray(instances)
-    except ValueError:
-        raise BadTensor("instances is ragged: every row must have the same nested shape") from None
-    if array.dtype.kind not in "iuf":
-        raise BadTensor("instances must hold only numbers (not strings, booleans, nulls or objects)")
-    row_shape = array.shape[1:]
-    if len(row_shape) != len(input_shape) or any(
-        want is not None and want != got for want, got in zip(input_shape, row_shape)
-    ):
-        raise BadTensor(f"each instance must have shape {_shape(input_shape)}, got {_shape(row_shape)}")
-    with np.errstate(over="ignore"):
-        array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise BadTensor("instances holds NaN, infinity or a number too large for float32")
-    return array
-
-
-def _shape(shape: tuple[int | None, ...]) -> str:
-    """Render a shape as ``[224, 224, 3]``, with ``None`` for any length."""
-    return "[" + ", ".join(str(dim) for dim in shape) + "]"
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters
+        raise BadBase64("the string is not valid base64: characters outside its alphabet, or wrong padding") from None

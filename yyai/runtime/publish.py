@@ -4,6 +4,10 @@ A version is first staged in a hidden folder inside the app (``.staging-*``,
 never scanned), then validated, then marked ``READY`` and renamed to the next
 free number in one ``os.rename``: a scanner sees either no folder or a complete
 one, never a half-written version. A failure removes the staging folder.
+
+An upload never carries code: its manifest may not set ``trust_code``, and the
+version is marked ``UPLOADED``, so it loads in safe mode whatever the app's own
+manifest says (:meth:`yyai.runtime.model_util.ModelUtil`).
 """
 from __future__ import annotations
 
@@ -14,18 +18,18 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from .errors import InputError
+from .errors import InputError, ManifestError
 from .loader import MODEL_SUFFIXES
-from .manifest import MANIFEST_NAME
+from .manifest import MANIFEST_NAME, parse_toml
 from .source import READY_MARKER
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_FILES = 32
+UPLOADED_MARKER = "UPLOADED"  # in a version folder: it came from an upload; never run code from it
 
 
 def stage_version(app_dir: Path, files: Iterable[tuple[str, BinaryIO]], manifest: bytes | None = None) -> Path:
     """Copy uploaded model files (and an optional app.toml) into a new staging folder."""
-    app_dir.mkdir(parents=True, exist_ok=True)
     files = list(files)
     names = [name for name, _ in files]
     if not names:
@@ -38,6 +42,9 @@ def stage_version(app_dir: Path, files: Iterable[tuple[str, BinaryIO]], manifest
                              f"{' or '.join(MODEL_SUFFIXES)})")
     if len(set(names)) != len(names):
         raise InputError("two uploaded files have the same name")
+    if manifest is not None:
+        check_uploaded_manifest(manifest)
+    app_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=app_dir))
     try:
         for name, stream in files:
@@ -45,10 +52,22 @@ def stage_version(app_dir: Path, files: Iterable[tuple[str, BinaryIO]], manifest
                 shutil.copyfileobj(stream, out, 1 << 20)
         if manifest is not None:
             (staging / MANIFEST_NAME).write_bytes(manifest)
+        (staging / UPLOADED_MARKER).touch()
     except BaseException:
         discard(staging)
         raise
     return staging
+
+
+def check_uploaded_manifest(manifest: bytes) -> None:
+    """InputError unless ``manifest`` is a valid app.toml that enables no code (``trust_code``)."""
+    try:
+        raw = parse_toml(manifest, source="the uploaded app.toml")
+    except ManifestError as exc:
+        raise InputError(exc.message) from None
+    if raw.get("trust_code"):
+        raise InputError("an uploaded app.toml may not set trust_code: code runs only from the operator's disk "
+                         "(put the version in the model store by hand to trust its Lambda layers)")
 
 
 def publish_version(app_dir: Path, staging: Path) -> int:

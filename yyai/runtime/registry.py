@@ -15,14 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AppNotFound, InputError, ServingError
-from .loader import DEFAULT_MAX_FILE_BYTES
+from .limits import DEFAULT_LOAD_WORKERS, DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
 from .manifest import BatchingSpec
 from .model_util import ModelUtil
-from .source import DEFAULT_SETTLE_SECONDS
 
 log = logging.getLogger(__name__)
 
-APP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+APP_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"  # a letter, then letters, digits, _ or -; never a dot
+APP_NAME = re.compile(rf"^{APP_NAME_PATTERN}$")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to load one app: exactly ``version`` (what the other processes serve), or by its pin or policy."""
+
+    version: str | None = None
+    pinned: str | None = None
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,7 @@ class RegistryConfig:
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
     batching_defaults: BatchingSpec = BatchingSpec()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    load_workers: int = 2
+    load_workers: int = DEFAULT_LOAD_WORKERS
 
 
 class Registry:
@@ -51,12 +59,18 @@ class Registry:
         return sorted((p for p in self.store.iterdir() if p.is_dir() and APP_NAME.match(p.name)),
                       key=lambda p: p.name)
 
-    def load_all(self) -> dict[str, float]:
-        """Load every app of the store in parallel; returns seconds per app (failures are logged)."""
+    def load_all(self, plans: dict[str, Plan] | None = None) -> dict[str, float]:
+        """Load every app of the store in parallel; returns seconds per app (failures are logged).
+
+        ``plans`` may say, per app, the exact version to load (what the other
+        processes serve) and the pin to keep; an app without one chooses its version.
+        """
         utils = [self._util(p.name) for p in self.app_dirs()]
+        plans = plans or {}
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, self.config.load_workers), thread_name_prefix="load") as pool:
-            timings = dict(zip((u.name for u in utils), pool.map(self._load_one, utils)))
+            timings = dict(zip((u.name for u in utils),
+                               pool.map(lambda u: self._load_one(u, plans.get(u.name, Plan())), utils)))
         log.info("loaded %d apps in %.1f s", len(utils), time.perf_counter() - started)
         return timings
 
@@ -96,10 +110,13 @@ class Registry:
             return self._apps[name]
 
     @staticmethod
-    def _load_one(util: ModelUtil) -> float:
+    def _load_one(util: ModelUtil, plan: "Plan") -> float:
         started = time.perf_counter()
         try:
-            report = util.load()
+            if plan.version:
+                report = util.follow(plan.version, pinned=plan.pinned)
+            else:
+                report = util.reload(plan.pinned)
         except ServingError as exc:
             log.error("app %s: not loaded: %s", util.name, exc.message)
             return time.perf_counter() - started

@@ -1,23 +1,31 @@
 """A servable (TF Serving's word): one loaded version of an app, and its lifecycle states.
 
-Everything a request needs (preprocessing, inference through the batcher,
-formatting) comes from one ServingVersion, so a response can never mix two
-versions. ModelUtil (model_util.py) creates, swaps and retires them.
+Everything a request needs (checking its inputs, inference through the
+batcher, formatting) comes from one ServingVersion, so a response can never
+mix two versions. ModelUtil (model_util.py) creates, swaps and retires them.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
-from . import postprocess, preprocess
-from .batching import Batcher
-from .errors import BadTensor, InputError
-from .loader import LoadedModel, as_tensor
+from . import postprocess, request
+from .batching import Batcher, Outputs
+from .errors import InputError
+from .feed import Feed
+from .limits import RequestLimits
+from .loader import LoadedModel
 from .manifest import AppSpec
+from .request import Prepared
+from .signature import Signature
 from .source import VersionCandidate
+
+ModelOutputs = list[dict[str, np.ndarray | list[np.ndarray]]]  # per model: named outputs, rows first
 
 
 class State(str, Enum):
@@ -34,18 +42,20 @@ class State(str, Enum):
 class ServingVersion:
     """One loaded version of an app: its manifest, its models and its batcher.
 
-    Everything a request needs (preprocessing, inference, formatting) comes from
-    the same ServingVersion, so a response can never mix two versions.
+    Every model serves a signature with the same inputs (checked at load);
+    ``signature`` is the first model's, the one requests use unless they name
+    another that every model has.
     """
 
-    def __init__(self, spec: AppSpec, candidate: VersionCandidate, models: tuple[LoadedModel, ...], load_seconds: float):
+    def __init__(self, spec: AppSpec, candidate: VersionCandidate, models: tuple[LoadedModel, ...],
+                 load_seconds: float):
         self.spec = spec
         self.id = candidate.id
         self.candidate = candidate
         self.models = models
         self.load_seconds = load_seconds
-        self.input_shape = models[0].input_shape
-        self.kinds = tuple(postprocess.infer_kind(spec.output, m.output_shape) for m in models)
+        self.signature = models[0].signature
+        self.kinds = tuple(_kind(spec, m) for m in models)
         self.loaded_at = time.time()
         self.state = State.AVAILABLE
         self._inflight = 0
@@ -53,48 +63,60 @@ class ServingVersion:
         self.batcher = Batcher(self._run_models, spec.batching, name=f"{spec.name}@{self.id}")
 
     # -- request path ---------------------------------------------------
-    def prepare_images(self, images: list[bytes], *, max_pixels: int = preprocess.DEFAULT_MAX_PIXELS) -> np.ndarray:
-        """Decode and preprocess image bytes into one float32 batch for this version's models."""
-        if len(self.input_shape) != 3:
-            raise InputError(
-                f"app '{self.spec.name}' takes vectors of shape {list(self.input_shape)}, not images; send 'instances'"
-            )
-        rows = [preprocess.prepare_image(data, spec=self.spec.input, input_shape=self.input_shape,
-                                         max_pixels=max_pixels) for data in images]
-        return np.stack(rows)
+    def signature_named(self, name: str | None) -> Signature:
+        """The signature ``name`` (None: the served one); InputError unless every model has it alike."""
+        if name is None or name == self.signature.name:
+            return self.signature
+        found = [m.signatures.get(name) for m in self.models]
+        if any(s is None for s in found):
+            known = sorted(set.intersection(*(set(m.signatures) for m in self.models)))
+            raise InputError(f"app '{self.spec.name}' has no signature '{name}' in every model "
+                             f"(signatures: {', '.join(known)})")
+        if any(_inputs_key(s) != _inputs_key(found[0]) for s in found[1:]):
+            raise InputError(f"signature '{name}' takes different inputs in the models of app '{self.spec.name}'")
+        return found[0]
 
-    def prepare_tensors(self, instances, *, max_batch: int) -> np.ndarray:
-        """Validate ready tensors (JSON ``instances``) against this version's input shape."""
-        return preprocess.tensor_batch(instances, input_shape=self.input_shape, max_batch=max_batch)
+    @property
+    def image_input(self) -> str | None:
+        """The input the image forms feed (``[input] name``, else the only input), if images can feed it."""
+        spec = request.image_input(self.signature, self.spec.input)
+        return spec.name if spec is not None else None
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run every model on ``batch`` (through the dynamic batcher); one output array per model.
+    def prepare(self, values: dict[str, Any], *, signature: Signature | None = None, columnar: bool = False,
+                limits: RequestLimits = RequestLimits()) -> Prepared:
+        """Check a request's named values against ``signature`` (default: the served one); jobs for :meth:`infer`."""
+        return request.prepare(values, signature=signature or self.signature, input_spec=self.spec.input,
+                               columnar=columnar, limits=limits)
 
-        A batch of the wrong shape is refused here, before it can join (and fail) others.
-        """
-        return self.batcher.submit(self._checked(batch))
+    def infer(self, prepared: Prepared) -> ModelOutputs:
+        """Run every model on the prepared request (through the dynamic batcher); per model, its named outputs."""
+        return _reassemble(prepared, self.batcher.submit_all([job for _, job in prepared.jobs]))
 
-    async def infer_async(self, batch: np.ndarray) -> list[np.ndarray]:
+    async def infer_async(self, prepared: Prepared) -> ModelOutputs:
         """:meth:`infer` for a coroutine on an event loop (the ASGI predict path)."""
-        return await self.batcher.submit_async(self._checked(batch))
+        jobs = [job for _, job in prepared.jobs]
+        if len(jobs) == 1:
+            return await self.batcher.submit_async(jobs[0])
+        return _reassemble(prepared, await asyncio.gather(*(self.batcher.submit_async(job) for job in jobs)))
 
-    def format(self, outputs: list[np.ndarray]) -> list[list[dict]]:
-        """Per input row, one result dict per model, in file-name order."""
-        per_model = [
-            postprocess.format_results(m.name, out, spec=self.spec.output, kind=kind)
-            for m, kind, out in zip(self.models, self.kinds, outputs)
-        ]
+    def format(self, outputs: ModelOutputs) -> list[list[dict]]:
+        """Per input row, one result dict per model, in file-name order (the served signature's outputs)."""
+        per_model = []
+        for model, kind, named in zip(self.models, self.kinds, outputs):
+            if kind is None:
+                per_model.append(postprocess.format_outputs(model.name, named, decimals=self.spec.output.decimals))
+            else:
+                (value,) = named.values()
+                per_model.append(postprocess.format_results(model.name, value, spec=self.spec.output, kind=kind))
         return [list(row) for row in zip(*per_model)]
 
-    def _checked(self, batch: np.ndarray) -> np.ndarray:
-        if batch.ndim != len(self.input_shape) + 1 or batch.shape[1:] != self.input_shape:
-            raise BadTensor(f"app '{self.spec.name}' expects rows of shape {list(self.input_shape)}, "
-                            f"got {list(batch.shape[1:])}")
-        return np.asarray(batch, dtype=np.float32)
-
-    def _run_models(self, batch: np.ndarray) -> list[np.ndarray]:
-        tensor = as_tensor(batch)  # once for every model of the app
-        return [model.infer(tensor) for model in self.models]
+    def _run_models(self, signature: str, inputs: dict[str, np.ndarray]) -> Outputs:
+        batched = self.signature_named(signature).batched
+        feed = Feed(inputs if batched else {name: array[0] for name, array in inputs.items()})
+        results = [model.run(signature, _feed_for(model, signature, feed)) for model in self.models]
+        if batched:
+            return results
+        return [{name: np.asarray(value)[np.newaxis] for name, value in named.items()} for named in results]
 
     # -- lifecycle ------------------------------------------------------
     def enter(self) -> bool:
@@ -111,7 +133,7 @@ class ServingVersion:
             self._finish_if_idle()
 
     def retire(self) -> None:
-        """Stop taking new work; END once the requests in flight are done."""
+        """Stop taking new work; END once the requests in flight are done (models closed then)."""
         with self._lock:
             self.state = State.UNLOADING
             self._finish_if_idle()
@@ -120,12 +142,46 @@ class ServingVersion:
         if self.state is State.UNLOADING and self._inflight == 0:
             self.state = State.END
             self.batcher.close()
+            for model in self.models:
+                model.close()
 
-    def describe(self) -> dict:
-        return {
-            "version": self.id,
-            "state": self.state.value,
-            "loaded_at": self.loaded_at,
-            "load_ms": round(self.load_seconds * 1000, 1),
-            "models": [m.describe() for m in self.models],
-        }
+
+def _inputs_key(signature: Signature) -> tuple:
+    """What models of one app must share for a signature: input names (unless single), dtypes, shapes, batching."""
+    specs = [(s.dtype, s.shape) if len(signature.inputs) == 1 else (s.name, s.dtype, s.shape)
+             for s in signature.inputs]
+    return (*specs, signature.batched)
+
+
+def _feed_for(model: LoadedModel, signature: str, feed: Feed) -> Feed:
+    """``feed`` under the model's own input name (one-input models of an app may name it differently)."""
+    names = model.signatures[signature].input_names
+    if len(names) == 1 and names[0] not in feed.arrays:
+        return feed.renamed({names[0]: next(iter(feed.arrays))})
+    return feed  # one conversion for every model
+
+
+def _kind(spec: AppSpec, model: LoadedModel) -> str | None:
+    """The result kind of a one-output model; None for a model with several outputs."""
+    outputs = model.signature.outputs
+    if len(outputs) != 1:
+        return None
+    return postprocess.infer_kind(spec.output, outputs[0].shape, outputs[0].dtype)
+
+
+def _reassemble(prepared: Prepared, results: list[Outputs]) -> ModelOutputs:
+    """Per model, each output's rows back in request order (a list of rows when their shapes differ)."""
+    if len(results) == 1:
+        return results[0]
+    order = [row for indices, _ in prepared.jobs for row in indices]
+    position = np.argsort(order)
+    merged = []
+    for model in range(len(results[0])):
+        named = {}
+        for name in results[0][model]:
+            rows = [row for result in results for row in result[model][name]]
+            rows = [rows[i] for i in position]
+            first = np.shape(rows[0])
+            named[name] = np.stack(rows) if all(np.shape(r) == first for r in rows) else rows
+        merged.append(named)
+    return merged

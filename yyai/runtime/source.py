@@ -6,10 +6,13 @@ Two layouts:
   complete, i.e. it holds a ``READY`` marker file, or none of its files has
   changed for ``settle_seconds`` (so a half-copied version is never served);
 * flat (the seed's): model files directly in ``<app>/``; one version whose id is
-  a short hash of the files' names and contents.
+  a short hash of the names and contents of the models, ``app.toml`` and
+  ``labels.txt`` (a reload freezes exactly those into a snapshot: snapshots.py).
 
 A model is a ``.h5`` / ``.keras`` file or a SavedModel folder (one holding
 ``saved_model.pb``); a SavedModel's contents count in its hash and settle time.
+TF Serving's own layout works unchanged: a version folder that is itself a
+SavedModel (``<app>/<N>/saved_model.pb``) is that version's one model.
 
 When an app has any numbered folder, the numbered layout is used and loose
 files in ``<app>/`` are ignored.
@@ -23,11 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import VersionNotFound
+from .limits import DEFAULT_SETTLE_SECONDS
 from .loader import is_model_path
-from .manifest import VersionsSpec
+from .manifest import LABELS_NAME, MANIFEST_NAME, VersionsSpec
+from .saved_models import SAVED_MODEL_FILE
 
 READY_MARKER = "READY"
-DEFAULT_SETTLE_SECONDS = 5.0
+MANIFEST_FILES = (MANIFEST_NAME, LABELS_NAME)  # part of a flat version: they say how its models serve
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,14 @@ class VersionCandidate:
 
 
 def model_files(folder: Path) -> list[Path]:
-    """The models (files and SavedModel folders) directly inside ``folder``, sorted by name."""
+    """The models (files and SavedModel folders) directly inside ``folder``, sorted by name.
+
+    A folder that is itself a SavedModel is its own one model.
+    """
     if not folder.is_dir():
         return []
+    if (folder / SAVED_MODEL_FILE).is_file():
+        return [folder]
     return sorted((p for p in folder.iterdir() if is_model_path(p)), key=lambda p: p.name)
 
 
@@ -65,8 +75,14 @@ def scan_versions(app_dir: Path, *, settle_seconds: float = DEFAULT_SETTLE_SECON
     files = model_files(app_dir)
     if not files:
         return []
-    return [VersionCandidate(id=_FINGERPRINTS.of(files), path=str(app_dir), files=tuple(map(str, files)),
+    return [VersionCandidate(id=flat_id(app_dir), path=str(app_dir), files=tuple(map(str, files)),
                              numbered=False, complete=True)]
+
+
+def flat_id(folder: Path) -> str:
+    """The id of the flat version in ``folder``: the hash of its models' and manifest files' names and bytes."""
+    manifests = [p for p in (Path(folder) / name for name in MANIFEST_FILES) if p.is_file()]
+    return _FINGERPRINTS.of([*model_files(Path(folder)), *manifests])
 
 
 def choose_version(
@@ -127,7 +143,8 @@ class _Fingerprints:
     def _file(self, path: Path) -> str:
         if path.is_dir():  # a SavedModel: the names and hashes of every file inside
             digest = hashlib.sha256()
-            for inner in sorted(p for p in path.rglob("*") if p.is_file()):
+            inside = (p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+            for inner in sorted(inside):
                 digest.update(str(inner.relative_to(path)).encode())
                 digest.update(self._file(inner).encode())
             return digest.hexdigest()
@@ -143,6 +160,10 @@ class _Fingerprints:
         with self._lock:
             self._cache[key] = digest.hexdigest()
         return self._cache[key]
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 _FINGERPRINTS = _Fingerprints()

@@ -5,23 +5,36 @@ with an address-space limit and a timeout. The child loads every model exactly
 as serving would (safe mode, compile, warm-up), checks that the models fit each
 other and the manifest, and prints one JSON line. A crash, an out-of-memory or
 a hang in the child is a refused upload, never a damaged server.
+
+The child runs an upload: it gets none of the server's environment (no secret
+key, no database URL; :data:`CHILD_ENVIRONMENT` only), ignores ``PYTHON*``
+variables and the user's site packages, and loads in safe mode whatever the
+app's manifest says about ``trust_code``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
 from .errors import ModelLoadError, ServingError
+from .limits import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_VALIDATE_MEMORY_BYTES,
+    DEFAULT_VALIDATE_TIMEOUT_SECONDS,
+)
 
-DEFAULT_TIMEOUT_SECONDS = 300.0
-DEFAULT_MEMORY_BYTES = 4 << 30
+# What the child may see of this process's environment: paths, locale and TensorFlow's own knobs.
+CHILD_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TF_CPP_MIN_LOG_LEVEL", "TF_NUM_INTRAOP_THREADS",
+                     "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 
 
-def validate_version(folder: Path, *, app_dir: Path, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                     memory_bytes: int = DEFAULT_MEMORY_BYTES, max_file_bytes: int | None = None,
+def validate_version(folder: Path, *, app_dir: Path, timeout: float = DEFAULT_VALIDATE_TIMEOUT_SECONDS,
+                     memory_bytes: int = DEFAULT_VALIDATE_MEMORY_BYTES, max_file_bytes: int | None = None,
                      isolated: bool = True) -> list[dict]:
     """Describe the models of ``folder`` (one dict each); ModelLoadError with the reason if invalid.
 
@@ -29,7 +42,7 @@ def validate_version(folder: Path, *, app_dir: Path, timeout: float = DEFAULT_TI
     """
     if not isolated:
         return _answer(folder, _check(folder, app_dir, max_file_bytes))
-    args = [sys.executable, "-m", "yyai.runtime.validate", str(folder), str(app_dir)]
+    args = [sys.executable, "-E", "-s", "-m", "yyai.runtime.validate", str(folder), str(app_dir)]
     if max_file_bytes is not None:
         args.append(str(max_file_bytes))
 
@@ -38,7 +51,8 @@ def validate_version(folder: Path, *, app_dir: Path, timeout: float = DEFAULT_TI
 
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, preexec_fn=limit_memory,
-                              cwd=Path(__file__).resolve().parents[2])
+                              cwd=Path(__file__).resolve().parents[2],
+                              env={k: v for k, v in os.environ.items() if k in CHILD_ENVIRONMENT})
     except subprocess.TimeoutExpired:
         raise ModelLoadError(folder, f"validation took longer than {timeout:g} s and was stopped") from None
     lines = done.stdout.strip().splitlines()
@@ -62,24 +76,26 @@ def _answer(folder: Path, answer: dict) -> list[dict]:
 
 def _check(folder: Path, app_dir: Path, max_file_bytes: int | None) -> dict:
     """Load the version in this process; the child's whole job."""
-    from .loader import DEFAULT_MAX_FILE_BYTES, load_model_file
     from .manifest import load_manifest
-    from .model_util import check_compatible, manifest_for
-    from .source import model_files
+    from .model_util import load_version_models, manifest_for
+    from .source import VersionCandidate, model_files
 
     try:
-        spec = manifest_for(app_dir, folder, base=load_manifest(app_dir))
+        spec = dataclasses.replace(manifest_for(app_dir, folder, base=load_manifest(app_dir)), trust_code=False)
         files = model_files(folder)
         if not files:
             return {"ok": False, "error": "no model files (.h5, .keras) in the version"}
-        models = tuple(load_model_file(f, trust_code=spec.trust_code,
-                                       max_file_bytes=max_file_bytes or DEFAULT_MAX_FILE_BYTES) for f in files)
-        check_compatible(spec, models)
+        candidate = VersionCandidate(id=folder.name, path=str(folder), files=tuple(map(str, files)), numbered=True,
+                                     complete=True)
+        models = load_version_models(spec, candidate, max_file_bytes=max_file_bytes or DEFAULT_MAX_FILE_BYTES)
     except ModelLoadError as exc:
         return {"ok": False, "error": exc.reason, "path": Path(exc.path).name}
     except ServingError as exc:
         return {"ok": False, "error": exc.message}
-    return {"ok": True, "models": [m.describe() for m in models]}
+    described = [m.describe() for m in models]
+    for model in models:
+        model.close()
+    return {"ok": True, "models": described}
 
 
 if __name__ == "__main__":
