@@ -42,9 +42,11 @@ def test_placeholder_apps_say_demo(server):
 
 
 def test_seed_reload_route_with_basic_auth(server):
-    response = requests.get(server.url("/predictsex_loadmodel/"), auth=("admin", ADMIN_PASSWORD), timeout=60)
+    response = requests.post(server.url("/predictsex_loadmodel/"), auth=("admin", ADMIN_PASSWORD), timeout=60)
     assert response.status_code == 200 and response.json()["app"] == "predictsex"
-    assert requests.get(server.url("/predictsex_loadmodel/"), timeout=10).status_code == 401
+    assert requests.post(server.url("/predictsex_loadmodel/"), timeout=10).status_code == 401
+    refused = requests.get(server.url("/predictsex_loadmodel/"), auth=("admin", ADMIN_PASSWORD), timeout=10)
+    assert refused.status_code == 405 and "POST" in refused.json()["error"]  # safe methods change nothing
 
 
 def test_bad_input_is_json_not_500(server):

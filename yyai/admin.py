@@ -1,17 +1,23 @@
 """Django admin: model apps with their live state and a reload action, and the reload history."""
 from django.contrib import admin, messages
 
-from yyai import services
+from yyai import fleet, services
+from yyai.api.exceptions import json_error
+from yyai.auth import client_of, locked_for
 from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import ServingError
 from yyai.serving import get_registry
+from yyai.templatetags.yyai_tags import tensor
 
 
 @admin.register(ModelApp)
 class ModelAppAdmin(admin.ModelAdmin):
-    list_display = ["name", "state", "version", "generation", "pinned_version", "last_error", "updated_at"]
+    list_display = ["name", "state", "version", "target_version", "generation", "pinned_version", "live_processes",
+                    "last_error", "updated_at"]
     search_fields = ["name"]
-    readonly_fields = ["name", "generation", "state", "version", "models", "last_error", "created_at", "updated_at"]
+    readonly_fields = ["name", "generation", "target_version", "state", "version", "models", "live_processes",
+                       "last_error",
+                       "created_at", "updated_at"]
     fields = readonly_fields[:2] + ["pinned_version"] + readonly_fields[2:]
     actions = ["reload_apps"]
 
@@ -32,9 +38,16 @@ class ModelAppAdmin(admin.ModelAdmin):
     def version(self, obj):
         return self._status(obj)["version"] or "-"
 
-    @admin.display(description="models")
+    @admin.display(description="models (inputs -> outputs)")
     def models(self, obj):
-        return ", ".join(f"{m['name']} ({m['params']} params)" for m in self._status(obj)["models"]) or "-"
+        return "; ".join(f"{m['name']} ({m['format']}, {m['params']} params): {', '.join(map(tensor, m['inputs']))} -> "
+                         f"{', '.join(map(tensor, m['outputs']))}" for m in self._status(obj)["models"]) or "-"
+
+    @admin.display(description="processes (live)")
+    def live_processes(self, obj):
+        rows = fleet.processes(obj.name)
+        return "; ".join(f"{p['host']}:{p['pid']} {p['version'] or '-'} (gen {p['generation']})"
+                         + (f" error: {p['error']}" if p["error"] else "") for p in rows) or "-"
 
     @admin.display(description="last error")
     def last_error(self, obj):
@@ -44,13 +57,20 @@ class ModelAppAdmin(admin.ModelAdmin):
     def reload_apps(self, request, queryset):
         for app in queryset:
             try:
-                report = services.reload_app(app=app.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN)
+                outcome = services.reload_app(app=app.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN)
             except ServingError as exc:
                 self.message_user(request, f"{app.name}: reload failed, old version keeps serving: {exc.message}",
                                   messages.ERROR)
+                continue
+            report, fleet = outcome.report, outcome.fleet
+            done = (f"{app.name}: {report.old_version or '-'} -> {report.new_version} "
+                    f"in {report.load_seconds * 1000:.0f} ms")
+            if fleet.converged:
+                self.message_user(request, f"{done}; every process serves it", messages.SUCCESS)
             else:
-                self.message_user(request, f"{app.name}: {report.old_version or '-'} -> {report.new_version} "
-                                           f"in {report.load_seconds * 1000:.0f} ms", messages.SUCCESS)
+                lagging = "; ".join(f"{p['host']}:{p['pid']} serves {p['version'] or 'nothing'}"
+                                    + (f" ({p['error']})" if p["error"] else "") for p in fleet.lagging)
+                self.message_user(request, f"{done}; not every process serves it yet: {lagging}", messages.WARNING)
 
     def get_queryset(self, request):
         services.sync_apps(names=get_registry().names())
@@ -70,3 +90,18 @@ class ReloadEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+def _locked_out_login(login):
+    """The admin's login view, answering 429 while failed logins lock the user or the address out."""
+    def view(request, extra_context=None):
+        if request.method == "POST":
+            wait = locked_for(request.POST.get("username"), client_of(request))
+            if wait is not None:
+                return json_error("too many failed logins for this user or from this address; try again later",
+                                  "throttled", 429, {"Retry-After": str(int(wait) + 1)})
+        return login(request, extra_context)
+    return view
+
+
+admin.site.login = _locked_out_login(admin.site.login)

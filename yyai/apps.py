@@ -13,7 +13,11 @@ class YyaiConfig(AppConfig):
     def ready(self):
         import os
 
-        if sys.argv[1:2] == ["runserver"] and (os.environ.get("RUN_MAIN") == "true" or "--noreload" in sys.argv):
-            from yyai import serving
+        from yyai import auth, conf  # noqa: F401 - auth connects the failed-login counters to Django's signals
 
-            threading.Thread(target=serving.start, name="model-load", daemon=True).start()
+        conf.connect()  # yyai_settings follows settings.YYAI when a test changes it
+
+        if sys.argv[1:2] == ["runserver"] and (os.environ.get("RUN_MAIN") == "true" or "--noreload" in sys.argv):
+            from yyai import startup
+
+            threading.Thread(target=startup.start, name="model-load", daemon=True).start()

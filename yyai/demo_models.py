@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from yyai.runtime.manifest import MANIFEST_NAME  # first: the runtime package quiets TensorFlow's logs
-
 import cv2  # noqa: E402,I001
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
+
+from yyai.runtime.manifest import MANIFEST_NAME  # first: the runtime package quiets TensorFlow's logs
 
 Log = Callable[[str], None]
 

@@ -2,21 +2,21 @@
 
 An ASGI app in front of Django (``aiserver/asgi.py``). A predict request in its
 common form skips Django's request/response cycle, its middleware and DRF
-(about 2 ms of GIL time per request, measured in bench/RESULTS.md): the body is
-parsed here, checked by the same :func:`yyai.api.inputs.parse_predict_input`,
-run by :func:`yyai.services.predict_async` (which awaits the dynamic batcher
-instead of holding a thread) and answered with the same JSON, error format,
-headers, ``X-Request-ID``, metrics and access log line as the DRF view.
+(what that saves is measured in bench/RESULTS.md). The body is parsed, checked
+by the same :func:`yyai.api.inputs.parse_predict_input` and prepared for the
+models in one trip to the CPU pool, the batch is awaited
+(:func:`yyai.services.predict_async`), and the answer has the same JSON, error
+format, headers, ``X-Request-ID``, metrics and access log line as the DRF view.
 
 Everything else goes to Django unchanged, and so does any predict request
 whose answer depends on something only Django does. Checked once at start-up
 (:func:`enabled`): ``YYAI_FAST_PREDICT`` on, anyone may predict, no predict
-throttle. Checked per request (:meth:`FastPredict._eligible`): a known app, a
-JSON or multipart body with a Content-Length within the limit, no query
-string, an Accept that picks JSON, no ``Origin`` (CORS), an allowed Host, no
-pending HTTPS redirect. A body DRF's parsers would refuse (not UTF-8 JSON, a
-broken multipart form) is replayed to Django, so DRF words the parse error.
-``tests/api/test_fastpath.py`` checks that both paths answer alike.
+throttle. Checked per request (:meth:`FastPredict._eligible`): an app with a
+serving version, a JSON or multipart body with a Content-Length within the
+limit, no query string, an Accept that picks JSON, no ``Origin`` (CORS), an
+allowed Host, no pending HTTPS redirect. A body DRF's parsers would refuse
+(not UTF-8 JSON, a broken multipart form) is replayed to Django, so DRF words
+the parse error. ``tests/api/test_fastpath.py`` checks that both paths answer alike.
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.http.request import split_domain_port, validate_host
 
-from yyai import services
+from yyai import bounded_json, services
 from yyai.api.exceptions import INTERNAL_ERROR, error_body, error_parts
 from yyai.api.inputs import parse_predict_input
-from yyai.api.views import predict_body
+from yyai.conf import yyai_settings
 from yyai.logging_json import request_id
 from yyai.request_context import HEADER, finish_request, request_id_of
 from yyai.runtime.errors import AppNotFound
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 def enabled() -> bool:
     """Whether predict may skip Django at all: the answer must not depend on the user or a throttle."""
     rates = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
-    return (settings.YYAI_FAST_PREDICT and settings.YYAI_PREDICT_PERMISSION == "any"
+    return (yyai_settings.FAST_PREDICT and yyai_settings.PREDICT_PERMISSION == "any"
             and not rates.get("predict"))
 
 
@@ -85,10 +85,9 @@ class FastPredict:
         if not self._eligible(scope, match["app"], headers, secure):
             return await self.django(scope, receive, send)
         body = await _read_body(receive)
-        parsed = _parse_body(body, headers["content-type"])
-        if parsed is None:
+        if not await self._answer(scope, send, match["app"], _BodyReader(match["app"], body, headers["content-type"]),
+                                  headers, secure):
             return await self.django(scope, _replay(body, receive), send)
-        await self._answer(scope, send, match["app"], parsed, headers, secure)
 
     def _eligible(self, scope: dict, app: str, headers: dict[str, str], secure: bool) -> bool:
         """True when Django would answer this request exactly as :meth:`_answer` does."""
@@ -96,7 +95,7 @@ class FastPredict:
             length = int(headers.get("content-length", ""))
         except ValueError:
             return False  # chunked or malformed: Django's middleware answers
-        return (0 < length <= settings.YYAI_MAX_BODY_BYTES
+        return (0 < length <= yyai_settings.MAX_BODY_BYTES
                 and not scope.get("query_string")  # ?format=api and friends are DRF's
                 and _media_type(headers.get("content-type", "")) in PARSED_TYPES
                 and _accepts_json(headers.get("accept", ""))
@@ -104,21 +103,21 @@ class FastPredict:
                 and not (settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in headers)
                 and self._host_allowed(headers.get("host", ""))
                 and not (settings.SECURE_SSL_REDIRECT and not secure)
-                and _known(app))
+                and _serving(app))
 
-    async def _answer(self, scope: dict, send, app: str, body: tuple[Any, Mapping], headers: dict[str, str],
-                      secure: bool) -> None:
+    async def _answer(self, scope: dict, send, app: str, reader: _BodyReader, headers: dict[str, str],
+                      secure: bool) -> bool:
+        """Answer the request; False, with nothing sent, when DRF's parsers would refuse the body."""
         started = time.perf_counter()
         rid = request_id_of(headers.get("x-request-id", ""))
         token = request_id.set(rid)
         version = ""
         try:
             try:
-                parsed = parse_predict_input(*body)
-                result = await services.predict_async(
-                    app=app, images=parsed.images, instances=parsed.instances,
-                    max_pixels=settings.YYAI_MAX_IMAGE_PIXELS, max_batch=settings.YYAI_MAX_BATCH)
-                status, payload, extra = 200, predict_body(result, many=parsed.many), {}
+                result = await services.predict_async(app, reader)
+                if result is None:
+                    return False
+                status, payload, extra = 200, result.to_body(many=reader.many), {}
                 version = result.version
             except Exception as exc:  # noqa: BLE001 - every failure gets the error format, as in DRF
                 status, payload, extra = _failure(exc)
@@ -136,6 +135,7 @@ class FastPredict:
             client = scope.get("client") or ("", 0)
             finish_request(method="POST", path=scope["path"], status=status, seconds=time.perf_counter() - started,
                            app=app, version=version, route=ROUTE, remote_addr=client[0])
+            return True
         finally:
             request_id.reset(token)
 
@@ -159,12 +159,12 @@ def _failure(exc: Exception) -> tuple[int, dict, dict[str, str]]:
     return 500, error_body(INTERNAL_ERROR, "internal_error"), {}
 
 
-def _known(app: str) -> bool:
+def _serving(app: str) -> bool:
+    """A known app with a serving version (else Django answers the 404 or 503, after DRF's parse errors)."""
     try:
-        get_registry().get(app)
+        return get_registry().get(app).current is not None
     except AppNotFound:
-        return False  # Django answers the 404
-    return True
+        return False
 
 
 def _accepts_json(accept: str) -> bool:
@@ -211,6 +211,27 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";")[0].strip().lower()
 
 
+class _BodyReader:
+    """Builds the predict request from the body, in the CPU pool (see services.infer_async).
+
+    Returns None where DRF's parsers would refuse the body (Django then words the error); ``many``
+    is set once read: whether the answer has one entry per row.
+    """
+
+    def __init__(self, app: str, body: bytes, content_type: str):
+        self.app, self.body, self.content_type = app, body, content_type
+        self.many = False
+
+    def __call__(self) -> services.InferRequest | None:
+        parsed = _parse_body(self.body, self.content_type)
+        if parsed is None:
+            return None
+        given = parse_predict_input(*parsed)
+        self.many = given.many
+        return services.InferRequest(target=self.app, images=given.images, instances=given.instances,
+                                     inputs=given.inputs)
+
+
 def _parse_body(body: bytes, content_type: str) -> tuple[Any, Mapping] | None:
     """(data, files) as DRF's JSONParser or MultiPartParser reads them; None where DRF would refuse."""
     if _media_type(content_type) == "multipart/form-data":
@@ -223,13 +244,9 @@ def _parse_body(body: bytes, content_type: str) -> tuple[Any, Mapping] | None:
     if charset and charset.group(1).lower().replace("_", "-") not in ("utf-8", "utf8"):
         return None
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant), {}
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return bounded_json.loads(body, max_depth=yyai_settings.MAX_JSON_DEPTH), {}
+    except bounded_json.JSONError:
         return None
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
 
 
 def _replay(body: bytes, receive):

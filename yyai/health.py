@@ -1,21 +1,37 @@
-"""Probes: /healthz (the process answers) and /readyz (every app has an AVAILABLE version)."""
+"""Probes: /healthz (the process answers) and /readyz (every app readiness waits for serves a version).
+
+Under gunicorn the ASGI front (yyai/front.py) answers both on the event loop,
+without Django or authentication; these views answer them under ``runserver``
+and Django's test client. Both call :func:`liveness` and :func:`readiness`.
+"""
 from django.http import JsonResponse
-from django.views.decorators.http import require_GET
 
+from yyai.api.exceptions import json_methods
 from yyai.runtime.servable import State
-from yyai.serving import get_registry
+from yyai.services import dataplane
 
 
-@require_GET
-def healthz(request):
-    return JsonResponse({"status": "ok"})
+def liveness() -> tuple[int, dict]:
+    return 200, {"status": "ok"}
 
 
-@require_GET
-def readyz(request):
-    states = {u.name: u.state.value for u in get_registry().all()}
+def readiness() -> tuple[int, dict]:
+    """503 until every app readiness waits for (one that served, or that the operator declared) serves."""
+    states = dataplane.readiness()
     waiting = sorted(name for name, state in states.items() if state != State.AVAILABLE.value)
     body = {"ready": not waiting, "apps": states}
     if waiting:
         body["waiting_for"] = waiting
-    return JsonResponse(body, status=200 if not waiting else 503)
+    return (503 if waiting else 200), body
+
+
+@json_methods("GET", "HEAD")
+def healthz(request):
+    status, body = liveness()
+    return JsonResponse(body, status=status)
+
+
+@json_methods("GET", "HEAD")
+def readyz(request):
+    status, body = readiness()
+    return JsonResponse(body, status=status)

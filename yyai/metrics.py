@@ -38,10 +38,10 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from yyai.api.exceptions import json_error
+from yyai.api.exceptions import json_methods
 from yyai.runtime.batching import Batcher
-from yyai.runtime.servable import ServingVersion
 from yyai.runtime.registry import Registry
+from yyai.runtime.servable import ServingVersion
 from yyai.serving import get_registry
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -129,9 +129,8 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
+@json_methods("GET", "HEAD")
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """``GET /metrics``: the Prometheus text format, after refreshing this process's gauges."""
-    if request.method not in ("GET", "HEAD"):
-        return json_error("/metrics only answers GET", "method_not_allowed", 405, {"Allow": "GET, HEAD"})
     observe_registry(get_registry())
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

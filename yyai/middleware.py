@@ -1,7 +1,7 @@
 """Refuse request bodies above YYAI_MAX_BODY_BYTES before anything reads them."""
-from django.conf import settings
 
 from yyai.api.exceptions import json_error
+from yyai.conf import yyai_settings
 
 UPLOAD_SUFFIX = "/versions/"  # version uploads: YYAI_MAX_UPLOAD_BYTES
 
@@ -21,7 +21,7 @@ class BodySizeLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return json_error("Content-Length is not a number", "bad_request", 400)
-        limit = settings.YYAI_MAX_UPLOAD_BYTES if request.path.endswith(UPLOAD_SUFFIX) else settings.YYAI_MAX_BODY_BYTES
+        limit = yyai_settings.MAX_UPLOAD_BYTES if request.path.endswith(UPLOAD_SUFFIX) else yyai_settings.MAX_BODY_BYTES
         if length > limit:
             return json_error(f"the request body is {length} bytes; the limit is {limit}", "payload_too_large", 413)
         return self.get_response(request)

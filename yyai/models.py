@@ -1,18 +1,25 @@
 """Database state shared by every worker process and host.
 
 The models themselves live on disk and in each process's memory; the database
-holds only what processes must agree on (each app's generation and pinned
-version) and the reload history.
+holds what processes must agree on (each app's generation, target version and
+pin), what each serving process reports (its heartbeats) and the reload history.
 """
 from django.conf import settings
 from django.db import models
 
 
 class ModelApp(models.Model):
-    """One model app. ``generation`` rises with every accepted reload, pin or upload."""
+    """One model app. ``generation`` rises with every accepted reload, pin or upload that changes the target.
+
+    ``target_version`` is what every serving process must load, exactly: a
+    version number, or a flat layout's snapshot id; empty until a process first
+    loads the app.
+    """
 
     name = models.SlugField(max_length=64, unique=True)
     generation = models.PositiveBigIntegerField(default=0)
+    target_version = models.CharField(max_length=64, blank=True, default="",
+                                      help_text="The version every process serves: a number or a snapshot id.")
     pinned_version = models.CharField(max_length=64, blank=True, default="",
                                       help_text="Version served regardless of policy; empty = manifest policy.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -59,3 +66,26 @@ class ReloadEvent(models.Model):
 
     def __str__(self):
         return f"{self.app} {self.from_version or '-'} -> {self.to_version or '-'} ({self.status})"
+
+
+class Heartbeat(models.Model):
+    """What one serving process serves of one app, written on change and every few seconds (never per request).
+
+    A process is live while its ``seen_at`` is recent (``YYAI_PROCESS_TIMEOUT_SECONDS``).
+    """
+
+    process = models.CharField(max_length=32, help_text="A random id of the process, new at each start.")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    app = models.ForeignKey(ModelApp, on_delete=models.CASCADE, related_name="heartbeats")
+    version = models.CharField(max_length=64, blank=True, default="")
+    generation = models.PositiveBigIntegerField(default=0, help_text="The newest generation this process applied.")
+    error = models.TextField(blank=True, default="", help_text="Why the target could not be loaded here, if so.")
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["process", "app"], name="one_heartbeat_per_process_app")]
+        ordering = ["app", "host", "pid"]
+
+    def __str__(self):
+        return f"{self.app} @ {self.host}:{self.pid} = {self.version or '-'}"

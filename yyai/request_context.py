@@ -19,10 +19,10 @@ import time
 import uuid
 from typing import Callable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from yyai import metrics
+from yyai.conf import yyai_settings
 from yyai.logging_json import request_id
 from yyai.runtime.errors import AppNotFound
 from yyai.serving import get_registry
@@ -69,7 +69,7 @@ def finish_request(*, method: str, path: str, status: int, seconds: float, app: 
                    remote_addr: str) -> None:
     """Count one answered request in the metrics and, with YYAI_LOG_JSON=1, write its access log line."""
     metrics.observe_request(app=app, version=version, route=route, status=status, seconds=seconds)
-    if settings.YYAI_LOG_JSON:
+    if yyai_settings.LOG_JSON:
         access_log.info("%s %s %d", method, path, status, extra={
             "method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 2),
             "app": app, "version": version, "route": route, "remote_addr": remote_addr,

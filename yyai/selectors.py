@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from yyai import fleet
 from yyai.models import ModelApp, ReloadEvent
-from yyai.serving import get_registry
 from yyai.services import sync_apps
+from yyai.serving import get_registry
 
 
 def app_queryset() -> QuerySet[ModelApp]:
@@ -15,10 +16,25 @@ def app_queryset() -> QuerySet[ModelApp]:
     return ModelApp.objects.filter(name__in=names)
 
 
-def app_status(*, app: ModelApp) -> dict:
-    """This process's runtime status of ``app`` plus what the database knows."""
+HIDDEN = "failed; the reason is shown to staff"
+
+
+def app_status(*, app: ModelApp, staff: bool = True) -> dict:
+    """This process's runtime status of ``app``, its target, and the live processes that serve it.
+
+    ``degraded``: some live process serves another version than the target, or failed to load it.
+    ``staff=False``: load errors (library messages) are replaced by :data:`HIDDEN`.
+    """
     status = get_registry().get(app.name).status()
+    processes = fleet.processes(app.name)
+    if not staff:
+        status["last_error"] = HIDDEN if status["last_error"] else None
+        for process in processes:
+            process["error"] = HIDDEN if process["error"] else None
     status["generation"] = app.generation
+    status["target_version"] = app.target_version or None
+    status["processes"] = processes
+    status["degraded"] = any(p["version"] != app.target_version or p["error"] for p in processes)
     return status
 
 

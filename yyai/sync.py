@@ -1,17 +1,18 @@
-"""Keep every worker process (and host) serving what the database says.
+"""Keep this serving process on every app's target, the version the database says every process serves.
 
 One background thread per serving process:
 
-* every ``YYAI_SYNC_SECONDS`` it reads each app's ``generation`` and pinned
-  version (one small query for all apps, never one per request) and reloads,
-  availability-preserving, every app whose generation rose since this process
-  last applied it;
+* it wakes when another process changed a target (:mod:`yyai.wakeup`) or
+  every ``YYAI_SYNC_SECONDS`` at the latest, reads every app's generation,
+  target and pin (one small query for all apps, never one per request), and
+  loads exactly the target of every app that serves something else here:
+  a version number, or a flat layout's snapshot id, never a fresh scan;
+* a target it cannot load is retried with backoff (1 s, 2 s, 4 s ... 60 s);
+  meanwhile it keeps serving what it has, and its heartbeat says why;
+* it writes this process's heartbeats (:mod:`yyai.fleet`) on change and when due;
 * if ``YYAI_POLL_SECONDS`` is set, it also scans the model store that often and
-  reloads an app whose chosen version on disk is not the one serving (version
-  folders copied in by hand, as TF Serving's file-system poll does).
-
-A process that performs a reload itself marks the new generation as applied,
-so it does not reload twice.
+  reloads, for every process, an app whose chosen version on disk is not the one
+  serving (version folders copied in by hand, as TF Serving's file-system poll does).
 """
 from __future__ import annotations
 
@@ -22,24 +23,30 @@ import time
 from django.db import close_old_connections
 from django.db.utils import DatabaseError
 
+from yyai import fleet
 from yyai.models import ModelApp, ReloadEvent
-from yyai.runtime.errors import ServingError, VersionNotFound
-from yyai.runtime.model_util import LATEST
+from yyai.runtime.errors import AppNotFound, ServingError, VersionNotFound
 from yyai.runtime.registry import Registry
 from yyai.runtime.source import choose_version, scan_versions
-from yyai.services import reload_app
+from yyai.services.reloads import follow_app, reload_app
+from yyai.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
+MAX_BACKOFF_SECONDS = 60.0
+
 
 class GenerationWatcher:
-    """Applies raised generations (and optionally new folders on disk) in this process."""
+    """Loads every app's target in this process, retrying with backoff; writes the heartbeats."""
 
-    def __init__(self, registry: Registry, *, sync_seconds: float, poll_seconds: float = 0.0):
+    def __init__(self, registry: Registry, *, sync_seconds: float, poll_seconds: float = 0.0,
+                 wakeup: Wakeup | None = None):
         self.registry = registry
         self.sync_seconds = sync_seconds
         self.poll_seconds = poll_seconds
+        self.wakeup = wakeup
         self._applied: dict[str, int] = {}
+        self._retry: dict[str, tuple[float, float]] = {}  # app -> (next attempt, backoff)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -47,9 +54,10 @@ class GenerationWatcher:
 
     # -- bookkeeping ----------------------------------------------------
     def mark_applied(self, name: str, generation: int) -> None:
-        """This process already serves ``generation`` of ``name`` (it did the reload itself)."""
+        """This process serves ``generation`` of ``name`` already (it did the reload itself)."""
         with self._lock:
             self._applied[name] = max(generation, self._applied.get(name, 0))
+            self._retry.pop(name, None)
 
     def applied(self, name: str) -> int:
         with self._lock:
@@ -65,9 +73,17 @@ class GenerationWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.wakeup is not None:
+            self.wakeup.close()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.sync_seconds):
+        while not self._stop.is_set():
+            if self.wakeup is not None:
+                self.wakeup.wait(self.sync_seconds)
+            elif self._stop.wait(self.sync_seconds):
+                return
+            if self._stop.is_set():
+                return
             try:
                 self.tick()
             except DatabaseError as exc:  # the database may be briefly away; keep serving, try again
@@ -79,31 +95,59 @@ class GenerationWatcher:
 
     # -- one pass -------------------------------------------------------
     def tick(self) -> list[str]:
-        """Reload what changed; returns the names of the apps reloaded successfully.
-
-        A raised generation counts as applied even when its reload fails here:
-        the failure is recorded once and the old version keeps serving; the
-        next accepted reload raises the generation again.
-        """
-        reloaded = []
-        for name, generation, pinned in ModelApp.objects.values_list("name", "generation", "pinned_version"):
-            if generation > self.applied(name):
+        """Load every target this process does not serve yet; returns the apps loaded successfully."""
+        loaded = []
+        beats = fleet.beats()
+        for name, generation, target, pinned in ModelApp.objects.values_list(
+                "name", "generation", "target_version", "pinned_version"):
+            try:
+                util = self.registry.get(name)
+            except AppNotFound:
+                continue
+            current = util.current
+            if not target or (current is not None and current.id == target):
+                util.pinned = (pinned or None) if target else util.pinned
                 self.mark_applied(name, generation)
-                if self._reload(name, pinned or LATEST, ReloadEvent.Trigger.SYNC):
-                    reloaded.append(name)
+                beats.set(name, version=current.id if current else "", generation=generation, error="")
+            elif self._due(name, generation) and self._follow(name, target, pinned or None, generation):
+                loaded.append(name)
         if self.poll_seconds > 0 and time.monotonic() >= self._next_poll:
             self._next_poll = time.monotonic() + self.poll_seconds
-            reloaded += [n for n in self._changed_on_disk() if n not in reloaded
-                         and self._reload(n, None, ReloadEvent.Trigger.POLL)]
-        return reloaded
+            loaded += [n for n in self._changed_on_disk() if n not in loaded and self._reload(n)]
+        beats.write()
+        return loaded
+
+    def _due(self, name: str, generation: int) -> bool:
+        """A new generation is due at once; a target that failed here, when its backoff has passed."""
+        with self._lock:
+            if generation > self._applied.get(name, 0):
+                return True
+            next_attempt, _ = self._retry.get(name, (0.0, 0.0))
+            return time.monotonic() >= next_attempt
+
+    def _follow(self, name: str, target: str, pinned: str | None, generation: int) -> bool:
+        with self._lock:
+            first = name not in self._retry or generation > self._applied.get(name, 0)
+        try:
+            follow_app(app=name, version=target, pinned=pinned, generation=generation, record=first)
+        except ServingError as exc:
+            with self._lock:
+                _, backoff = self._retry.get(name, (0.0, 0.0))
+                backoff = min(MAX_BACKOFF_SECONDS, max(1.0, backoff * 2))
+                self._retry[name] = (time.monotonic() + backoff, backoff)
+                self._applied[name] = max(generation, self._applied.get(name, 0))
+            log.warning("app %s: cannot load target %s (retry in %.0f s): %s", name, target, backoff, exc.message)
+            return False
+        self.mark_applied(name, generation)
+        return True
 
     def _changed_on_disk(self) -> list[str]:
         """Apps whose version on disk (by policy and pin) differs from the one serving here."""
         changed = []
         for util in self.registry.all():
             current = util.current
-            if current is None:
-                continue
+            if current is None or (util.pinned is not None and util.is_snapshot(util.pinned)):
+                continue  # nothing serves yet, or pinned to a snapshot: the files on disk do not matter
             try:
                 wanted = choose_version(scan_versions(util.app_dir, settle_seconds=util.settle_seconds),
                                         policy=current.spec.versions, pinned=util.pinned)
@@ -113,10 +157,10 @@ class GenerationWatcher:
                 changed.append(util.name)
         return changed
 
-    def _reload(self, name: str, version: str | None, trigger: str) -> bool:
-        """Follow a reload made elsewhere: recorded either way, never announced again."""
+    def _reload(self, name: str) -> bool:
+        """A poll found a new version on disk: load it here and make it every process's target."""
         try:
-            reload_app(app=name, version=version, trigger=trigger, announce=False)
+            reload_app(app=name, trigger=ReloadEvent.Trigger.POLL, wait_fleet=False)
         except ServingError:
             return False
         return True

@@ -5,7 +5,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests import modelkit
-from yyai import serving
+from yyai import serving, startup
 
 SHAPE = modelkit.SHAPE  # 8x8 gray
 
@@ -19,7 +19,7 @@ def png_bytes(value: int = 255, size=(8, 8), channels=1) -> bytes:
 
 
 @pytest.fixture
-def store(tmp_path, settings):
+def store(tmp_path, settings, yyai):
     """tmp model store with apps: calc (two regressors) and cls (a 3-class classifier); registry loaded."""
     root = tmp_path / "model_store"
     modelkit.regressor(root / "calc" / "a.h5", weight=1.0)
@@ -28,9 +28,9 @@ def store(tmp_path, settings):
     (root / "calc" / "sample.png").write_bytes(png_bytes(255))
     modelkit.classifier(root / "cls" / "c.h5", classes=3)
     (root / "cls" / "app.toml").write_text('demo = true\n[output]\nlabels = ["x", "y", "z"]\n')
-    settings.YYAI_MODEL_STORE = root
+    yyai.MODEL_STORE = root
     serving.reset()
-    serving.start()
+    startup.start()
     yield root
     serving.reset()
 

@@ -1,6 +1,8 @@
 """App list and detail, filters, health probes."""
 import pytest
 
+from tests import modelkit
+
 pytestmark = pytest.mark.django_db
 
 
@@ -10,7 +12,9 @@ def test_list_apps(store, client):
     calc = body["results"][0]
     assert calc["name"] == "calc" and calc["state"] == "AVAILABLE" and calc["description"] == "sums"
     assert [m["name"] for m in calc["models"]] == ["a.h5", "b.keras"]
-    assert calc["models"][0]["input_shape"] == [8, 8, 1] and calc["models"][0]["params"] == 65
+    assert calc["models"][0]["inputs"] == [{"name": "pixels", "dtype": "float32", "shape": [None, 8, 8, 1]}]
+    assert calc["models"][0]["outputs"] == [{"name": "y", "dtype": "float32", "shape": [None, 1]}]
+    assert calc["models"][0]["params"] == 65 and calc["models"][0]["format"] == "keras"
     assert calc["predict_url"].endswith("/api/apps/calc/predict/")
     assert calc["reload_url"].endswith("/api/apps/calc/reload/")
 
@@ -39,9 +43,14 @@ def test_browsable_api_renders(store, client):
 def test_health_and_readiness(store, client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
-    (store / "empty").mkdir()
+    (store / "empty").mkdir()  # an empty folder (a refused upload's, an operator's mkdir) is not waited for
+    assert client.get("/readyz").status_code == 200
+    (store / "empty" / "app.toml").write_text("")  # declared by the operator: waited for
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json()["waiting_for"] == ["empty"]
+    (store / "empty" / "app.toml").unlink()
+    modelkit.random_bytes(store / "empty" / "m.h5")  # a model that never loaded: waited for
+    assert client.get("/readyz").status_code == 503
 
 
 def test_predict_is_browsable(store, client):

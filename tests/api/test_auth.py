@@ -38,8 +38,8 @@ def test_matrix_default(store, request, who, predict, reload, users):
     ("authenticated", {"anonymous": 401, "user": 200, "staff": 200}),
     ("staff", {"anonymous": 401, "user": 403, "staff": 200}),
 ])
-def test_predict_permission_setting(store, request, settings, rule, expected):
-    settings.YYAI_PREDICT_PERMISSION = rule
+def test_predict_permission_setting(store, request, settings, rule, expected, yyai):
+    yyai.PREDICT_PERMISSION = rule
     for who, status in expected.items():
         response = as_(who, request).post("/api/apps/calc/predict/", IMAGE, format="json")
         assert response.status_code == status, who

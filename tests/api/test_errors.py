@@ -63,20 +63,20 @@ def test_upload_not_an_image(store, client, tmp_path):
         assert_error(client.post(URL, {"img": handle}, format="multipart"), 415, "not_an_image")
 
 
-def test_image_over_pixel_limit(store, client, settings):
-    settings.YYAI_MAX_IMAGE_PIXELS = 100
+def test_image_over_pixel_limit(store, client, settings, yyai):
+    yyai.MAX_IMAGE_PIXELS = 100
     data = base64.b64encode(png_bytes(size=(20, 20))).decode()
     assert_error(client.post(URL, {"image": data}, format="json"), 413, "image_too_large")
 
 
-def test_body_over_limit_refused_up_front(store, client, settings):
-    settings.YYAI_MAX_BODY_BYTES = 2048
+def test_body_over_limit_refused_up_front(store, client, settings, yyai):
+    yyai.MAX_BODY_BYTES = 2048
     body = json.dumps({"image": "A" * 4096})
     assert_error(client.post(URL, body, content_type="application/json"), 413, "payload_too_large")
 
 
-def test_base64_over_image_limit(store, client, settings):
-    settings.YYAI_MAX_IMAGE_BYTES = 1024
+def test_base64_over_image_limit(store, client, settings, yyai):
+    yyai.MAX_IMAGE_BYTES = 1024
     assert_error(client.post(URL, {"image": "A" * 4000}, format="json"), 413, "payload_too_large")
 
 
@@ -94,14 +94,14 @@ def test_wrong_method(store, client):
     assert_error(client.delete(URL), 405, "method_not_allowed")
 
 
-def test_image_path_disabled_outside_and_missing(store, client, settings, tmp_path):
-    settings.YYAI_IMAGE_ROOT = None
+def test_image_path_disabled_outside_and_missing(store, client, settings, tmp_path, yyai):
+    yyai.IMAGE_ROOT = None
     assert_error(client.post(URL, {"imgPath": "x.png"}, format="json"), 403, "image_path_disabled")
     root = (tmp_path / "root").resolve()
     root.mkdir()
     (tmp_path / "secret.png").write_bytes(png_bytes())
     (root / "link.png").symlink_to(tmp_path / "secret.png")
-    settings.YYAI_IMAGE_ROOT = root
+    yyai.IMAGE_ROOT = root
     for path in ("../secret.png", str(tmp_path / "secret.png"), "link.png"):
         assert_error(client.post(URL, {"imgPath": path}, format="json"), 403, "path_outside_root")
     assert_error(client.post(URL, {"imgPath": "missing.png"}, format="json"), 404, "path_not_found")

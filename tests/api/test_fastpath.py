@@ -14,7 +14,7 @@ from a2wsgi import WSGIMiddleware
 from django.core.wsgi import get_wsgi_application
 
 from tests.api.conftest import png_bytes
-from yyai import fastpath, metrics, services
+from yyai import fastpath, metrics, services, serving, startup
 from yyai.runtime.errors import Overloaded
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -213,12 +213,27 @@ def test_malformed_body_is_replayed_to_django_intact(store, django_asgi):
     assert json.loads(body)["code"] == "malformed_body"
 
 
+def test_an_app_without_a_serving_version_is_left_to_django(store, django_asgi):
+    """Django answers, so a bad body is a 400 before the app's 503, as in DRF."""
+    (store / "broken").mkdir()
+    (store / "broken" / "m.h5").write_bytes(b"not a model")
+    serving.reset()
+    startup.start()
+    Refuse.calls = 0
+    assert call(fastpath.FastPredict(Refuse()), b"{}", path="/api/apps/broken/predict/")[0] == 599
+    fast, slow = fastpath.FastPredict(django_asgi), fastpath.FastPredict(django_asgi)
+    slow.enabled = False
+    statuses = [assert_same(fast, slow, body, path="/api/apps/broken/predict/")[0]
+                for body in (b'{"nothing": 1}', json.dumps(GOOD["image"]).encode())]
+    assert statuses == [400, 503]
+
+
 @pytest.mark.parametrize("setting, value", [
-    ("YYAI_FAST_PREDICT", False),
-    ("YYAI_PREDICT_PERMISSION", "authenticated"),
+    ("FAST_PREDICT", False),
+    ("PREDICT_PERMISSION", "authenticated"),
 ])
-def test_off_when_the_answer_depends_on_django(store, settings, setting, value):
-    setattr(settings, setting, value)
+def test_off_when_the_answer_depends_on_django(store, yyai, setting, value):
+    setattr(yyai, setting, value)
     assert not fastpath.FastPredict(Refuse()).enabled
 
 
@@ -237,7 +252,7 @@ def test_off_for_plain_http_when_https_is_enforced(store, settings):
 
 
 def test_overloaded_answers_503_with_retry_after(store, monkeypatch):
-    async def overloaded(**kwargs):
+    async def overloaded(app, read):
         raise Overloaded("calc: 256 requests are queued", retry_after=1)
 
     monkeypatch.setattr(services, "predict_async", overloaded)
@@ -246,7 +261,7 @@ def test_overloaded_answers_503_with_retry_after(store, monkeypatch):
 
 
 def test_a_bug_answers_500_without_a_trace_and_logs_it(store, monkeypatch, caplog):
-    async def broken(**kwargs):
+    async def broken(app, read):
         raise KeyError("secret internals")
 
     monkeypatch.setattr(services, "predict_async", broken)

@@ -45,11 +45,11 @@ def test_json_batch_of_images(store, client):
     assert body["predictions"] == [EXPECTED, [{"name": "a.h5", "value": 0.0}, {"name": "b.keras", "value": 0.0}]]
 
 
-def test_image_path_inside_root(store, client, settings, tmp_path):
+def test_image_path_inside_root(store, client, settings, tmp_path, yyai):
     root = tmp_path / "images"
     (root / "sub").mkdir(parents=True)
     (root / "sub" / "x.png").write_bytes(png_bytes(255))
-    settings.YYAI_IMAGE_ROOT = root.resolve()
+    yyai.IMAGE_ROOT = root.resolve()
     check(client.post(URL, {"imgPath": "sub/x.png"}, format="json"))
     check(client.post(URL, {"imgPath": "sub/x.png"}))  # form-encoded, as the seed's clients sent it
 

@@ -46,8 +46,11 @@ def test_corrupt_weights_answer_error_and_keep_serving(store, client, staff_clie
     body = response.json()
     assert body["code"] == "model_load_failed" and "a.h5" in body["error"]
     assert values(client) == before
-    detail = client.get("/api/apps/calc/").json()
+    detail = staff_client.get("/api/apps/calc/").json()
     assert detail["state"] == "AVAILABLE" and "a.h5" in detail["last_error"]
+    assert str(store) not in detail["last_error"] and str(store) not in body["error"], "no absolute path"
+    anonymous = client.get("/api/apps/calc/").json()
+    assert anonymous["last_error"] == "failed; the reason is shown to staff"
     assert ModelApp.objects.get(name="calc").generation == 0, "a failed reload raises no generation"
     assert ReloadEvent.objects.get().status == "failed"
 

@@ -72,7 +72,7 @@ def corrupt(tmp_path):
 @pytest.mark.parametrize("files, manifest, reason", [
     (lambda p: [corrupt(p)], None, "bad.h5"),
     (lambda p: [model_bytes(p, "a.keras"), model_bytes(p, "b.keras", input_shape=(4, 4, 1))], None,
-     "share one input"),
+     "share their inputs"),
     (lambda p: [model_bytes(p)], b'[output]\nkind = "classification"\nlabels = ["a", "b", "c"]\n', "label"),
     (lambda p: [model_bytes(p)], b"[input]\nsize = [9, 9]\n", "does not match"),
     (lambda p: [model_bytes(p)], b"colour = 1\n", "colour"),
@@ -123,8 +123,8 @@ def test_image_is_not_a_model(store, staff_client):
     assert response.status_code == 400 and response.json()["code"] == "invalid_upload"
 
 
-def test_upload_validated_in_child_process(store, client, staff_client, tmp_path, settings):
-    settings.YYAI_VALIDATE_ISOLATED = True
+def test_upload_validated_in_child_process(store, client, staff_client, tmp_path, settings, yyai):
+    yyai.VALIDATE_ISOLATED = True
     assert staff_client.post(URL, {"files": [corrupt(tmp_path)]}, format="multipart").status_code == 400
     response = staff_client.post(URL, {"files": [model_bytes(tmp_path)]}, format="multipart")
     assert response.status_code == 201 and serving(client) == ("1", [192.0])

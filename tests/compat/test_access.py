@@ -7,8 +7,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def login_required(settings, store):
-    settings.YYAI_PREDICT_PERMISSION = "authenticated"
+def login_required(settings, store, yyai):
+    yyai.PREDICT_PERMISSION = "authenticated"
 
 
 @pytest.mark.parametrize("path, body, shape", [

@@ -16,7 +16,7 @@ def test_exports_every_model_behind_one_signature(store, tmp_path):
     folder = tmp_path / "out" / "calc" / "1"
     assert (folder / "saved_model.pb").is_file()
     signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
-    outputs = signature(input=tf.constant(ONES))
+    outputs = signature(pixels=tf.constant(ONES))  # the app's input, its outputs under the served names
     np.testing.assert_allclose(outputs["a"].numpy(), [[64.0]])
     np.testing.assert_allclose(outputs["b"].numpy(), [[128.0]])
     with pytest.raises(CommandError, match="exists"):
@@ -36,7 +36,8 @@ def test_a_one_model_export_is_served_by_this_server(store, tmp_path):
     reference = ModelUtil(store / "cls", settle_seconds=0)
     reference.load()
     batch = np.random.default_rng(0).random((3, *modelkit.SHAPE), dtype=np.float32)
-    np.testing.assert_allclose(util.predict(batch)[1][0], reference.predict(batch)[1][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(modelkit.predict(util, batch)[1][0], modelkit.predict(reference, batch)[1][0],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_app(store, tmp_path):

@@ -14,7 +14,7 @@ from tensorflow_serving.apis import (
 from tests.compat.conftest import ONES, png_bytes, write_version
 from yyai import services
 from yyai.compat.grpc_service import build_server
-from yyai.compat.servables import version_number
+from yyai.services.dataplane import version_number
 from yyai.serving import get_registry
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +58,7 @@ def test_predict_one_model_output_filter_and_images(stub):
     response = predict(stub, "calc", tf.make_tensor_proto(ONES), output_filter=["b"])
     assert list(response.outputs) == ["b"]
     images = tf.make_tensor_proto([png_bytes(255)], dtype=tf.string)
-    np.testing.assert_allclose(tf.make_ndarray(predict(stub, "calc.a", images).outputs["a"]), [[64.0]])
+    np.testing.assert_allclose(tf.make_ndarray(predict(stub, "calc.a", images).outputs["y"]), [[64.0]])
 
 
 def test_metadata_and_status(stub, channel):
@@ -68,8 +68,8 @@ def test_metadata_and_status(stub, channel):
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     signature = signatures.signature_def["serving_default"]
-    assert list(signature.outputs) == ["b"]
-    assert [d.size for d in signature.inputs["input"].tensor_shape.dim] == [-1, 8, 8, 1]
+    assert list(signature.outputs) == ["y"]  # one model: its own signature
+    assert [d.size for d in signature.inputs["pixels"].tensor_shape.dim] == [-1, 8, 8, 1]
     status_stub = model_service_pb2_grpc.ModelServiceStub(channel)
     status = status_stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "cls"}), 10.0)
     (version,) = status.model_version_status
@@ -89,11 +89,11 @@ def test_bad_requests_are_grpc_errors(stub, name, array, version, code, words):
 
 
 def test_a_reload_reaches_grpc(stub, numbered):
-    np.testing.assert_allclose(tf.make_ndarray(predict(stub, "num", tf.make_tensor_proto(ONES)).outputs["m"]), [[64]])
+    np.testing.assert_allclose(tf.make_ndarray(predict(stub, "num", tf.make_tensor_proto(ONES)).outputs["y"]), [[64]])
     write_version(numbered, 2, 3.0)
     services.reload_app(app="num")
     response = predict(stub, "num", tf.make_tensor_proto(ONES), version=2)
-    np.testing.assert_allclose(tf.make_ndarray(response.outputs["m"]), [[192.0]])
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["y"]), [[192.0]])
     assert response.model_spec.version.value == 2
     with pytest.raises(grpc.RpcError) as caught:
         predict(stub, "num", tf.make_tensor_proto(ONES), version=1)

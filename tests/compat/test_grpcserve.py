@@ -32,7 +32,7 @@ def test_grpcserve_serves_the_model_store(tmp_path):
             grpc.channel_ready_future(channel).result(timeout=120)
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             response = stub.Predict(request, 30.0)
-        np.testing.assert_allclose(tf.make_ndarray(response.outputs["a"]), [[64.0]])
+        np.testing.assert_allclose(tf.make_ndarray(response.outputs[modelkit.OUTPUT]), [[64.0]])  # one model
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)

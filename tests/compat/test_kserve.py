@@ -28,8 +28,10 @@ def test_health_and_metadata(client):
     assert client.get_server_metadata()["name"] == "aiserver"
     meta = client.get_model_metadata("calc")
     assert meta["versions"] == [get_registry().get("calc").current.id]
-    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
-    assert [o["name"] for o in meta["outputs"]] == ["a", "b"]
+    assert meta["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
+    assert [o["name"] for o in meta["outputs"]] == ["a", "b"]  # several models: each output under its model's stem
+    one = client.get_model_metadata("calc.a")  # one model: its own signature
+    assert one["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]
     assert not client.is_model_ready("calc", model_version="1")
 
 
@@ -57,7 +59,7 @@ def test_outputs_selection_and_default_binary_outputs(client):
 def test_bytes_inputs_are_encoded_images(client):
     images = np.array([png_bytes(255), png_bytes(255)], dtype=np.object_)
     result = client.infer("calc.a", [infer_input(images, "BYTES")])
-    np.testing.assert_allclose(result.as_numpy("a"), [[64.0], [64.0]])
+    np.testing.assert_allclose(result.as_numpy("y"), [[64.0], [64.0]])
 
 
 def test_nested_json_data_over_plain_http(live_server, store):
@@ -93,7 +95,7 @@ def test_versions_follow_a_reload(client, numbered):
     write_version(numbered, 2, 3.0)
     services.reload_app(app="num")
     result = client.infer("num", [infer_input(ONES, "FP32")], model_version="2")
-    np.testing.assert_allclose(result.as_numpy("m"), [[192.0]])
+    np.testing.assert_allclose(result.as_numpy("y"), [[192.0]])
     assert result.get_response()["model_version"] == "2"
     with pytest.raises(InferenceServerException, match="serving version is 2"):
         client.infer("num", [infer_input(ONES, "FP32")], model_version="1")

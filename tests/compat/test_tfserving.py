@@ -6,7 +6,7 @@ import requests
 
 from tests.compat.conftest import ONES, png_bytes, write_version
 from yyai import services
-from yyai.compat.servables import version_number
+from yyai.services.dataplane import version_number
 from yyai.serving import get_registry
 
 
@@ -82,11 +82,11 @@ def test_status_and_metadata(v1):
     assert meta["model_spec"] == {"name": "calc", "signature_name": "", "version": str(version_number(serving))}
     signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["method_name"] == "tensorflow/serving/predict"
-    assert signature["inputs"]["input"]["dtype"] == "DT_FLOAT"
-    assert [d["size"] for d in signature["inputs"]["input"]["tensor_shape"]["dim"]] == ["-1", "8", "8", "1"]
+    assert signature["inputs"]["pixels"]["dtype"] == "DT_FLOAT"
+    assert [d["size"] for d in signature["inputs"]["pixels"]["tensor_shape"]["dim"]] == ["-1", "8", "8", "1"]
     assert sorted(signature["outputs"]) == ["a", "b"]
     assert list(requests.get(f"{v1}/calc.a/metadata", timeout=30).json()["metadata"]["signature_def"]
-                ["signature_def"]["serving_default"]["outputs"]) == ["a"]
+                ["signature_def"]["serving_default"]["outputs"]) == ["y"]
     assert requests.get(f"{v1}/nope", timeout=30).status_code == 404
 
 

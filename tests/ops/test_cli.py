@@ -17,11 +17,12 @@ def test_status_table_loads_the_store(store):
     (store / "broken").mkdir()
     (store / "broken" / "x.h5").write_bytes(b"not a model")
     lines = run("yyai_status").splitlines()
-    assert lines[0].split() == ["APP", "STATE", "VERSION", "MODEL", "INPUT", "OUTPUT", "PARAMS", "LOAD", "MS"]
+    assert lines[0].split() == ["APP", "STATE", "VERSION", "MODEL", "INPUTS", "OUTPUTS", "PARAMS", "LOAD", "MS"]
     rows = {tuple(line.split()[:4]) for line in lines[1:] if not line.startswith(" ")}
     assert {row[0] for row in rows} == {"broken", "calc", "cls"}
     assert ("broken", "FAILED", "-", "-") in rows
     assert {row[3] for row in rows if row[0] == "calc"} == {"a.h5", "b.keras"}
+    assert any(line.split()[4:6] == ["pixels:float32[?,8,8,1]", "probs:float32[?,3]"] for line in lines)
     assert any(line.startswith("  last error:") for line in lines)
 
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def access_lines():
+def access_lines(yyai):
     """What the yyai.access logger writes, through the JSON formatter."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -26,8 +26,8 @@ def access_lines():
     logger.setLevel(previous)
 
 
-def test_one_json_line_per_request(client, store, settings, access_lines):
-    settings.YYAI_LOG_JSON = True
+def test_one_json_line_per_request(client, store, settings, access_lines, yyai):
+    yyai.LOG_JSON = True
     client.get("/api/apps/calc/predict/", HTTP_X_REQUEST_ID="req-1")
     client.get("/api/apps/nope/", HTTP_X_REQUEST_ID="req-2")
     first, second = access_lines()
@@ -37,8 +37,8 @@ def test_one_json_line_per_request(client, store, settings, access_lines):
     assert second["request_id"] == "req-2" and second["status"] == 404 and second["app"] == ""
 
 
-def test_no_access_line_when_off(client, store, settings, access_lines):
-    settings.YYAI_LOG_JSON = False
+def test_no_access_line_when_off(client, store, settings, access_lines, yyai):
+    yyai.LOG_JSON = False
     client.get("/healthz")
     assert access_lines() == []
 

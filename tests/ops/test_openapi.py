@@ -25,9 +25,9 @@ def test_predict_documents_every_input_form(schema):
     json_forms = schema["components"]["schemas"]["PredictJsonRequest"]["oneOf"]
     fields = {next(iter(schema["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"]))
               for ref in json_forms}
-    assert fields == {"image", "images", "imgPath", "instances"}
+    assert fields == {"image", "images", "imgPath", "instances", "inputs"}
     upload = schema["components"]["schemas"]["ImageUploadRequest"]["properties"]
-    assert {"img", "image", "imgPath"} <= set(upload)
+    assert {"img", "image", "imgPath", "inputs"} <= set(upload)
     assert "get" in schema["paths"]["/api/apps/{app}/predict/"]
 
 

@@ -1,4 +1,5 @@
 """Fixtures for multi-process and multi-host tests: a model store and a PostgreSQL database."""
+import contextlib
 import os
 import uuid
 
@@ -19,6 +20,13 @@ def flat_store(tmp_path):
 
 @pytest.fixture
 def postgres_url():
+    """A fresh PostgreSQL database, dropped afterwards (see :func:`fresh_database`)."""
+    with fresh_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database():
     """A fresh PostgreSQL database, dropped afterwards.
 
     Skipped with the reason when no server answers; with YYAI_REQUIRE_POSTGRES=1

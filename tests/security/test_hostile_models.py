@@ -75,8 +75,8 @@ HOSTILE = {
 
 
 @pytest.fixture
-def small_file_cap(settings):
-    settings.YYAI_MAX_MODEL_FILE_BYTES = 100 << 20  # the zip bomb unpacks past it; real models stay far below
+def small_file_cap(settings, yyai):
+    yyai.MAX_MODEL_FILE_BYTES = 100 << 20  # the zip bomb unpacks past it; real models stay far below
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))

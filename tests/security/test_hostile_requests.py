@@ -65,7 +65,7 @@ def server(tmp_path_factory):
     outside.write_bytes(png())
     (root / "escape.png").symlink_to(outside)
     env = {"YYAI_IMAGE_ROOT": str(root), "YYAI_MAX_BODY_BYTES": str(4 << 20), "YYAI_MAX_IMAGE_BYTES": str(2 << 20),
-           "YYAI_MAX_BATCH": "8"}
+           "YYAI_MAX_ROWS_PER_REQUEST": "8"}
     with GunicornServer(store=store, data_dir=tmp_path_factory.mktemp("data"), env=env) as running:
         running.outside = outside
         yield running

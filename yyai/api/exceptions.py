@@ -29,6 +29,7 @@ STATUS_BY_CODE = {
     "app_not_available": 503,
     "overloaded": 503,
     "reload_in_progress": 409,
+    "reload_superseded": 409,
     "model_load_failed": 422,
     "invalid_manifest": 422,
 }
@@ -70,12 +71,21 @@ def json_error(message: str, code: str, status: int, headers: dict | None = None
     return response
 
 
-def exception_handler(exc, context) -> Response | None:
-    """DRF's EXCEPTION_HANDLER: every known failure becomes the JSON error format."""
+RENDERED_ERRORS = ("application/json", "text/html")  # JSON, or the browsable API's page around the JSON
+
+
+def exception_handler(exc, context) -> Response | JsonResponse | None:
+    """DRF's EXCEPTION_HANDLER: every known failure becomes the JSON error format.
+
+    A view whose negotiated renderer writes something else (the OpenAPI schema's YAML) answers plain JSON.
+    """
     parts = error_parts(exc)
     if parts is None:
         return None  # a real bug: Django's 500 handler answers, without a trace
     status, body, headers = parts
+    renderer = getattr(context.get("request"), "accepted_renderer", None)
+    if renderer is not None and renderer.media_type not in RENDERED_ERRORS:
+        return JsonResponse(body, status=status, headers=headers)
     return Response(body, status=status, headers=headers)
 
 
@@ -111,6 +121,8 @@ def error_parts(exc: BaseException) -> tuple[int, dict, dict[str, str]] | None:
 
 
 def _drf_code(exc: drf.APIException) -> str:
+    if isinstance(exc, drf.PermissionDenied) and str(exc.detail).startswith("CSRF Failed"):
+        return "csrf_failed"  # SessionAuthentication's check, the same failure as CSRF_FAILURE_VIEW's
     for kind, code in DRF_CODES.items():
         if isinstance(exc, kind):
             return code
@@ -127,6 +139,22 @@ def _drf_message(exc: drf.APIException) -> str:
     return str(detail)
 
 
+def bad_request_view(request, exception=None):
+    """handler400 (a bad Host, a suspicious request): JSON like every other error."""
+    return json_error("the request was refused as malformed", "bad_request", 400)
+
+
+def permission_denied_view(request, exception=None):
+    """handler403: JSON like every other error."""
+    return json_error("you do not have permission to do this", "permission_denied", 403)
+
+
+def csrf_failure_view(request, reason=""):
+    """CSRF_FAILURE_VIEW: a write made with a session cookie but without its CSRF token."""
+    return json_error("CSRF check failed: a request made with a session cookie needs the X-CSRFToken header "
+                      "(or use token or basic authentication)", "csrf_failed", 403)
+
+
 def not_found_view(request, exception=None):
     """handler404: JSON like every other error."""
     return json_error(f"no endpoint at {request.path}", "not_found", 404)
@@ -135,3 +163,20 @@ def not_found_view(request, exception=None):
 def server_error_view(request):
     """handler500: JSON, no trace; the trace is in the server log."""
     return json_error(INTERNAL_ERROR, "internal_error", 500)
+
+
+def json_methods(*methods: str):
+    """A view decorator like Django's ``require_http_methods``, answering 405 in the error format."""
+    allowed = ", ".join(methods)
+
+    def decorate(view):
+        def wrapped(request, *args, **kwargs):
+            if request.method not in methods:
+                return json_error(f"{request.path} only answers {allowed}", "method_not_allowed", 405,
+                                  {"Allow": allowed})
+            return view(request, *args, **kwargs)
+
+        wrapped.__name__, wrapped.__doc__ = view.__name__, view.__doc__
+        return wrapped
+
+    return decorate

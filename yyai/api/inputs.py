@@ -5,7 +5,12 @@ Accepted, exactly one of (DESIGN section 5):
 * multipart file field ``img`` (the seed's) or ``image``;
 * JSON ``{"image": "<base64>"}`` or ``{"images": ["<base64>", ...]}``;
 * JSON or form ``{"imgPath": "<path>"}``, only inside ``YYAI_IMAGE_ROOT``;
-* JSON ``{"instances": [...]}``: ready tensors, no image decoding.
+* JSON ``{"instances": [...]}``: rows of ready tensors (a dict per row for several inputs);
+* JSON ``{"inputs": {"<name>": ...}}``: named tensors, columnar (batch dimension included).
+
+The image forms feed the app's image input; a model's other inputs then come
+in ``inputs`` (a JSON object; in a multipart form, a field holding JSON), one
+entry per image.
 
 Limits are checked before the expensive step: the byte size of an upload or a
 base64 string before decoding, the number of images before any decoding.
@@ -16,24 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from django.conf import settings
-
+from yyai import bounded_json
 from yyai.api.exceptions import ApiError
+from yyai.conf import yyai_settings
 from yyai.runtime import preprocess
 from yyai.runtime.errors import PayloadTooLarge
 
 FILE_FIELDS = ("img", "image")
-KEYS = ("img", "image", "images", "imgPath", "instances")
-HINT = "send one of: multipart file 'img' or 'image', JSON 'image' or 'images' (base64), 'imgPath', 'instances'"
+IMAGE_KEYS = ("img", "image", "images", "imgPath")
+KEYS = (*IMAGE_KEYS, "instances", "inputs")
+HINT = ("send one of: multipart file 'img' or 'image', JSON 'image' or 'images' (base64), 'imgPath', "
+        "'instances', 'inputs'")
 SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
 class PredictInput:
-    """What to run: image bytes (``many``: answer per image) or ready tensors."""
+    """What to run: image bytes (with other ``inputs``), rows or named tensors; ``many``: answer per row."""
 
     images: list[bytes] | None = None
     instances: Any = None
+    inputs: Any = None
     many: bool = False
 
 
@@ -50,30 +58,50 @@ def parse_predict_input(data: Any, files: Mapping[str, Any]) -> PredictInput:
     present = sorted({key for key in KEYS if key in data} | set(uploads))
     if not present:
         raise ApiError(f"no input found; {HINT}", code="bad_input")
-    if len(present) > 1:
+    inputs = _inputs_field(data.get("inputs"), form=hasattr(data, "getlist")) if "inputs" in present else None
+    extra = [key for key in present if key != "inputs"]
+    if not extra:
+        return PredictInput(inputs=inputs, many=True)
+    if len(extra) > 1:
         raise ApiError(f"several inputs found ({', '.join(present)}); {HINT}", code="bad_input")
-    key = present[0]
+    key = extra[0]
+    if key == "instances":
+        if inputs is not None:
+            raise ApiError(f"several inputs found ({', '.join(present)}); {HINT}", code="bad_input")
+        return PredictInput(instances=data.get(key), many=True)
     if key in uploads:
-        return PredictInput(images=[_read_upload(uploads[key])])
+        return PredictInput(images=[_read_upload(uploads[key])], inputs=inputs)
     value = data.get(key)
     if key in FILE_FIELDS:
-        return PredictInput(images=[_b64(value, key)])
+        return PredictInput(images=[_b64(value, key)], inputs=inputs)
     if key == "images":
         value = data.getlist(key) if hasattr(data, "getlist") else value
         if not isinstance(value, list) or not value:
             raise ApiError("'images' must be a non-empty list of base64 strings", code="bad_input")
-        if len(value) > settings.YYAI_MAX_BATCH:
-            raise ApiError(f"'images' has {len(value)} items; the limit is {settings.YYAI_MAX_BATCH}",
+        if len(value) > yyai_settings.MAX_ROWS_PER_REQUEST:
+            raise ApiError(f"'images' has {len(value)} items; the limit is {yyai_settings.MAX_ROWS_PER_REQUEST}",
                            code="payload_too_large", status=413)
-        return PredictInput(images=[_b64(item, f"images[{i}]") for i, item in enumerate(value)], many=True)
-    if key == "imgPath":
-        return PredictInput(images=[read_image_path(value)])
-    return PredictInput(instances=value, many=True)
+        return PredictInput(images=[_b64(item, f"images[{i}]") for i, item in enumerate(value)], inputs=inputs,
+                            many=True)
+    return PredictInput(images=[read_image_path(value)], inputs=inputs)
+
+
+def _inputs_field(value: Any, *, form: bool) -> Any:
+    """``inputs``: a JSON object (or, for a one-input model, a tensor); a form field holds it as JSON text."""
+    if form:
+        try:
+            value = bounded_json.loads(value, max_depth=yyai_settings.MAX_JSON_DEPTH)
+        except bounded_json.JSONError as exc:
+            raise ApiError(f"the 'inputs' field must hold JSON, an object naming the inputs: {exc}",
+                           code="bad_input") from None
+    if value is None:
+        raise ApiError("'inputs' must be an object naming the inputs, or a tensor", code="bad_input")
+    return value
 
 
 def read_image_path(value: Any) -> bytes:
     """Bytes of a server-side image, confined to YYAI_IMAGE_ROOT by real path (symlinks resolved)."""
-    root = settings.YYAI_IMAGE_ROOT
+    root = yyai_settings.IMAGE_ROOT
     if root is None:
         raise ApiError("'imgPath' is disabled on this server (YYAI_IMAGE_ROOT is not set)",
                        code="image_path_disabled", status=403)
@@ -100,17 +128,17 @@ def sample_image(app_dir: Path) -> bytes:
 def _b64(value: Any, field: str) -> bytes:
     if not isinstance(value, str):
         raise ApiError(f"'{field}' must be a base64 string", code="bad_base64")
-    return preprocess.decode_base64(value, max_bytes=settings.YYAI_MAX_IMAGE_BYTES)
+    return preprocess.decode_base64(value, max_bytes=yyai_settings.MAX_IMAGE_BYTES)
 
 
 def _read_upload(upload) -> bytes:
-    if upload.size > settings.YYAI_MAX_IMAGE_BYTES:
-        raise PayloadTooLarge(f"the upload is {upload.size} bytes; the limit is {settings.YYAI_MAX_IMAGE_BYTES}")
+    if upload.size > yyai_settings.MAX_IMAGE_BYTES:
+        raise PayloadTooLarge(f"the upload is {upload.size} bytes; the limit is {yyai_settings.MAX_IMAGE_BYTES}")
     return upload.read()
 
 
 def _read_limited(path: Path) -> bytes:
     size = path.stat().st_size
-    if size > settings.YYAI_MAX_IMAGE_BYTES:
-        raise PayloadTooLarge(f"the image is {size} bytes; the limit is {settings.YYAI_MAX_IMAGE_BYTES}")
+    if size > yyai_settings.MAX_IMAGE_BYTES:
+        raise PayloadTooLarge(f"the image is {size} bytes; the limit is {yyai_settings.MAX_IMAGE_BYTES}")
     return path.read_bytes()

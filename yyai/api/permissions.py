@@ -1,13 +1,14 @@
 """Who may predict: the YYAI_PREDICT_PERMISSION setting (any | authenticated | staff)."""
-from django.conf import settings
 from rest_framework.permissions import BasePermission
+
+from yyai.conf import yyai_settings
 
 
 class CanPredict(BasePermission):
     message = "predicting on this server needs a login (YYAI_PREDICT_PERMISSION)"
 
     def has_permission(self, request, view) -> bool:
-        rule = settings.YYAI_PREDICT_PERMISSION
+        rule = yyai_settings.PREDICT_PERMISSION
         if rule == "any":
             return True
         user = request.user

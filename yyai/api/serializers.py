@@ -8,12 +8,24 @@ from rest_framework.reverse import reverse
 from yyai.models import ReloadEvent
 
 
-class ModelSerializer(serializers.Serializer):
-    """One loaded model of the serving version."""
+class TensorSerializer(serializers.Serializer):
+    """One input or output of a model's served signature; ``null`` dimensions take any length."""
 
     name = serializers.CharField()
-    input_shape = serializers.ListField(child=serializers.IntegerField())
-    output_shape = serializers.ListField(child=serializers.IntegerField())
+    dtype = serializers.CharField()
+    shape = serializers.ListField(child=serializers.IntegerField(allow_null=True), allow_null=True)
+
+
+class ModelSerializer(serializers.Serializer):
+    """One loaded model of the serving version: its served signature, inputs and outputs."""
+
+    name = serializers.CharField()
+    format = serializers.CharField(help_text="keras, saved_model, or tf1_session (a TF1 graph in its own session)")
+    signature = serializers.CharField()
+    batched = serializers.BooleanField(help_text="false: served one request at a time")
+    inputs = TensorSerializer(many=True)
+    outputs = TensorSerializer(many=True)
+    signatures = serializers.ListField(child=serializers.CharField())
     params = serializers.IntegerField()
     load_ms = serializers.FloatField()
     warmup_ms = serializers.FloatField()
@@ -29,6 +41,17 @@ class VersionSerializer(serializers.Serializer):
     files = serializers.ListField(child=serializers.CharField())
 
 
+class ProcessSerializer(serializers.Serializer):
+    """One live serving process (worker or host) and what it serves of the app."""
+
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    version = serializers.CharField(allow_blank=True)
+    generation = serializers.IntegerField()
+    seen_at = serializers.DateTimeField()
+    error = serializers.CharField(allow_null=True, help_text="Why this process could not load the target.")
+
+
 class AppSerializer(serializers.Serializer):
     """A model app as this process serves it. The instance is ``selectors.app_status()``'s dict."""
 
@@ -38,6 +61,9 @@ class AppSerializer(serializers.Serializer):
     version = serializers.CharField(allow_null=True)
     pinned = serializers.CharField(allow_null=True)
     generation = serializers.IntegerField()
+    target_version = serializers.CharField(allow_null=True, help_text="The version every process must serve.")
+    degraded = serializers.BooleanField(help_text="Some live process serves another version, or failed to load it.")
+    processes = ProcessSerializer(many=True, help_text="The live serving processes, from their heartbeats.")
     description = serializers.CharField(allow_blank=True)
     demo = serializers.BooleanField()
     models = ModelSerializer(many=True)

@@ -4,7 +4,13 @@ from rest_framework import routers
 
 from yyai.api import views
 
-router = routers.DefaultRouter()
+
+# No ".json" suffix routes: the views take no ``format`` argument; Accept or ?format= choose the renderer.
+class Router(routers.DefaultRouter):
+    include_format_suffixes = False
+
+
+router = Router()
 router.register("apps", views.AppViewSet, basename="app")
 router.register("reloads", views.ReloadEventViewSet, basename="reloadevent")
 router.register("users", views.UserViewSet)

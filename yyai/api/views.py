@@ -1,20 +1,23 @@
 """API views: parse the request, call one service or selector, respond. Nothing else."""
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.models import Group, User
 from rest_framework import permissions, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.parsers import MultiPartParser
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from yyai import selectors, services
 from yyai.api import openapi
+from yyai.api.authentication import raise_if_locked_out
+from yyai.api.exceptions import ApiError
 from yyai.api.filters import ModelAppFilter, ReloadEventFilter
 from yyai.api.inputs import PredictInput, read_predict_input, sample_image
+from yyai.api.parsers import BoundedJSONParser
 from yyai.api.permissions import CanPredict
 from yyai.api.serializers import (
     AppSerializer,
@@ -24,9 +27,10 @@ from yyai.api.serializers import (
     UploadSerializer,
     UserSerializer,
 )
+from yyai.conf import yyai_settings
 from yyai.models import ModelApp
+from yyai.runtime.errors import ReloadSuperseded
 from yyai.serving import get_registry
-
 
 THROTTLE_SCOPES = {"predict": "predict", "reload": "reload", "versions": "upload"}
 
@@ -60,16 +64,18 @@ class AppViewSet(viewsets.GenericViewSet):
     def list(self, request: Request) -> Response:
         apps = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(apps)
-        data = self.get_serializer([selectors.app_status(app=a) for a in page], many=True).data
+        staff = request.user.is_staff
+        data = self.get_serializer([selectors.app_status(app=a, staff=staff) for a in page], many=True).data
         return self.get_paginated_response(data)
 
     def retrieve(self, request: Request, app: str) -> Response:
         get_registry().get(app)  # AppNotFound (404) before any database access
-        return Response(self.get_serializer(selectors.app_status(app=self.get_object())).data)
+        return Response(self.get_serializer(selectors.app_status(app=self.get_object(),
+                                                                 staff=request.user.is_staff)).data)
 
     def perform_authentication(self, request: Request) -> None:
         """Authenticate lazily for predict when anyone may predict (DRF's eager lookup costs ~0.2 ms)."""
-        if self.action == "predict" and settings.YYAI_PREDICT_PERMISSION == "any":
+        if self.action == "predict" and yyai_settings.PREDICT_PERMISSION == "any":
             return  # request.user is still resolved on first use (e.g. by a throttle)
         super().perform_authentication(request)
 
@@ -81,24 +87,22 @@ class AppViewSet(viewsets.GenericViewSet):
             parsed = PredictInput(images=[sample_image(util.app_dir)])
         else:
             parsed = read_predict_input(request)
-        result = services.predict(app=app, images=parsed.images, instances=parsed.instances,
-                                  max_pixels=settings.YYAI_MAX_IMAGE_PIXELS, max_batch=settings.YYAI_MAX_BATCH)
-        return Response(predict_body(result, many=parsed.many))
+        result = services.predict(app=app, images=parsed.images, instances=parsed.instances, inputs=parsed.inputs)
+        return Response(result.to_body(many=parsed.many))
 
     @action(detail=True, methods=["post"], serializer_class=ReloadRequestSerializer)
     def reload(self, request: Request, app: str) -> Response:
         """Reload the app from disk; answers after the swap. Body: ``{"version": N | "latest", "wait": bool}``."""
         params = ReloadRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        report = services.reload_app(app=app, version=params.validated_data.get("version"), user=request.user,
-                                     wait=params.validated_data["wait"])
-        return Response({
-            "app": report.app,
-            "old_version": report.old_version,
-            "new_version": report.new_version,
-            "load_ms": round(report.load_seconds * 1000, 1),
-            "models": report.models,
-        })
+        outcome = services.reload_app(app=app, version=params.validated_data.get("version"), user=request.user,
+                                      wait=params.validated_data["wait"])
+        return Response(*reload_answer(outcome))
+
+    def reload_needs_post(self, request: Request, app: str) -> Response:
+        """GET of the seed's ``/<app>_loadmodel/``: safe methods change nothing, so 405 with the way to do it."""
+        raise ApiError(f"a reload changes what serves, so it takes POST: curl -X POST -u <staff user> "
+                       f"{request.build_absolute_uri()}", code="method_not_allowed", status=405)
 
     @action(detail=True, methods=["post"], serializer_class=UploadSerializer, parser_classes=[MultiPartParser])
     def versions(self, request: Request, app: str) -> Response:
@@ -110,24 +114,40 @@ class AppViewSet(viewsets.GenericViewSet):
             app=app, files=[(f.name, f) for f in params.validated_data["files"]],
             manifest=manifest.read() if manifest else None, activate=params.validated_data["activate"],
             user=request.user)
-        return Response({
+        body = {
             "app": result.app,
             "version": str(result.version),
             "models": result.models,
             "activated": result.reload is not None,
-            "serving": result.reload.new_version if result.reload else None,
-        }, status=201)
+            "serving": result.reload.report.new_version if result.reload else None,
+        }
+        if result.reload is None:
+            return Response(body, status=201)
+        fleet, status = reload_answer(result.reload)
+        return Response({**body, "processes": fleet["processes"], "converged": fleet["converged"]},
+                        status=201 if status == 200 else status)
 
 
-def predict_body(result: services.PredictionResult, *, many: bool) -> dict:
-    """The predict answer (DESIGN section 5): ``predictions`` per input for batch inputs, else ``result``."""
-    body = {"app": result.app, "version": result.version, "demo": result.demo}
-    if many:
-        body["predictions"] = result.rows
-    else:
-        body["result"] = result.rows[0]
-    body["elapsed_ms"] = result.elapsed_ms
-    return body
+def reload_answer(outcome: services.ReloadOutcome) -> tuple[dict, int]:
+    """(body, status) of a reload: 200 once every live process serves the new version, 202 while some lag or
+    failed (listed with their errors); ReloadSuperseded when a newer reload replaced it meanwhile."""
+    report, fleet = outcome.report, outcome.fleet
+    if fleet is not None and fleet.superseded_by:
+        raise ReloadSuperseded(f"a newer reload of app '{report.app}' (generation {fleet.superseded_by}) replaced "
+                               f"this one before every process served {report.new_version}")
+    body = {
+        "app": report.app,
+        "old_version": report.old_version,
+        "new_version": report.new_version,
+        "generation": outcome.generation,
+        "load_ms": round(report.load_seconds * 1000, 1),
+        "models": report.models,
+        "converged": fleet is None or fleet.converged,
+        "processes": fleet.processes if fleet is not None else [],
+    }
+    if fleet is not None and not fleet.converged:
+        body["lagging"] = fleet.lagging
+    return body, 200 if body["converged"] else 202
 
 
 @openapi.RELOAD_EVENT_DOCS
@@ -157,7 +177,15 @@ class GroupViewSet(viewsets.ModelViewSet):
 
 @openapi.TOKEN_DOCS
 class TokenView(ObtainAuthToken):
-    """POST username and password, get the user's API token; throttled against guessing."""
+    """POST username and password, get the user's API token; throttled against guessing, 429 when locked out."""
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]  # ObtainAuthToken's own: DRF's JSONParser
+
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
+            raise_if_locked_out(request)
+            raise

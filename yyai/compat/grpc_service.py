@@ -2,9 +2,10 @@
 
 Built from the protos of ``tensorflow-serving-api``, so a TF Serving client
 (``prediction_service_pb2_grpc.PredictionServiceStub``) works unchanged. Each
-call is a thin layer over :mod:`yyai.compat.servables` (same registry, same
-batcher, same version rules as HTTP); errors are gRPC status codes derived from
-the canonical HTTP status of the error.
+call is a codec over :mod:`yyai.services.dataplane` (same registry, same
+batcher, same version rules as HTTP): several named inputs and outputs of any
+dtype, ``signature_name`` and ``output_filter``; errors are gRPC status codes
+derived from the canonical HTTP status of the error.
 """
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from yyai.api.exceptions import STATUS_BY_CODE
-from yyai.compat import protos, servables
-from yyai.compat.servables import SIGNATURE_NAME
+from yyai import services
+from yyai.api.exceptions import INTERNAL_ERROR, STATUS_BY_CODE
+from yyai.compat import protos
+from yyai.conf import yyai_settings
 from yyai.runtime.errors import BadTensor, ServingError, VersionNotFound
+from yyai.services import dataplane
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +47,16 @@ SIGNATURE_DEF = "signature_def"
 
 @contextmanager
 def _aborting(context: grpc.ServicerContext) -> Iterator[None]:
-    """Turn a ServingError into the matching gRPC status (context.abort raises)."""
+    """Turn a ServingError into the matching gRPC status, anything else into INTERNAL without its words
+    (logged with its trace). ``context.abort`` raises."""
     try:
         yield
     except ServingError as exc:
         status = STATUS_BY_CODE.get(exc.code, 400)
         context.abort(GRPC_BY_HTTP.get(status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
+    except Exception:
+        log.exception("gRPC call failed")
+        context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
 
 
 def _version(spec) -> int | None:
@@ -67,20 +74,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         with _aborting(context):
             spec = request.model_spec
-            protos.check_signature(spec.signature_name)
-            if len(request.inputs) != 1:
-                raise BadTensor(f"the model takes one input ('{servables.INPUT_NAME}'); got {len(request.inputs)}")
-            value = protos.tensor_to_array(next(iter(request.inputs.values())))
-            target = servables.parse_name(spec.name)
+            if not request.inputs:
+                raise BadTensor("the request has no inputs")
+            inputs = {name: protos.tensor_to_array(tensor, max_bytes=yyai_settings.MAX_BODY_BYTES)
+                      for name, tensor in request.inputs.items()}
+            result = services.infer(services.InferRequest(
+                target=spec.name, inputs=inputs, version=_version(spec), signature=spec.signature_name or None,
+                outputs=tuple(request.output_filter) or None))
             response = predict_pb2.PredictResponse()
-            with servables.serving(target, _version(spec)) as serving:
-                if isinstance(value, list):
-                    batch = servables.image_batch(serving, value)
-                else:
-                    batch = servables.tensor_batch(serving, value)
-                outputs = servables.run(serving, target, batch, list(request.output_filter) or None)
-                response.model_spec.CopyFrom(protos.model_spec(serving, target, SIGNATURE_NAME))
-            for name, array in outputs.items():
+            response.model_spec.CopyFrom(protos.model_spec(result.version, result.target, result.signature.name))
+            for name, array in result.tensors().items():
                 response.outputs[name].CopyFrom(protos.array_to_tensor(array))
             return response
 
@@ -90,9 +93,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             fields = list(request.metadata_field)
             if set(fields) != {SIGNATURE_DEF}:
                 raise BadTensor(f"metadata_field must be ['{SIGNATURE_DEF}'] (the only metadata), got {fields}")
-            target = servables.parse_name(request.model_spec.name)
+            target = services.parse_target(request.model_spec.name)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            with servables.serving(target, _version(request.model_spec)) as serving:
+            with dataplane.serving(target, _version(request.model_spec)) as serving:
                 response.model_spec.CopyFrom(protos.model_spec(serving, target))
                 response.metadata[SIGNATURE_DEF].Pack(protos.signature_def_map(serving, target))
             return response
@@ -104,20 +107,72 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
                        context) -> get_model_status_pb2.GetModelStatusResponse:
         with _aborting(context):
-            return protos.model_status(servables.parse_name(request.model_spec.name), _version(request.model_spec))
+            return protos.model_status(services.parse_target(request.model_spec.name), _version(request.model_spec))
 
 
-def build_server(address: str, *, workers: int = 8, max_message_bytes: int = 64 * 1024**2) -> tuple[grpc.Server, int]:
+class Access(grpc.ServerInterceptor):
+    """Who may call: ``YYAI_PREDICT_PERMISSION``, with the REST API's tokens.
+
+    ``any``: everyone. ``authenticated`` / ``staff``: the call carries metadata
+    ``authorization: Token <key>`` (or ``Bearer <key>``) of a user (staff) of
+    this server; else UNAUTHENTICATED or PERMISSION_DENIED.
+    """
+
+    def __init__(self, rule: str):
+        self.rule = rule
+
+    def intercept_service(self, continuation, handler_call_details):
+        if self.rule == "any":
+            return continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        user = user_of(metadata.get("authorization", ""))
+        if user is None:
+            return _refusal(grpc.StatusCode.UNAUTHENTICATED, "this server needs a token: metadata "
+                                                             "'authorization: Token <key>' (POST /api/token/)")
+        if self.rule == "staff" and not user.is_staff:
+            return _refusal(grpc.StatusCode.PERMISSION_DENIED, "predicting on this server needs a staff user")
+        return continuation(handler_call_details)
+
+
+def user_of(authorization: str):
+    """The active user of a ``Token <key>`` / ``Bearer <key>`` header value, or None."""
+    from django.db import close_old_connections
+    from rest_framework.authtoken.models import Token
+
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not key.strip():
+        return None
+    try:
+        token = Token.objects.select_related("user").filter(key=key.strip()).first()
+    finally:
+        close_old_connections()
+    return token.user if token is not None and token.user.is_active else None
+
+
+def _refusal(code: grpc.StatusCode, message: str):
+    def refuse(request, context):
+        context.abort(code, message)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def build_server(address: str, *, workers: int = 8, max_message_bytes: int = 64 * 1024**2,
+                 permission: str = "any", tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
     """A gRPC server with both services bound to ``address`` (``host:0`` picks a free port); not started.
 
-    Returns the server and the port it is bound to.
+    ``permission`` is who may call (:class:`Access`); ``tls`` is (certificate chain, private key), PEM.
+    Messages larger than ``max_message_bytes`` are refused by gRPC itself. Returns the server and its port.
     """
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options,
+                         interceptors=[Access(permission)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(), server)
-    port = server.add_insecure_port(address)
+    if tls is not None:
+        certificate, key = tls
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, certificate)]))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind the gRPC server to {address}")
     return server, port

@@ -7,7 +7,6 @@ all send one).
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpResponse, JsonResponse
@@ -15,8 +14,10 @@ from rest_framework import exceptions as drf
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from yyai import bounded_json
 from yyai.api.exceptions import STATUS_BY_CODE
 from yyai.api.permissions import CanPredict
+from yyai.conf import yyai_settings
 from yyai.runtime.errors import AppNotAvailable, InputError, Overloaded, ServingError
 
 
@@ -69,9 +70,9 @@ class ProtocolView(APIView):
         if not body:
             raise ProtocolError("the request body is empty; send a JSON object")
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ProtocolError(f"the body is not valid JSON: {exc}") from None
+            return bounded_json.loads(body, max_depth=yyai_settings.MAX_JSON_DEPTH)
+        except bounded_json.JSONError as exc:
+            raise ProtocolError(str(exc)) from None
 
 
 def _detail(detail: Any) -> str:

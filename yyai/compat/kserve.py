@@ -1,11 +1,13 @@
-"""KServe v2 / Open Inference Protocol over REST: ``/v2/...``, as Triton's clients call it.
+"""KServe v2 / Open Inference Protocol over REST: ``/v2/...``, as Triton's clients call it; a codec over the data plane.
 
 * ``GET /v2`` server metadata; ``/v2/health/live`` and ``/v2/health/ready``
   (200 true, 400 false, as the protocol says);
-* ``GET /v2/models/<name>[/versions/<v>]`` model metadata; ``.../ready``;
-* ``POST .../infer``: one input (any name; numbers of any supported datatype,
-  flat or nested, or ``BYTES`` encoded images), JSON or binary tensors, optional
-  ``outputs`` selection (each optionally binary), ``id`` echoed. Outputs are FP32.
+* ``GET /v2/models/<name>[/versions/<v>]`` model metadata (every input and
+  output with its datatype and shape, -1 for any length); ``.../ready``;
+* ``POST .../infer``: named inputs of any datatype (BOOL, UINT8..64, INT8..64,
+  FP16/32/64, BYTES), JSON or binary tensors; ``BYTES`` feed a string input as
+  they are and an image input as image files. Optional ``outputs`` selection
+  (each optionally binary), ``id`` echoed; outputs in their own datatypes.
 
 Errors are ``{"error": "<message>"}`` with the canonical HTTP status.
 """
@@ -13,72 +15,74 @@ from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.urls import re_path
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 
-from yyai.compat import servables, v2tensors
+from yyai import services
+from yyai.compat import protos, v2tensors
 from yyai.compat.http import ProtocolError, ProtocolView
-from yyai.runtime.servable import ServingVersion, State
-from yyai.serving import get_registry
+from yyai.conf import yyai_settings
+from yyai.runtime.signature import DTYPES, TensorSpec
+from yyai.services import dataplane
 
-NAME = rf"(?P<name>{servables.NAME_PATTERN})"
+NAME = rf"(?P<name>{protos.NAME_PATTERN})"
 VERSION = r"(?:/versions/(?P<version>[A-Za-z0-9_.-]+))?"
 SERVER_NAME = "aiserver"
 SERVER_VERSION = "1.0"
 EXTENSIONS = ["binary_tensor_data"]
 
 
-def _tensor_meta(name: str, shape: tuple[int, ...]) -> dict:
-    return {"name": name, "datatype": "FP32", "shape": [-1, *shape]}
+def _tensor_meta(spec: TensorSpec, batched: bool) -> dict:
+    shape = [-1] if spec.shape is None else [-1 if d is None else d for d in ((None,) if batched else ()) + spec.shape]
+    return {"name": spec.name, "datatype": v2tensors.datatype_of(DTYPES[spec.dtype]), "shape": shape}
 
 
-class ServerMetadataView(ProtocolView):
-    """``GET /v2``."""
+class OpenView(ProtocolView):
+    """Health and server metadata: anyone, never throttled, no authentication run (no password hashed)."""
 
+    authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes: list = []
+
+
+class ServerMetadataView(OpenView):
+    """``GET /v2``."""
 
     def get(self, request: Request) -> JsonResponse:
         return JsonResponse({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
 
 
-class LiveView(ProtocolView):
+class LiveView(OpenView):
     """``GET /v2/health/live``: the process answers."""
-
-    permission_classes = [AllowAny]
-    throttle_classes: list = []
 
     def get(self, request: Request) -> JsonResponse:
         return JsonResponse({"live": True})
 
 
-class ServerReadyView(ProtocolView):
+class ServerReadyView(OpenView):
     """``GET /v2/health/ready``: every app has an AVAILABLE version."""
 
-    permission_classes = [AllowAny]
-    throttle_classes: list = []
-
     def get(self, request: Request) -> JsonResponse:
-        ready = all(util.state is State.AVAILABLE for util in get_registry().all())
+        ready = dataplane.server_ready()
         return JsonResponse({"ready": ready}, status=200 if ready else 400)
 
 
 class ModelMetadataView(ProtocolView):
-    """``GET /v2/models/<name>[/versions/<v>]``."""
+    """``GET /v2/models/<name>[/versions/<v>]``: the served signature's inputs and outputs."""
 
     def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
-        target = servables.parse_name(name)
-        with servables.serving(target, version) as serving:
+        target = services.parse_target(name)
+        with dataplane.serving(target, version) as serving:
+            signature = serving.signature
             return JsonResponse({
                 "name": name,
                 "versions": [serving.id],
                 "platform": "tensorflow",
-                "inputs": [_tensor_meta(servables.INPUT_NAME, serving.input_shape)],
-                "outputs": [_tensor_meta(out, servables.output_shape(serving, out))
-                            for out in servables.output_names(serving, target)],
+                "inputs": [_tensor_meta(spec, signature.batched) for spec in signature.inputs],
+                "outputs": [_tensor_meta(spec, signature.batched)
+                            for spec in dataplane.output_specs(serving, target, signature)],
             })
 
 
@@ -86,13 +90,7 @@ class ModelReadyView(ProtocolView):
     """``GET /v2/models/<name>[/versions/<v>]/ready``: 200 when that version serves, else 400."""
 
     def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
-        target = servables.parse_name(name)
-        util = servables.get_util(target)  # unknown app: 404
-        current = util.current
-        ready = current is not None
-        if ready:
-            servables.model_indices(current, target)  # unknown model: 404
-            ready = version in (None, "") or version in (current.id, str(servables.version_number(current.id)))
+        ready = dataplane.model_ready(services.parse_target(name), version)  # unknown app or model: 404
         return JsonResponse({"name": name, "ready": ready}, status=200 if ready else 400)
 
 
@@ -102,19 +100,17 @@ class InferView(ProtocolView):
     def post(self, request: Request, name: str, version: str | None = None) -> HttpResponse:
         parsed = v2tensors.parse_body(request.body, header_length=request.headers.get(v2tensors.HEADER_LENGTH),
                                       encoding=request.headers.get("Content-Encoding"),
-                                      max_bytes=settings.YYAI_MAX_BODY_BYTES)
-        inputs = v2tensors.read_inputs(parsed)
-        if len(inputs) != 1:
-            raise ProtocolError(f"the model takes one input ('{servables.INPUT_NAME}'); got {len(inputs)}")
+                                      max_bytes=yyai_settings.MAX_BODY_BYTES, max_depth=yyai_settings.MAX_JSON_DEPTH)
+        inputs = v2tensors.read_inputs(parsed, max_bytes=yyai_settings.MAX_BODY_BYTES)
         wanted, binary = _requested_outputs(parsed.header)
-        target = servables.parse_name(name)
-        with servables.serving(target, version) as serving:
-            outputs = servables.run(serving, target, _batch(serving, inputs[0][1]), wanted or None)
-            version_id = serving.id
-        if not wanted and (parsed.header.get("parameters") or {}).get("binary_data_output"):
+        parameters = v2tensors.parameters_of(parsed.header)
+        result = services.infer(services.InferRequest(target=name, version=version, inputs=inputs,
+                                                      outputs=tuple(wanted) or None))
+        outputs = result.tensors()
+        if not wanted and parameters.get("binary_data_output"):
             binary = set(outputs)
         tensors, tail = v2tensors.encode_outputs(outputs, binary)
-        body = {"model_name": name, "model_version": version_id, "outputs": tensors}
+        body = {"model_name": name, "model_version": result.version.id, "outputs": tensors}
         if "id" in parsed.header:
             body["id"] = parsed.header["id"]
         head = json.dumps(body).encode()
@@ -125,12 +121,6 @@ class InferView(ProtocolView):
         return response
 
 
-def _batch(serving: ServingVersion, value):
-    if isinstance(value, list):  # BYTES: encoded images
-        return servables.image_batch(serving, value)
-    return servables.tensor_batch(serving, value)
-
-
 def _requested_outputs(header: dict) -> tuple[list[str], set[str]]:
     """Names in the request's ``outputs`` (empty: all), and which of them want binary data."""
     requested = header.get("outputs") or []
@@ -138,7 +128,13 @@ def _requested_outputs(header: dict) -> tuple[list[str], set[str]]:
                                                   for o in requested):
         raise ProtocolError("'outputs' must be a list of objects with a 'name'")
     names = [o["name"] for o in requested]
-    binary = {o["name"] for o in requested if (o.get("parameters") or {}).get("binary_data")}
+    binary = set()
+    for output in requested:
+        parameters = output.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise ProtocolError(f"output '{output['name']}': 'parameters' must be a JSON object")
+        if (parameters or {}).get("binary_data"):
+            binary.add(output["name"])
     return names, binary
 
 

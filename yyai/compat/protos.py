@@ -16,11 +16,16 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, status_pb2
 
-from yyai.compat import servables
-from yyai.compat.servables import INPUT_NAME, SIGNATURE_NAME, Target
-from yyai.runtime.errors import BadTensor, VersionNotFound
+from yyai.runtime.errors import BadTensor, PayloadTooLarge, VersionNotFound
+from yyai.runtime.registry import APP_NAME_PATTERN
 from yyai.runtime.servable import ServingVersion
+from yyai.runtime.signature import DTYPES, TensorSpec
+from yyai.runtime.tensors import MAX_RANK, EncodedImage
+from yyai.services import dataplane
+from yyai.services.dataplane import Target
+from yyai.serving import get_registry
 
+NAME_PATTERN = rf"{APP_NAME_PATTERN}(?:\.[^/:]+)?"  # for URLs: <app> or <app>.<model>
 PREDICT_METHOD = "tensorflow/serving/predict"
 VersionStatus = get_model_status_pb2.ModelVersionStatus
 STATES = {"START": VersionStatus.START, "LOADING": VersionStatus.LOADING, "AVAILABLE": VersionStatus.AVAILABLE,
@@ -35,32 +40,34 @@ def to_json(message: Message) -> dict[str, Any]:
 
 def model_spec(version: ServingVersion, target: Target, signature_name: str = "") -> model_pb2.ModelSpec:
     spec = model_pb2.ModelSpec(name=target.name, signature_name=signature_name)
-    spec.version.value = servables.version_number(version.id)
+    spec.version.value = dataplane.version_number(version.id)
     return spec
 
 
-def _tensor_info(name: str, shape: tuple[int, ...]) -> meta_graph_pb2.TensorInfo:
-    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=-1)]
-    dims += [tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in shape]
-    return meta_graph_pb2.TensorInfo(name=f"{name}:0", dtype=types_pb2.DT_FLOAT,
-                                     tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims))
+def _tensor_info(spec: TensorSpec, batched: bool) -> meta_graph_pb2.TensorInfo:
+    shape = tensor_shape_pb2.TensorShapeProto(unknown_rank=spec.shape is None)
+    if spec.shape is not None:
+        dims = ([None] if batched else []) + list(spec.shape)
+        shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=-1 if d is None else int(d)) for d in dims)
+    return meta_graph_pb2.TensorInfo(name=f"{spec.name}:0", dtype=tf.as_dtype(_tf_dtype(spec.dtype)).as_datatype_enum,
+                                     tensor_shape=shape)
+
+
+def _tf_dtype(dtype: str) -> str:
+    return "string" if dtype == "string" else dtype
 
 
 def signature_def_map(version: ServingVersion, target: Target) -> get_model_metadata_pb2.SignatureDefMap:
-    """``serving_default``: one float input ``input`` [-1, *shape], one float output per addressed model."""
-    signature = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
-    signature.inputs[INPUT_NAME].CopyFrom(_tensor_info(INPUT_NAME, version.input_shape))
-    for name in servables.output_names(version, target):
-        signature.outputs[name].CopyFrom(_tensor_info(name, servables.output_shape(version, name)))
+    """Every signature the target can run: its inputs, and its outputs under their served names."""
     result = get_model_metadata_pb2.SignatureDefMap()
-    result.signature_def[SIGNATURE_NAME].CopyFrom(signature)
+    for name, signature in dataplane.signatures_of(version, target).items():
+        definition = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
+        for spec in signature.inputs:
+            definition.inputs[spec.name].CopyFrom(_tensor_info(spec, signature.batched))
+        for spec in dataplane.output_specs(version, target, signature):
+            definition.outputs[spec.name].CopyFrom(_tensor_info(spec, signature.batched))
+        result.signature_def[name].CopyFrom(definition)
     return result
-
-
-def check_signature(signature_name: str) -> None:
-    if signature_name not in ("", SIGNATURE_NAME):
-        raise BadTensor(f"Serving signature name: \"{signature_name}\" not found in signature def; "
-                        f"the only signature is \"{SIGNATURE_NAME}\"")
 
 
 def model_status(target: Target,
@@ -70,16 +77,16 @@ def model_status(target: Target,
     Versions on disk that this server will not load are not listed (TF Serving
     lists only aspired versions). A failed load is ``END`` with the error.
     """
-    util = servables.get_util(target)
+    util = get_registry().get(target.app)
     status = util.status()
     if util.current is not None:
-        servables.model_indices(util.current, target)  # unknown model -> not found
+        dataplane.model_indices(util.current, target)  # unknown model -> not found
     rows = [(v["version"], v["state"]) for v in status["versions"] if v["state"] != "START"]
     if status["version"] and status["version"] not in [r[0] for r in rows]:
         rows.append((status["version"], "AVAILABLE"))
     response = get_model_status_pb2.GetModelStatusResponse()
     for version_id, state in rows:
-        number = servables.version_number(version_id)
+        number = dataplane.version_number(version_id)
         if requested_version not in (None, "") and str(requested_version) not in (version_id, str(number)):
             continue
         failed = state == "FAILED"
@@ -93,15 +100,42 @@ def model_status(target: Target,
     return response
 
 
-def tensor_to_array(proto: tensor_pb2.TensorProto) -> np.ndarray | list[bytes]:
-    """A request tensor: numbers as an array, DT_STRING as a list of encoded images."""
+def tensor_to_array(proto: tensor_pb2.TensorProto, *, max_bytes: int) -> np.ndarray:
+    """A request tensor as an array; DT_STRING elements as :class:`EncodedImage` bytes.
+
+    The declared shape is checked against ``max_bytes`` before anything is allocated.
+    """
+    if proto.tensor_shape.unknown_rank or len(proto.tensor_shape.dim) > MAX_RANK:
+        raise BadTensor(f"a tensor must have a known shape of at most {MAX_RANK} dimensions")
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in shape):
+        raise BadTensor(f"a tensor's shape {shape} has a negative dimension")
+    elements = 1
+    for dim in shape:
+        elements *= dim
+    try:
+        dtype = tf.dtypes.as_dtype(proto.dtype)
+    except TypeError:
+        raise BadTensor(f"unsupported tensor dtype {proto.dtype}") from None
     if proto.dtype == types_pb2.DT_STRING:
-        return list(proto.string_val)
+        values = list(proto.string_val)
+        if len(values) != elements:
+            raise BadTensor(f"a DT_STRING tensor of shape {shape} needs {elements} values, got {len(values)}")
+        array = np.empty(elements, dtype=object)
+        array[:] = [EncodedImage(v) for v in values]
+        return array.reshape(shape)
+    if dtype.name not in DTYPES:
+        raise BadTensor(f"unsupported tensor dtype {dtype.name} (supported: {', '.join(DTYPES)})")
+    if elements * dtype.size > max_bytes:
+        raise PayloadTooLarge(f"the tensor's shape {shape} holds {elements * dtype.size} bytes; "
+                              f"the limit is {max_bytes}")
     try:
         return tf.make_ndarray(proto)
-    except (TypeError, ValueError) as exc:
-        raise BadTensor(f"the input tensor cannot be read: {exc}") from None
+    except (TypeError, ValueError):
+        raise BadTensor(f"the input tensor of shape {shape} cannot be read: its content does not match its "
+                        f"dtype and shape") from None
 
 
-def array_to_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
-    return tf.make_tensor_proto(np.asarray(array, dtype=np.float32))
+def array_to_tensor(value: np.ndarray) -> tensor_pb2.TensorProto:
+    """An output as a TensorProto (its own dtype; strings as DT_STRING)."""
+    return tf.make_tensor_proto(value)

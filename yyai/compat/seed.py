@@ -13,7 +13,9 @@ APP = r"(?P<app>[A-Za-z][A-Za-z0-9_-]{0,63})"
 
 urlpatterns = [
     # _loadmodel first: "predictsex_loadmodel" would also match the plain app pattern.
-    re_path(rf"^{APP}_loadmodel/$", AppViewSet.as_view({"get": "reload", "post": "reload"}), name="seed-reload"),
+    # A reload changes what serves: POST only, so no link or crawler can trigger one (GET answers 405).
+    re_path(rf"^{APP}_loadmodel/$", AppViewSet.as_view({"get": "reload_needs_post", "post": "reload"}),
+            name="seed-reload"),
     re_path(rf"^{APP}/$", AppViewSet.as_view({"get": "predict", "post": "predict"}), name="seed-predict"),
     re_path(rf"^{APP}/predictor/?$", seed_clients.PredictorView.as_view(), name="seed-predictor"),
     re_path(rf"^{APP}/infer/?$", seed_clients.InferView.as_view(), name="seed-infer"),

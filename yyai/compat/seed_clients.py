@@ -15,7 +15,6 @@ import base64
 
 import cv2
 import numpy as np
-from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -23,6 +22,7 @@ from rest_framework.request import Request
 from yyai import services
 from yyai.api.inputs import FILE_FIELDS
 from yyai.compat.http import ProtocolError, ProtocolView
+from yyai.conf import yyai_settings
 from yyai.runtime import preprocess
 from yyai.runtime.errors import PayloadTooLarge
 from yyai.serving import get_registry
@@ -32,20 +32,24 @@ BAND_COLOR = (0, 0, 0)
 
 
 def _predict(app: str, image: bytes) -> services.PredictionResult:
-    return services.predict(app=app, images=[image], max_pixels=settings.YYAI_MAX_IMAGE_PIXELS,
-                            max_batch=settings.YYAI_MAX_BATCH)
+    return services.predict(app=app, images=[image])
 
 
 def result_lines(result: list[dict]) -> list[str]:
-    """One line per model: ``a.h5: 3.27`` or ``c.h5: male 0.88``."""
+    """One line per model output: ``a.h5: 3.27``, ``c.h5: male 0.88`` or ``f.keras/age: 31.2``."""
     lines = []
     for entry in result:
         if "label" in entry:
             lines.append(f"{entry['name']}: {entry['label']} {entry['score']:.2f}")
+        elif "outputs" in entry:
+            lines += [f"{entry['name']}/{name}: {_short(value)}" for name, value in entry["outputs"].items()]
         else:
-            value = entry["value"]
-            lines.append(f"{entry['name']}: {value if not isinstance(value, list) else str(value)[:40]}")
+            lines.append(f"{entry['name']}: {_short(entry['value'])}")
     return lines
+
+
+def _short(value) -> str:
+    return str(value)[:40] if isinstance(value, (list, dict)) else str(value)
 
 
 def annotate(image: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -72,9 +76,9 @@ class PredictorView(ProtocolView):
             text = request.body.decode("ascii")
         except UnicodeDecodeError:
             raise ProtocolError("the body must be the image as base64 text (no JSON, no form)") from None
-        image = preprocess.decode_base64(text, max_bytes=settings.YYAI_MAX_IMAGE_BYTES)
+        image = preprocess.decode_base64(text, max_bytes=yyai_settings.MAX_IMAGE_BYTES)
         result = _predict(app, image)
-        drawn = annotate(preprocess.decode_image(image, max_pixels=settings.YYAI_MAX_IMAGE_PIXELS),
+        drawn = annotate(preprocess.decode_image(image, max_pixels=yyai_settings.MAX_IMAGE_PIXELS),
                          result_lines(result.rows[0]))
         ok, jpeg = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
         if not ok:
@@ -97,9 +101,7 @@ class InferView(ProtocolView):
         upload = next((request.FILES[f] for f in FILE_FIELDS if f in request.FILES), None)
         if upload is None:
             raise ProtocolError("no image: send the image as the multipart file field 'img'")
-        if upload.size > settings.YYAI_MAX_IMAGE_BYTES:
-            raise PayloadTooLarge(f"the upload is {upload.size} bytes; the limit is {settings.YYAI_MAX_IMAGE_BYTES}")
+        if upload.size > yyai_settings.MAX_IMAGE_BYTES:
+            raise PayloadTooLarge(f"the upload is {upload.size} bytes; the limit is {yyai_settings.MAX_IMAGE_BYTES}")
         result = _predict(app, upload.read())
-        data = {"app": result.app, "version": result.version, "demo": result.demo, "result": result.rows[0],
-                "elapsed_ms": result.elapsed_ms}
-        return JsonResponse({"code": 0, "message": "success", "data": data})
+        return JsonResponse({"code": 0, "message": "success", "data": result.to_body(many=False)})

@@ -7,10 +7,9 @@ from pathlib import Path
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
 
 from yyai import selectors
-from yyai.api.exceptions import json_error
+from yyai.api.exceptions import json_error, json_methods
 from yyai.api.inputs import SAMPLE_SUFFIXES
 from yyai.api.permissions import CanPredict
 from yyai.runtime.errors import AppNotFound
@@ -20,14 +19,14 @@ from yyai.serving import get_registry
 RELOAD_HISTORY_ROWS = 20
 
 
-@require_GET
+@json_methods("GET", "HEAD")
 def index(request: HttpRequest) -> HttpResponse:
     """``GET /``: every app with its state, version and models; a try-it form; staff get reloads.
 
     The page's script reads ``page-data`` (JSON): per app its predict, reload
     and sample URLs, whether it has a sample image and its class labels.
     """
-    apps = [selectors.app_status(app=row) for row in selectors.app_queryset()]
+    apps = [selectors.app_status(app=row, staff=request.user.is_staff) for row in selectors.app_queryset()]
     registry = get_registry()
     page_data = {
         "reloads_url": reverse("reloadevent-list"),
@@ -43,7 +42,7 @@ def index(request: HttpRequest) -> HttpResponse:
     })
 
 
-@require_GET
+@json_methods("GET", "HEAD")
 def sample(request: HttpRequest, app: str) -> HttpResponse:
     """``GET /samples/<app>``: the app's sample image (the one GET predict runs on)."""
     try:

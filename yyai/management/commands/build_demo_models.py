@@ -1,6 +1,7 @@
 """Build the demo apps' weights and sample images into the model store (idempotent)."""
-from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from yyai.conf import yyai_settings
 
 
 class Command(BaseCommand):
@@ -12,6 +13,6 @@ class Command(BaseCommand):
     def handle(self, *args, force: bool = False, **options):
         from yyai.demo_models import build_demo_models
 
-        done = build_demo_models(settings.YYAI_MODEL_STORE, force=force, log=self.stdout.write)
+        done = build_demo_models(yyai_settings.MODEL_STORE, force=force, log=self.stdout.write)
         for app, what in done.items():
             self.stdout.write(self.style.SUCCESS(f"{app}: {what}"))

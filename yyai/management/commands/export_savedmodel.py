@@ -6,6 +6,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from yyai.conf import yyai_settings
+
 
 class Command(BaseCommand):
     help = ("Write an app's serving version as a SavedModel in TF Serving's layout, <output>/<app>/<N>/, "
@@ -32,7 +34,7 @@ class Command(BaseCommand):
         try:
             app_dir = get_registry().get(app).app_dir
             folder = export_app(app_dir, output, version=app_version, number=number,
-                                settle_seconds=settings.YYAI_SETTLE_SECONDS, force=force)
+                                settle_seconds=yyai_settings.SETTLE_SECONDS, force=force)
         except ServingError as exc:
             raise CommandError(exc.message) from exc
         except FileExistsError as exc:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from yyai import services
 from yyai.runtime.errors import ServingError
 from yyai.serving import get_registry
+from yyai.startup import start as start_up
 
 
 class Command(BaseCommand):
@@ -26,15 +26,9 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {exc.filename}: {exc.strerror}") from exc
         try:
-            get_registry().get(app).load()
-            result = services.predict(app=app, images=data, max_pixels=settings.YYAI_MAX_IMAGE_PIXELS,
-                                      max_batch=settings.YYAI_MAX_BATCH)
+            start_up(serving_process=False)  # the version every serving process serves
+            get_registry().get(app)
+            result = services.predict(app=app, images=data)
         except ServingError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from exc
-        body = {"app": result.app, "version": result.version, "demo": result.demo}
-        if len(images) > 1:
-            body["predictions"] = result.rows
-        else:
-            body["result"] = result.rows[0]
-        body["elapsed_ms"] = result.elapsed_ms
-        self.stdout.write(json.dumps(body, indent=2))
+        self.stdout.write(json.dumps(result.to_body(many=len(images) > 1), indent=2))

@@ -7,9 +7,10 @@ import urllib.request
 
 from django.core.management.base import BaseCommand, CommandError
 
-from yyai import serving
+from yyai import startup
+from yyai.templatetags.yyai_tags import tensor
 
-COLUMNS = ("APP", "STATE", "VERSION", "MODEL", "INPUT", "OUTPUT", "PARAMS", "LOAD MS")
+COLUMNS = ("APP", "STATE", "VERSION", "MODEL", "INPUTS", "OUTPUTS", "PARAMS", "LOAD MS")
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--url", help="base URL of a running server, e.g. http://127.0.0.1:8000")
 
     def handle(self, *args, url: str | None = None, **options):
-        apps = fetch_apps(url) if url else [util.status() for util in serving.start(watch=False).all()]
+        apps = fetch_apps(url) if url else [util.status() for util in startup.start(serving_process=False).all()]
         self.stdout.write(render_table(apps))
 
 
@@ -50,8 +51,8 @@ def render_table(apps: list[dict]) -> str:
             if model is None:
                 rows.append((*head, "-", "-", "-", "-", "-"))
             else:
-                rows.append((*head, model["name"], "x".join(map(str, model["input_shape"])),
-                             "x".join(map(str, model["output_shape"])), f"{model['params']:,}",
+                rows.append((*head, model["name"], ", ".join(map(tensor, model["inputs"])),
+                             ", ".join(map(tensor, model["outputs"])), f"{model['params']:,}",
                              f"{model['load_ms'] + model['warmup_ms']:.0f}"))
         if app.get("last_error"):
             notes[len(rows) - 1] = f"  last error: {app['last_error']}"

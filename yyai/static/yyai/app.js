@@ -77,6 +77,12 @@
       if (Array.isArray(result.value) && "label" in result) {
         card.append(element("p", {}, "Class: ", element("strong", {}, result.label), ` (${result.score})`));
         card.append(bars(result.value, labels, result.label));
+      } else if ("outputs" in result) {  // a model with several outputs: each by name
+        const list = element("dl", { class: "outputs" });
+        for (const [output, value] of Object.entries(result.outputs)) {
+          list.append(element("dt", {}, output), element("dd", {}, JSON.stringify(value)));
+        }
+        card.append(list);
       } else if ("label" in result) {  // one sigmoid unit: value is p(second label)
         card.append(element("p", {}, "Class: ", element("strong", {}, result.label), ` (${result.score})`));
         card.append(bars([result.score], [result.label], result.label));

@@ -1,0 +1,156 @@
+"""Heartbeats: what every serving process serves, and waiting until all of them serve one version.
+
+Each serving process writes one :class:`~yyai.models.Heartbeat` row per app
+(version, generation applied, last error), on change and every
+``YYAI_HEARTBEAT_SECONDS``, never per request. A process whose heartbeat is
+older than ``YYAI_PROCESS_TIMEOUT_SECONDS`` is not live: it is left out of
+the fleet and of what a reload waits for.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from yyai.conf import yyai_settings
+from yyai.models import Heartbeat, ModelApp
+
+HOST = socket.gethostname()
+FORGET_AFTER = timedelta(hours=1)  # rows of processes gone this long are deleted
+
+
+@dataclass
+class AppState:
+    """What this process serves of one app, as its heartbeat says."""
+
+    version: str = ""
+    generation: int = 0
+    error: str = ""
+
+
+class Beats:
+    """This process's heartbeats: the state of every app here, written on change and when due."""
+
+    def __init__(self):
+        self.process = uuid.uuid4().hex
+        self.pid = os.getpid()
+        self._states: dict[str, AppState] = {}
+        self._dirty: set[str] = set()
+        self._next_touch = 0.0
+        self._lock = threading.Lock()
+
+    def set(self, app: str, *, version: str | None = None, generation: int | None = None,
+            error: str | None = None) -> None:
+        """Record a change of ``app`` here (written at the next :meth:`write`)."""
+        with self._lock:
+            state = self._states.setdefault(app, AppState())
+            before = (state.version, state.generation, state.error)
+            state.version = state.version if version is None else version
+            state.generation = state.generation if generation is None else max(generation, state.generation)
+            state.error = state.error if error is None else error[:2000]
+            if (state.version, state.generation, state.error) != before:
+                self._dirty.add(app)
+
+    def get(self, app: str) -> AppState:
+        with self._lock:
+            state = self._states.get(app, AppState())
+            return AppState(state.version, state.generation, state.error)
+
+    def write(self, *, force: bool = False) -> None:
+        """Write the changed rows now, and touch every row of this process when due (or ``force``)."""
+        now = timezone.now()
+        with self._lock:
+            changed = {app: AppState(s.version, s.generation, s.error) for app, s in self._states.items()
+                       if app in self._dirty}
+            self._dirty.clear()
+            due = force or time.monotonic() >= self._next_touch
+            if due:
+                self._next_touch = time.monotonic() + yyai_settings.HEARTBEAT_SECONDS
+        try:
+            ids = dict(ModelApp.objects.filter(name__in=changed).values_list("name", "id")) if changed else {}
+            with transaction.atomic():
+                for app, state in changed.items():
+                    if app in ids:
+                        Heartbeat.objects.update_or_create(
+                            process=self.process, app_id=ids[app],
+                            defaults={"host": HOST, "pid": self.pid, "version": state.version,
+                                      "generation": state.generation, "error": state.error, "seen_at": now})
+                if due:
+                    Heartbeat.objects.filter(process=self.process).update(seen_at=now)
+                    Heartbeat.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
+        except BaseException:
+            with self._lock:
+                self._dirty.update(changed)  # written next time
+            raise
+
+
+def live_since():
+    return timezone.now() - timedelta(seconds=yyai_settings.PROCESS_TIMEOUT_SECONDS)
+
+
+def processes(app: str) -> list[dict]:
+    """The live processes serving ``app``: host, pid, version, generation, seen_at, error."""
+    rows = Heartbeat.objects.filter(app__name=app, seen_at__gte=live_since()).order_by("host", "pid")
+    return [{"host": r.host, "pid": r.pid, "version": r.version, "generation": r.generation,
+             "seen_at": r.seen_at, "error": r.error or None} for r in rows]
+
+
+def host_pids() -> list[int]:
+    """The pids of this host's live serving processes (to wake them)."""
+    return list(Heartbeat.objects.filter(host=HOST, seen_at__gte=live_since()).values_list("pid", flat=True)
+                .distinct())
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    """Where the live processes stand on one app's target."""
+
+    version: str
+    generation: int
+    converged: bool  # every live process serves ``version``
+    processes: list[dict] = field(default_factory=list)
+    superseded_by: int | None = None  # a newer reload changed the target meanwhile
+
+    @property
+    def lagging(self) -> list[dict]:
+        """The live processes that do not serve ``version`` (yet, or because they failed: see ``error``)."""
+        return [p for p in self.processes if p["version"] != self.version]
+
+
+def wait_for(app: str, *, version: str, generation: int, timeout: float, poll: float = 0.05) -> FleetReport:
+    """Wait until every live process serves ``version`` of ``app``, or failed to load it, or ``timeout``
+    passed, or a newer reload superseded this one."""
+    deadline = time.monotonic() + timeout
+
+    def settled(process: dict) -> bool:
+        return process["version"] == version or (process["generation"] >= generation and bool(process["error"]))
+
+    while True:
+        current = ModelApp.objects.filter(name=app).values_list("generation", flat=True).first() or 0
+        fleet = processes(app)
+        converged = bool(fleet) and all(p["version"] == version for p in fleet)
+        superseded = current if current > generation else None
+        if all(map(settled, fleet)) or superseded or time.monotonic() >= deadline:
+            return FleetReport(version=version, generation=generation, converged=converged, processes=fleet,
+                               superseded_by=superseded)
+        time.sleep(poll)
+
+
+_beats: Beats | None = None
+_beats_lock = threading.Lock()
+
+
+def beats() -> Beats:
+    """This process's heartbeats (a new process id after a fork)."""
+    global _beats
+    with _beats_lock:
+        if _beats is None or _beats.pid != os.getpid():
+            _beats = Beats()
+        return _beats

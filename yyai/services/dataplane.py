@@ -1,0 +1,368 @@
+"""The data plane: inference with named tensors, readiness, metadata and version matching.
+
+Every protocol is a codec over this module (after KServe's ``DataPlane``): the
+canonical API, the fast path, the seed routes, TF Serving REST and gRPC and
+KServe v2 all turn their wire format into an :class:`InferRequest` and their
+answer out of an :class:`InferResult`. Nothing here knows HTTP.
+
+Addressing: ``<app>`` is every model of the app, ``<app>.<model>`` one model
+(its stem or its file name). A target of one model (``<app>.<model>``, or an
+app that has one model) shows that model's own signature; a target of several
+models is one servable whose outputs are each model's, named ``<stem>`` when it
+has one output and ``<stem>/<output>`` when it has several.
+
+Versions: a request may name a version; it must be the serving one (its id, or
+its number, see :func:`version_number`), else :class:`VersionNotFound`. Every
+call takes the serving version once and runs on it, so an answer never mixes
+versions, and inference always goes through the version's batcher.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from yyai import metrics
+from yyai.conf import yyai_settings
+from yyai.runtime.errors import AppNotFound, BadTensor, InputError, VersionNotFound
+from yyai.runtime.limits import RequestLimits
+from yyai.runtime.loader import MODEL_SUFFIXES
+from yyai.runtime.request import Prepared
+from yyai.runtime.servable import ModelOutputs, ServingVersion, State
+from yyai.runtime.signature import Signature, TensorSpec
+from yyai.runtime.tensors import EncodedImage, Rows
+from yyai.serving import get_registry
+
+
+@dataclass(frozen=True)
+class Target:
+    """An addressed model name: the app and, optionally, one of its models (by stem or file name)."""
+
+    name: str
+    app: str
+    model: str | None = None
+
+
+def parse_target(name: str) -> Target:
+    """``<app>`` or ``<app>.<model>``; app names never hold a dot."""
+    app, _, model = name.partition(".")
+    return Target(name=name, app=app, model=model or None)
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """One inference call, whatever the protocol.
+
+    Exactly one way of giving the inputs: ``inputs`` (columnar: ``{name: tensor}``,
+    or a bare tensor for a one-input signature; the batch dimension included
+    when the signature has one), ``instances`` (rows: one value per row, or
+    ``{name: value}`` per row) or ``images`` (image files for the app's image
+    input, one row each; the other inputs then in ``inputs``, one entry per image).
+    """
+
+    target: str
+    inputs: Any = None
+    instances: list | None = None
+    images: list[bytes] | None = None
+    version: str | int | None = None
+    signature: str | None = None
+    outputs: tuple[str, ...] | None = None  # requested outputs; None: every output of the target
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """The named outputs of the target (requested order), and every model's, from one version."""
+
+    target: Target
+    version: ServingVersion
+    signature: Signature
+    outputs: dict[str, np.ndarray | list[np.ndarray]]
+    per_model: ModelOutputs
+    rows: int
+    elapsed_ms: float
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Each output as one tensor, the way a columnar answer carries it: rows first when the signature is
+        batched, the whole tensor of the one row when it is not. BadTensor when rows differ in shape."""
+        if not self.signature.batched and self.rows != 1:
+            raise BadTensor("an unbatched signature answers one row as tensors; send one row per request")
+        tensors = {}
+        for name, value in self.outputs.items():
+            if isinstance(value, list):
+                raise BadTensor(f"the rows' outputs '{name}' have different shapes and cannot form one tensor; "
+                                f"send one row per request")
+            tensors[name] = value if self.signature.batched else value[0]
+        return tensors
+
+
+def infer(request: InferRequest) -> InferResult:
+    """Run ``request`` on the serving version (blocking this thread until its batch ran)."""
+    target = parse_target(request.target)
+    with serving(target, request.version) as version:
+        return infer_on(version, target, request)
+
+
+def infer_on(version: ServingVersion, target: Target, request: InferRequest) -> InferResult:
+    """:func:`infer` on a version the caller already holds (inside :func:`serving`)."""
+    started = time.perf_counter()
+    signature, prepared = _prepare(version, target, request)
+    return _result(target, version, signature, request, prepared, version.infer(prepared), started)
+
+
+async def infer_async(target: str, read: Callable[[], InferRequest | None]) -> InferResult | None:
+    """:func:`infer` for a coroutine, on the request ``read()`` builds for ``target`` (None: no request, and
+    nothing runs). The serving version is held first; then reading (parsing a body), decoding and resizing
+    take one trip to the CPU pool and the batch is awaited: the event loop does none of this work."""
+    addressed = parse_target(target)
+    with serving(addressed) as version:
+        staged = await run_cpu(_read_and_prepare, version, addressed, read)
+        if staged is None:
+            return None
+        request, signature, prepared, started = staged
+        return _result(addressed, version, signature, request, prepared, await version.infer_async(prepared),
+                       started)
+
+
+def _read_and_prepare(version: ServingVersion, target: Target, read: Callable[[], InferRequest | None]):
+    request = read()
+    if request is None:
+        return None
+    if request.target != target.name:
+        raise ValueError(f"read() built a request for '{request.target}', not '{target.name}'")
+    check_version(version, request.version, name=target.name)
+    started = time.perf_counter()
+    return (request, *_prepare(version, target, request), started)
+
+
+_cpu_pool: ThreadPoolExecutor | None = None
+_cpu_pool_lock = threading.Lock()
+
+
+async def run_cpu(function, *args):
+    """``function(*args)`` in this process's bounded pool of ``YYAI_CPU_THREADS`` threads, awaited."""
+    global _cpu_pool
+    if _cpu_pool is None:
+        with _cpu_pool_lock:
+            if _cpu_pool is None:
+                _cpu_pool = ThreadPoolExecutor(max_workers=yyai_settings.CPU_THREADS, thread_name_prefix="cpu")
+    return await asyncio.get_running_loop().run_in_executor(_cpu_pool, functools.partial(function, *args))
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """A canonical predict call's answer: per input row, one result per model."""
+
+    app: str
+    version: str
+    demo: bool
+    rows: list[list[dict[str, Any]]]
+    elapsed_ms: float
+
+    def to_body(self, *, many: bool) -> dict:
+        """The predict answer (DESIGN section 5): ``predictions`` per input for batch inputs, else ``result``."""
+        body = {"app": self.app, "version": self.version, "demo": self.demo}
+        if many:
+            body["predictions"] = self.rows
+        else:
+            body["result"] = self.rows[0]
+        body["elapsed_ms"] = self.elapsed_ms
+        return body
+
+
+def predict(*, app: str, images: list[bytes] | None = None, instances: Any = None,
+            inputs: Any = None) -> PredictionResult:
+    """Run every model of ``app`` on image files, rows or named tensors, all on one version."""
+    return _prediction(infer(InferRequest(target=app, images=images, instances=instances, inputs=inputs)))
+
+
+async def predict_async(app: str, read: Callable[[], InferRequest | None]) -> PredictionResult | None:
+    """:func:`predict` for a coroutine (yyai.fastpath), on the request ``read()`` builds (see :func:`infer_async`)."""
+    result = await infer_async(app, read)
+    return None if result is None else _prediction(result)
+
+
+def _prediction(result: InferResult) -> PredictionResult:
+    version = result.version
+    return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo,
+                            rows=version.format(result.per_model), elapsed_ms=result.elapsed_ms)
+
+
+@contextmanager
+def serving(target: Target, requested_version: str | int | None = None) -> Iterator[ServingVersion]:
+    """The app's serving version for the whole call, checked against the requested version and model."""
+    with get_registry().get(target.app).serving() as version:
+        check_version(version, requested_version, name=target.name)
+        model_indices(version, target)  # an unknown model fails before any work
+        yield version
+
+
+def request_limits() -> RequestLimits:
+    return RequestLimits(max_rows=yyai_settings.MAX_ROWS_PER_REQUEST, max_pixels=yyai_settings.MAX_IMAGE_PIXELS,
+                         max_request_pixels=yyai_settings.MAX_REQUEST_PIXELS)
+
+
+def _prepare(version: ServingVersion, target: Target, request: InferRequest) -> tuple[Signature, Prepared]:
+    signature = version.signature_named(request.signature)
+    if request.outputs:
+        names = [name for name, _, _ in output_map(version, target, signature)]
+        unknown = [w for w in request.outputs if w not in names]
+        if unknown:
+            raise BadTensor(f"unknown output(s) {', '.join(unknown)}; the outputs are {', '.join(names)}")
+    values, columnar = _values(version, signature, request)
+    return signature, version.prepare(values, signature=signature, columnar=columnar, limits=request_limits())
+
+
+def _values(version: ServingVersion, signature: Signature, request: InferRequest) -> tuple[dict[str, Any], bool]:
+    """The request's inputs by name, and whether they are columnar."""
+    if request.images is not None:
+        image = version.image_input if signature is version.signature else None
+        if image is None:
+            raise BadTensor(f"app '{version.spec.name}' has no input that takes images (inputs: "
+                            f"{', '.join(signature.input_names)}); send tensors, or name the image input in "
+                            f"app.toml ([input] name)")
+        extra = _named(request.inputs, signature, "inputs") if request.inputs is not None else {}
+        if image in extra:
+            raise BadTensor(f"input '{image}' is given twice: as images and in 'inputs'")
+        return {image: Rows(EncodedImage(data) for data in request.images), **extra}, False
+    if request.instances is not None:
+        return rows_by_name(request.instances, signature), False
+    return _named(request.inputs, signature, "inputs"), True
+
+
+def _named(value: Any, signature: Signature, field: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if len(signature.inputs) != 1:
+        raise BadTensor(f"'{field}' must be an object naming the inputs {', '.join(signature.input_names)}")
+    return {signature.inputs[0].name: value}
+
+
+def rows_by_name(instances: Any, signature: Signature) -> dict[str, Rows]:
+    """Row format -> one :class:`Rows` per input. A row is ``{name: value}``, or the value of the only input."""
+    if not isinstance(instances, list) or not instances:
+        raise BadTensor("instances must be a non-empty list with one entry per row")
+    dicts = [isinstance(row, dict) and not isinstance(row, EncodedImage) for row in instances]
+    if not any(dicts):
+        if len(signature.inputs) != 1:
+            raise BadTensor(f"each instance must be an object naming the inputs {', '.join(signature.input_names)}")
+        return {signature.inputs[0].name: Rows(instances)}
+    if not all(dicts):
+        raise BadTensor("mixing objects and plain values in instances is not supported")
+    names = list(instances[0])
+    if any(list(row) != names and set(row) != set(names) for row in instances):
+        raise BadTensor("every instance must name the same inputs")
+    return {name: Rows(row[name] for row in instances) for name in names}
+
+
+def _result(target: Target, version: ServingVersion, signature: Signature, request: InferRequest,
+            prepared: Prepared, per_model: ModelOutputs, started: float) -> InferResult:
+    metrics.observe_predict(version, rows=prepared.rows)
+    named = {name: per_model[index][output] for name, index, output in output_map(version, target, signature)}
+    if request.outputs:
+        named = {name: named[name] for name in request.outputs}
+    return InferResult(target=target, version=version, signature=signature, outputs=named, per_model=per_model,
+                       rows=prepared.rows, elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+# -- addressing and metadata ---------------------------------------------------
+def stem(model_name: str) -> str:
+    """A model's short name: its file name without a model suffix (``a.h5`` -> ``a``)."""
+    path = Path(model_name)
+    return path.stem if path.suffix in MODEL_SUFFIXES else model_name
+
+
+def unique_names(file_names: list[str]) -> list[str]:
+    """Short names of a version's models: stems, or the file name where two models share a stem."""
+    stems = [stem(n) for n in file_names]
+    return [s if stems.count(s) == 1 else n for s, n in zip(stems, file_names)]
+
+
+def model_indices(version: ServingVersion, target: Target) -> list[int]:
+    """Indices of the addressed models in ``version.models``; AppNotFound for an unknown model."""
+    if target.model is None:
+        return list(range(len(version.models)))
+    names = unique_names([m.name for m in version.models])
+    for i, model in enumerate(version.models):
+        if target.model in (model.name, names[i]):
+            return [i]
+    known = ", ".join(f"{target.app}.{name}" for name in names)
+    raise AppNotFound(f"app '{target.app}' has no model '{target.model}' (models: {known})")
+
+
+def output_map(version: ServingVersion, target: Target, signature: Signature) -> list[tuple[str, int, str]]:
+    """``(name, model index, the model's output name)`` of every output the target gives, in order."""
+    indices = model_indices(version, target)
+    models = [version.models[i] for i in indices]
+    specs = [m.signatures[signature.name].outputs for m in models]
+    if len(indices) == 1:
+        return [(spec.name, indices[0], spec.name) for spec in specs[0]]
+    short = unique_names([m.name for m in version.models])
+    return [(short[i] if len(outs) == 1 else f"{short[i]}/{spec.name}", i, spec.name)
+            for i, outs in zip(indices, specs) for spec in outs]
+
+
+def output_specs(version: ServingVersion, target: Target, signature: Signature) -> list[TensorSpec]:
+    """The target's outputs under their served names."""
+    return [TensorSpec(name, spec.dtype, spec.shape) for name, index, output in output_map(version, target, signature)
+            for spec in version.models[index].signatures[signature.name].outputs if spec.name == output]
+
+
+def signatures_of(version: ServingVersion, target: Target) -> dict[str, Signature]:
+    """Every signature the target can run (those every addressed model has alike), by name."""
+    indices = model_indices(version, target)
+    common = set.intersection(*(set(version.models[i].signatures) for i in indices))
+    result = {}
+    for name in sorted(common):
+        try:
+            result[name] = version.signature_named(name) if len(indices) > 1 else version.models[
+                indices[0]].signatures[name]
+        except InputError:
+            continue
+    return result
+
+
+def version_number(version_id: str) -> int:
+    """A version id as TF Serving's int64: the folder number, or the flat layout's 12-hex hash as an integer."""
+    return int(version_id) if version_id.isdigit() else int(version_id, 16)
+
+
+def check_version(version: ServingVersion, requested: str | int | None, *, name: str) -> None:
+    """Raise VersionNotFound unless ``requested`` is empty or names the serving version."""
+    if requested is None or requested == "":
+        return
+    wanted = str(requested)
+    if wanted in (version.id, str(version_number(version.id))):
+        return
+    raise VersionNotFound(f"Servable not found for request: Specific({name}, {wanted}); "
+                          f"the serving version is {version.id}")
+
+
+def model_ready(target: Target, requested_version: str | int | None = None) -> bool:
+    """True when the target's app serves (that version): the model exists (AppNotFound otherwise)."""
+    current = get_registry().get(target.app).current
+    if current is None:
+        return False
+    model_indices(current, target)
+    try:
+        check_version(current, requested_version, name=target.name)
+    except VersionNotFound:
+        return False
+    return True
+
+
+def readiness() -> dict[str, str]:
+    """The state of every app readiness waits for (see ModelUtil.expected), by name."""
+    return {util.name: util.state.value for util in get_registry().all() if util.expected}
+
+
+def server_ready() -> bool:
+    """True when every app readiness waits for serves a version."""
+    return all(state == State.AVAILABLE.value for state in readiness().values())

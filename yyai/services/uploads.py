@@ -1,0 +1,61 @@
+"""Uploads: a new numbered version, validated in a child process before it can serve."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from yyai.conf import yyai_settings
+from yyai.models import ReloadEvent
+from yyai.runtime.errors import InvalidUpload, ServingError
+from yyai.runtime.model_util import LATEST
+from yyai.runtime.publish import discard, publish_version, stage_version
+from yyai.runtime.validate import validate_version
+from yyai.services.reloads import ReloadOutcome, reload_app
+from yyai.serving import get_registry
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """A version written by :func:`upload_version`."""
+
+    app: str
+    version: int
+    models: list[dict]
+    reload: ReloadOutcome | None
+
+
+def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: bytes | None = None,
+                   activate: bool = True, user=None) -> UploadResult:
+    """Write a new numbered version of ``app`` (created if new), validated before it can serve.
+
+    The files are staged in a hidden folder, loaded and warmed up in a child
+    process under a memory and time limit, then published as the next version
+    number in one rename. Invalid: InputError/ModelLoadError, nothing left on
+    disk (not even the folder of an app the upload would have created).
+    ``activate`` serves it at once everywhere (and removes a pin); otherwise it
+    waits for the next reload.
+    """
+    app_dir = get_registry().app_dir(app)
+    new_app = not app_dir.exists()
+    staging = None
+    published = False
+    try:
+        staging = stage_version(app_dir, files, manifest)
+        try:
+            models = validate_version(staging, app_dir=app_dir, timeout=yyai_settings.VALIDATE_TIMEOUT_SECONDS,
+                                      memory_bytes=yyai_settings.VALIDATE_MEMORY_BYTES,
+                                      max_file_bytes=yyai_settings.MAX_MODEL_FILE_BYTES,
+                                      isolated=yyai_settings.VALIDATE_ISOLATED)
+        except ServingError as exc:
+            raise InvalidUpload(f"the upload was refused and nothing was kept: {exc.message}") from exc
+        number = publish_version(app_dir, staging)
+        published = True
+    finally:
+        if staging is not None:
+            discard(staging)  # gone already once published
+        if new_app and not published:
+            with contextlib.suppress(OSError):  # only if empty: a concurrent upload may be staging in it
+                app_dir.rmdir()
+    report = reload_app(app=app, version=LATEST, user=user, trigger=ReloadEvent.Trigger.UPLOAD) if activate else None
+    return UploadResult(app=app, version=number, models=models, reload=report)

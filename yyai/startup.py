@@ -1,0 +1,114 @@
+"""Process start-up: load every app on its target, join the fleet, follow it from then on.
+
+:func:`start` is called once per serving process: gunicorn after fork
+(``post_worker_init``), ``runserver`` from the app config, ``grpcserve``, and
+tests explicitly. For each app it loads exactly the version the database says
+every process serves (its target), so a worker that gunicorn restarts comes
+back on the current one. An app without a target yet is loaded by its pin or
+policy (a flat layout frozen into a snapshot) and that becomes its target,
+unless another process set one first; then that one is loaded.
+
+A tool that loads the store without serving (``manage.py predict``,
+``yyai_status``) passes ``serving=False``: it follows the targets but keeps no
+heartbeat, sets no target and starts no watcher.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.db.utils import DatabaseError
+
+from yyai import fleet, serving
+from yyai.conf import yyai_settings
+from yyai.models import ModelApp
+from yyai.runtime.errors import ServingError
+from yyai.runtime.registry import Plan, Registry
+from yyai.services.reloads import follow_app, sync_apps
+from yyai.sync import GenerationWatcher
+from yyai.wakeup import Wakeup, is_postgres
+
+log = logging.getLogger(__name__)
+
+
+def start(*, watch: bool | None = None, serving_process: bool = True) -> Registry:
+    """Load every app of the model store on its target, then keep it there.
+
+    ``watch`` (default: when YYAI_SYNC_SECONDS > 0) starts the watcher thread;
+    ``serving_process=False`` is for tools (see the module docstring).
+    """
+    registry = serving.get_registry()
+    started = time.perf_counter()
+    names = registry.names()
+    log.info("loading %d model apps from %s: %s", len(names), registry.store, ", ".join(names) or "none")
+    known = _database_state()
+    registry.load_all({name: Plan(version=target or None, pinned=pinned or None)
+                       for name, (_, target, pinned) in known.items() if name in names})
+    if serving_process:
+        _claim_targets(registry, known)
+    for util in registry.all():
+        status = util.status()
+        log.info("app %s: %s version=%s%s", util.name, status["state"], status["version"],
+                 f" error={status['last_error']}" if status["last_error"] else "")
+    log.info("model store ready in %.1f s", time.perf_counter() - started)
+    if not serving_process:
+        return registry
+    watch = watch if watch is not None else yyai_settings.SYNC_SECONDS > 0
+    wakeup = Wakeup(settings.DATABASES["default"] if is_postgres() else None) if watch else None
+    watcher = GenerationWatcher(registry, sync_seconds=yyai_settings.SYNC_SECONDS,
+                                poll_seconds=yyai_settings.POLL_SECONDS, wakeup=wakeup)
+    for name, (generation, target, _) in known.items():
+        current = registry.get(name).current if name in names else None
+        if current is not None and current.id == target:
+            watcher.mark_applied(name, generation)
+    serving.install_watcher(watcher)
+    _beat(registry, known)
+    if watch:
+        watcher.start()
+    return registry
+
+
+def _database_state() -> dict[str, tuple[int, str, str]]:
+    """name -> (generation, target version, pinned version); empty if the database is not reachable yet."""
+    try:
+        return {name: (generation, target, pinned) for name, generation, target, pinned in
+                ModelApp.objects.values_list("name", "generation", "target_version", "pinned_version")}
+    except DatabaseError as exc:
+        log.warning("database not ready (%s); starting without targets", exc)
+        return {}
+
+
+def _claim_targets(registry: Registry, known: dict[str, tuple[int, str, str]]) -> None:
+    """What this process loaded becomes the target of every app that has none; another's claim wins a race."""
+    for util in registry.all():
+        current = util.current
+        if current is None or known.get(util.name, (0, "", ""))[1]:
+            continue
+        try:
+            with transaction.atomic():
+                row, _ = ModelApp.objects.select_for_update().get_or_create(name=util.name)
+                if not row.target_version:
+                    row.target_version, row.pinned_version = current.id, util.pinned or ""
+                    row.save(update_fields=["target_version", "pinned_version", "updated_at"])
+            known[util.name] = (row.generation, row.target_version, row.pinned_version)
+            if row.target_version != current.id:
+                follow_app(app=util.name, version=row.target_version, pinned=row.pinned_version or None,
+                           generation=row.generation)
+        except (DatabaseError, ServingError) as exc:
+            log.warning("app %s: cannot settle its target at start-up (%s); the watcher retries", util.name, exc)
+
+
+def _beat(registry: Registry, known: dict[str, tuple[int, str, str]]) -> None:
+    """Join the fleet: one heartbeat per app, with what this process serves (or why it serves nothing)."""
+    beats = fleet.beats()
+    for util in registry.all():
+        status = util.status()
+        beats.set(util.name, version=status["version"] or "", generation=known.get(util.name, (0,))[0],
+                  error=status["last_error"] or "")
+    try:
+        sync_apps(names=[u.name for u in registry.all()])
+        beats.write(force=True)
+    except DatabaseError as exc:
+        log.warning("cannot write heartbeats yet (%s); the watcher retries", exc)
