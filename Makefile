@@ -5,13 +5,13 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install demo migrate clean browser
+.PHONY: run test install demo migrate clean browser nginx
 
-$(VENV)/.installed: requirements.txt requirements-test.txt requirements-nodeps.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-nodeps.txt requirements-test-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-test.txt
-	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt -r requirements-test-nodeps.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,13 +28,18 @@ run: migrate demo
 	DJANGO_HTTPS=$${DJANGO_HTTPS:-0} PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py
 
 ## Run the whole test suite (slow-marked tests included).
-test: install browser
+test: install browser nginx
 	$(PY) -m pytest
 
 ## Debian's Chromium for the web page's browser test (apt; sudo when not root). Never downloads a browser.
 browser:
 	command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; }
+
+## Debian's nginx for the scale-out test (tests/deploy/test_nginx.py runs it in the foreground on its own port).
+nginx:
+	test -x /usr/sbin/nginx || command -v nginx >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y nginx; }
 
 clean:
 	rm -rf $(VENV) data

@@ -4,7 +4,8 @@ gunicorn serves ``aiserver.asgi:application``: predict requests are answered
 on each worker's event loop (yyai/fastpath.py), everything else by Django in a
 thread pool. Numbers (``make bench`` on a 2-core machine; tables in bench/RESULTS.md):
 
-* ``WEB_CONCURRENCY`` worker processes, default: one per CPU core, and each
+* ``WEB_CONCURRENCY`` worker processes, default: one per CPU core (one per
+  GPU, each pinned to its own, when TensorFlow sees GPUs: aiserver/devices.py), and each
   worker's TensorFlow gets an equal share of the cores
   (``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS`` default to
   cores / workers, at least 1). A worker's event loop runs its Python on one
@@ -30,18 +31,22 @@ when the master starts); a scrape of ``/metrics`` on any worker sums the live on
 import os
 from pathlib import Path
 
+from aiserver import bootstrap, devices
 from aiserver.env import env_bool, env_int, env_str
 
 # Before any worker imports prometheus_client (workers inherit the master's environment).
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(
-    Path(env_str("YYAI_DATA_DIR", str(Path(__file__).resolve().parent.parent / "data"))) / "prometheus"))
+    bootstrap.data_dir() / "prometheus"))
 
 bind = f"{env_str('HOST', '0.0.0.0')}:{env_int('PORT', 8000, minimum=1)}"
-_cores = os.cpu_count() or 1
-workers = env_int("WEB_CONCURRENCY", _cores, minimum=1)
+# One worker per core, or one per GPU when TensorFlow sees GPUs (aiserver/devices.py); WEB_CONCURRENCY overrides.
+_plan = devices.plan(gpus=devices.visible_gpus(), cores=os.cpu_count() or 1,
+                     requested_workers=env_int("WEB_CONCURRENCY", 0, minimum=1) or None,
+                     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+workers = _plan.workers
 # Read by TensorFlow when a worker first runs an op (workers inherit the master's environment).
 for _pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-    os.environ.setdefault(_pool, str(max(1, _cores // workers)))
+    os.environ.setdefault(_pool, str(_plan.tf_threads))
 worker_class = "aiserver.workers.Worker"
 wsgi_app = "aiserver.asgi:application"
 timeout = env_int("GUNICORN_TIMEOUT", 120, minimum=1)  # start-up loads and warms every model
@@ -63,20 +68,35 @@ if env_bool("YYAI_LOG_JSON"):
 
 
 def on_starting(server):
-    """Start every run with an empty metrics folder: stale files would add a previous run's counts."""
+    """Create the data folder and the secret key before any worker reads settings; start every run with an
+    empty metrics folder: stale files would add a previous run's counts."""
+    bootstrap.prepare()
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
         stale.unlink()
 
 
+def pre_fork(server, worker):
+    """Give the new worker a GPU (the least used by the live workers); nothing on a CPU host."""
+    worker.aiserver_gpu = devices.assign_gpu(
+        _plan.gpu_ids, (getattr(live, "aiserver_gpu", None) for live in server.WORKERS.values()))
+
+
+def post_fork(server, worker):
+    """In the worker, before it imports TensorFlow: see only its own GPU."""
+    if worker.aiserver_gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = worker.aiserver_gpu
+        server.log.info("worker %s uses GPU %s", worker.pid, worker.aiserver_gpu)
+
+
 def post_worker_init(worker):
     """Load, compile and warm up every app in this worker before it takes requests."""
     import gc
 
-    from yyai import metrics, serving
+    from yyai import metrics, startup
 
-    metrics.observe_registry(serving.start())
+    metrics.observe_registry(startup.start())
     # TensorFlow, Keras, Django and the models leave ~400k objects that live as long as the worker.
     # A full collection scans them all with every thread stopped (0.5-0.8 s measured: the p99 spikes);
     # frozen, they are never scanned again and collections only see request garbage. Frozen objects are

@@ -2,39 +2,45 @@
 
 The production environment is documented in the README (``DJANGO_DEBUG=0``,
 a real ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``, ``DATABASE_URL``).
+yyai's own settings are one dict, ``YYAI``, read from the ``YYAI_*`` variables
+(``yyai/conf.py`` holds every default). Importing this module writes nothing:
+the data folder and the secret key file are made by ``aiserver.bootstrap.prepare()``.
 """
 from __future__ import annotations
 
-import secrets
-from pathlib import Path
-
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_float, env_int, env_list, env_str
+from yyai.conf import YyaiSettings, from_environment
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from .bootstrap import SECRET_KEY_FILE, data_dir
+from .devices import enable_memory_growth
+from .env import env_bool, env_int, env_list, env_str
+from .proxy import parse_networks
 
-# Everything the server writes (SQLite file, generated secret key) lives here; created on start.
-DATA_DIR = Path(env_str("YYAI_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Everything the server writes (SQLite file, generated secret key, static files) lives here.
+DATA_DIR = data_dir()
+YYAI = from_environment()  # yyai's settings: yyai.conf.yyai_settings reads them, over its defaults
+_yyai = YyaiSettings(YYAI)  # what this module itself needs of them
 
 
 def _secret_key() -> str:
-    """DJANGO_SECRET_KEY, else a random key kept in the data folder (stable across restarts)."""
+    """DJANGO_SECRET_KEY, else the key ``aiserver.bootstrap.prepare()`` keeps in the data folder."""
     key = env_str("DJANGO_SECRET_KEY")
     if key:
         return key
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    try:
+        return (DATA_DIR / SECRET_KEY_FILE).read_text().strip()
+    except FileNotFoundError:
+        raise ImproperlyConfigured(f"no DJANGO_SECRET_KEY and no {DATA_DIR / SECRET_KEY_FILE}: start through "
+                                   f"manage.py or gunicorn (they create it), or set DJANGO_SECRET_KEY") from None
 
 
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+CSRF_FAILURE_VIEW = "yyai.api.exceptions.csrf_failure_view"  # JSON, like every error
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -107,6 +113,10 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
 CORS_ALLOWED_ORIGINS = env_list("DJANGO_CORS_ALLOWED_ORIGINS", [])
 CORS_ALLOW_CREDENTIALS = env_bool("DJANGO_CORS_ALLOW_CREDENTIALS", False)
 
+# Failed logins are counted per username and per client address; past YYAI's LOGIN_* limits, every attempt is
+# refused (yyai/auth.py).
+AUTHENTICATION_BACKENDS = ["yyai.auth.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -121,64 +131,35 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # serve app static files without a collectstatic step
 
-# -- limits (bytes, pixels, rows) ---------------------------------------------
-YYAI_MAX_BODY_BYTES = env_int("YYAI_MAX_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = YYAI_MAX_BODY_BYTES
-FILE_UPLOAD_MAX_MEMORY_SIZE = YYAI_MAX_BODY_BYTES
-YYAI_MAX_IMAGE_BYTES = env_int("YYAI_MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
-YYAI_MAX_IMAGE_PIXELS = env_int("YYAI_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
-YYAI_MAX_BATCH = env_int("YYAI_MAX_BATCH", 64, minimum=1)
-YYAI_MAX_UPLOAD_BYTES = env_int("YYAI_MAX_UPLOAD_BYTES", 1024**3, minimum=1024)  # POST .../versions/ only
-# Uploaded versions are loaded first in a child process with these limits (0: in-process, tests only).
-YYAI_VALIDATE_ISOLATED = env_bool("YYAI_VALIDATE_ISOLATED", True)
-YYAI_VALIDATE_TIMEOUT_SECONDS = env_float("YYAI_VALIDATE_TIMEOUT_SECONDS", 300.0)
-YYAI_VALIDATE_MEMORY_BYTES = env_int("YYAI_VALIDATE_MEMORY_BYTES", 4 * 1024**3, minimum=1024**3)
-
-# -- model serving -------------------------------------------------------------
-YYAI_MODEL_STORE = Path(env_str("YYAI_MODEL_STORE", str(BASE_DIR / "model_store"))).resolve()
-_image_root = env_str("YYAI_IMAGE_ROOT")
-YYAI_IMAGE_ROOT = Path(_image_root).resolve() if _image_root else None  # None: imgPath is refused
-YYAI_SETTLE_SECONDS = env_float("YYAI_SETTLE_SECONDS", 5.0)
-YYAI_MAX_MODEL_FILE_BYTES = env_int("YYAI_MAX_MODEL_FILE_BYTES", 2 * 1024**3, minimum=1)
-YYAI_LOAD_WORKERS = env_int("YYAI_LOAD_WORKERS", 2, minimum=1)
-# Every process re-reads app generations this often and reloads what rose (0: off).
-YYAI_SYNC_SECONDS = env_float("YYAI_SYNC_SECONDS", 1.0)
-# Scan the model store for new version folders this often (0: off, the default).
-YYAI_POLL_SECONDS = env_float("YYAI_POLL_SECONDS", 0.0)
-YYAI_MAX_BATCH_SIZE = env_int("YYAI_MAX_BATCH_SIZE", 32, minimum=1)
-# 0 = greedy: never hold a request; batches still form from what queues while the model runs.
-YYAI_BATCH_TIMEOUT_MICROS = env_int("YYAI_BATCH_TIMEOUT_MICROS", 0)
-YYAI_MAX_ENQUEUED = env_int("YYAI_MAX_ENQUEUED", 256, minimum=1)
-# Who may predict: "any" (default), "authenticated" or "staff".
-YYAI_PREDICT_PERMISSION = env_str("YYAI_PREDICT_PERMISSION", "any")
-if YYAI_PREDICT_PERMISSION not in ("any", "authenticated", "staff"):
-    raise ValueError("YYAI_PREDICT_PERMISSION must be any, authenticated or staff")
-# Predict requests answered on the event loop without Django's request cycle (yyai/fastpath.py);
-# 0 sends every request through Django and DRF.
-YYAI_FAST_PREDICT = env_bool("YYAI_FAST_PREDICT", True)
+# Django's own body limits follow yyai's (the ASGI front enforces them first).
+DATA_UPLOAD_MAX_MEMORY_SIZE = FILE_UPLOAD_MAX_MEMORY_SIZE = _yyai.MAX_BODY_BYTES
+# Every process (gunicorn workers, grpcserve, the upload validator) reads settings before TensorFlow touches
+# a GPU: TF_FORCE_GPU_ALLOW_GROWTH=true unless set, so no process reserves a whole card (aiserver/devices.py).
+enable_memory_growth()
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes anonymous calls 401 without a browser login pop-up.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "yyai.api.authentication.BasicAuthentication",  # DRF's, answering 429 to locked-out logins
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "yyai.api.parsers.BoundedJSONParser",  # JSONParser, nesting depth bounded
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
     "EXCEPTION_HANDLER": "yyai.api.exceptions.exception_handler",
+    # Throttles key on REMOTE_ADDR only: X-Forwarded-For is believed from YYAI_TRUSTED_PROXIES alone (aiserver/proxy.py).
+    "NUM_PROXIES": 0,
     # Scoped throttles ("100/second", "30/minute"; unset = unlimited), per user or client IP.
     "DEFAULT_THROTTLE_RATES": {
         "predict": env_str("YYAI_THROTTLE_PREDICT") or None,
@@ -203,8 +184,15 @@ SECURE_SSL_REDIRECT = _HTTPS and env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # load balancer and Prometheus probes
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000) if _HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = _HTTPS
+# X-Forwarded-Proto and X-Forwarded-For are believed only from these peers (CIDRs or addresses, e.g.
+# "10.0.0.0/8" or the load balancer's address; default none) and stripped from every request
+# (aiserver/proxy.py, the outermost ASGI app). Django reads the scheme and client address the proxy
+# layer settled, so SECURE_PROXY_SSL_HEADER stays unset: it would believe the header from anyone.
+TRUSTED_PROXY_NETWORKS = parse_networks(_yyai.TRUSTED_PROXIES)  # YYAI_TRUSTED_PROXIES; a bad entry fails here
 if env_bool("DJANGO_BEHIND_TLS_PROXY"):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    raise ImproperlyConfigured(
+        "DJANGO_BEHIND_TLS_PROXY is gone: it believed X-Forwarded-Proto from any client. Set "
+        "YYAI_TRUSTED_PROXIES to the proxy's addresses or network instead (docs/deploy.md).")
 
 LOGGING = {
     "version": 1,
@@ -215,8 +203,7 @@ LOGGING = {
     "loggers": {"django.request": {"level": "ERROR"}},
 }
 # YYAI_LOG_JSON=1: every log line is one JSON object, and each request logs one line (yyai.access).
-YYAI_LOG_JSON = env_bool("YYAI_LOG_JSON", False)
-if YYAI_LOG_JSON:
+if _yyai.LOG_JSON:
     LOGGING["formatters"]["json"] = {"()": "yyai.logging_json.JsonFormatter"}
     LOGGING["handlers"]["console"]["formatter"] = "json"
 

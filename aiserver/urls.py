@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from yyai import health, metrics
 
+handler400 = "yyai.api.exceptions.bad_request_view"
+handler403 = "yyai.api.exceptions.permission_denied_view"
 handler404 = "yyai.api.exceptions.not_found_view"
 handler500 = "yyai.api.exceptions.server_error_view"
 

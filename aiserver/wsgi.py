@@ -3,5 +3,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from aiserver import bootstrap
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiserver.settings")
+bootstrap.prepare()
 application = get_wsgi_application()

@@ -1,0 +1,100 @@
+"""GPU-safe defaults: how many gunicorn workers, which GPU each one uses, and TensorFlow's GPU memory.
+
+By default TensorFlow reserves nearly all of every GPU it sees the moment a
+process first touches one, so with one worker per CPU core the first worker
+takes the whole card and the others fail or crawl. Therefore:
+
+* memory growth is on in every process (``TF_FORCE_GPU_ALLOW_GROWTH=true``,
+  set by ``aiserver/settings.py`` unless given): a process takes GPU memory as
+  its models need it. Without a GPU the variable does nothing;
+* when TensorFlow sees GPUs, gunicorn starts one worker per GPU instead of one
+  per core (``WEB_CONCURRENCY`` still overrides), and each worker sees only its
+  own GPU (``CUDA_VISIBLE_DEVICES`` set in the worker right after fork, before
+  it imports TensorFlow); more workers than GPUs share them evenly.
+
+The gunicorn master must not initialise TensorFlow (CUDA does not survive
+``fork``), so :func:`visible_gpus` asks a child process, and only when a GPU
+driver is present at all: a CPU host pays nothing. :func:`plan` and
+:func:`assign_gpu` are the pure decisions, unit-tested without a GPU.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, MutableMapping, Sequence
+
+MEMORY_GROWTH = "TF_FORCE_GPU_ALLOW_GROWTH"
+# Any of these means a GPU driver is loaded (NVIDIA, AMD ROCm, WSL2's GPU bridge).
+DRIVER_MARKERS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+PROBE = "import json, tensorflow as tf; print(json.dumps([d.name for d in tf.config.list_physical_devices('GPU')]))"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the gunicorn master starts: ``workers`` processes, each with ``tf_threads`` TensorFlow threads."""
+
+    workers: int
+    tf_threads: int
+    gpu_ids: tuple[str, ...]  # CUDA_VISIBLE_DEVICES value of each GPU TensorFlow sees; empty: CPU only
+
+
+def plan(*, gpus: Sequence[str], cores: int, requested_workers: int | None = None,
+         cuda_visible_devices: str | None = None) -> Plan:
+    """One worker per GPU when there are GPUs, else one per core; ``requested_workers`` (WEB_CONCURRENCY) wins.
+
+    ``gpus`` are TensorFlow's device names (``/physical_device:GPU:0``...), in
+    TensorFlow's order, which follows ``cuda_visible_devices`` when that is set.
+    """
+    cores = max(1, cores)
+    workers = requested_workers or (len(gpus) if gpus else cores)
+    listed = [item.strip() for item in (cuda_visible_devices or "").split(",") if item.strip()]
+    gpu_ids = tuple(listed[i] if i < len(listed) else str(i) for i in range(len(gpus)))
+    return Plan(workers=workers, tf_threads=max(1, cores // workers), gpu_ids=gpu_ids)
+
+
+def assign_gpu(gpu_ids: Sequence[str], in_use: Iterable[str]) -> str | None:
+    """The GPU for a new worker: the one fewest live workers use (the first on a tie); None without GPUs."""
+    if not gpu_ids:
+        return None
+    counts = {gpu: 0 for gpu in gpu_ids}
+    for gpu in in_use:
+        if gpu in counts:
+            counts[gpu] += 1
+    return min(gpu_ids, key=lambda gpu: counts[gpu])
+
+
+def enable_memory_growth(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Let TensorFlow take GPU memory as needed instead of the whole card at start (an explicit setting wins)."""
+    environ.setdefault(MEMORY_GROWTH, "true")
+
+
+def driver_present(markers: Sequence[str] = DRIVER_MARKERS) -> bool:
+    return any(Path(marker).exists() for marker in markers)
+
+
+def visible_gpus(environ: Mapping[str, str] = os.environ, timeout: float = 120.0) -> list[str]:
+    """The GPUs TensorFlow sees, asked in a child process so that this one never initialises CUDA.
+
+    ``[]`` at once when no GPU driver is present. A probe that fails or times
+    out is logged and counts as no GPU: the server still starts, on the CPU defaults.
+    """
+    if not driver_present():
+        return []
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE], env={**environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                              capture_output=True, text=True, timeout=timeout)
+        gpus = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
+        log.warning("could not ask TensorFlow for GPUs (%s); using the CPU defaults", exc)
+        return []
+    if gpus is None:
+        log.warning("could not ask TensorFlow for GPUs (exit %s): %s", done.returncode, done.stderr[-500:])
+        return []
+    return [str(gpu) for gpu in gpus]

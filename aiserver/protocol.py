@@ -1,0 +1,97 @@
+"""uvicorn's httptools protocol with the limits it lacks: a deadline for headers, their size, connections.
+
+* Headers must arrive whole within ``YYAI_HEADER_TIMEOUT_SECONDS`` of the
+  connection (or of the first byte of the next request on a kept-alive one),
+  else the answer is 408 and the connection is closed: a client that trickles
+  its headers holds a socket for seconds, not forever.
+* More than ``YYAI_MAX_HEADER_BYTES`` of request line and headers is 431.
+* More than ``YYAI_MAX_CONNECTIONS`` open connections in one worker: the next is 503.
+
+Both answers are JSON in the error format. Bodies have their own deadline, in
+the ASGI front (``yyai/front.py``), where the route is known.
+"""
+from __future__ import annotations
+
+import json
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from aiserver.env import env_float, env_int
+
+HEADER_TIMEOUT_SECONDS = env_float("YYAI_HEADER_TIMEOUT_SECONDS", 10.0)
+MAX_HEADER_BYTES = env_int("YYAI_MAX_HEADER_BYTES", 64 * 1024, minimum=4096)
+MAX_CONNECTIONS = env_int("YYAI_MAX_CONNECTIONS", 1000, minimum=1)
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol that answers 408 to late headers and 431 to huge ones."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._header_bytes = 0
+        self._refused = False
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
+        if len(self.connections) > MAX_CONNECTIONS:
+            self._refuse(503, "too_many_connections", f"this worker has {MAX_CONNECTIONS} connections open; "
+                                                      f"retry shortly")
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        if self._header_timer is None:  # the next request on a kept-alive connection
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._count(len(name) + len(value) + 4)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return  # answered already: no app runs
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > MAX_HEADER_BYTES and not self._refused:
+            self._refuse(431, "headers_too_large",
+                         f"the request line and headers are larger than {MAX_HEADER_BYTES} bytes")
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self._refuse(408, "request_timeout", f"the request headers did not arrive within "
+                                                 f"{HEADER_TIMEOUT_SECONDS:g} s")
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer in the error format and close, before any ASGI app saw the request."""
+        self._refused = True
+        self._cancel_header_timer()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # a request is in flight on this connection: just close
+            self.transport.close()
+            return
+        body = json.dumps({"error": message, "code": code}).encode()
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",
+                  503: b"Service Unavailable\r\nretry-after: 1"}[status]
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                             b"connection: close\r\n\r\n" % (status, reason, len(body)) + body)
+        self.transport.close()
+

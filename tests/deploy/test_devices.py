@@ -1,0 +1,99 @@
+"""GPU-safe defaults (aiserver/devices.py): the decisions, and their wiring into gunicorn. No GPU is needed or used."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiserver import devices
+
+ROOT = Path(__file__).resolve().parents[2]
+TWO_GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
+
+
+def test_cpu_host_one_worker_per_core():
+    assert devices.plan(gpus=[], cores=8) == devices.Plan(workers=8, tf_threads=1, gpu_ids=())
+
+
+def test_gpu_host_one_worker_per_gpu():
+    plan = devices.plan(gpus=TWO_GPUS, cores=16)
+    assert plan == devices.Plan(workers=2, tf_threads=8, gpu_ids=("0", "1"))
+
+
+def test_web_concurrency_wins():
+    assert devices.plan(gpus=TWO_GPUS, cores=16, requested_workers=4).workers == 4
+    assert devices.plan(gpus=[], cores=2, requested_workers=1) == devices.Plan(workers=1, tf_threads=2, gpu_ids=())
+
+
+def test_gpu_ids_follow_cuda_visible_devices():
+    # TensorFlow's GPU:0 and GPU:1 are the physical GPUs 2 and 3 when CUDA_VISIBLE_DEVICES="2,3"
+    assert devices.plan(gpus=TWO_GPUS, cores=4, cuda_visible_devices="2, 3").gpu_ids == ("2", "3")
+    assert devices.plan(gpus=TWO_GPUS, cores=4, cuda_visible_devices="GPU-8f1c,GPU-77aa").gpu_ids == (
+        "GPU-8f1c", "GPU-77aa")
+
+
+def test_assign_gpu_spreads_workers_and_refills_a_dead_workers_gpu():
+    gpus = ("0", "1")
+    assert devices.assign_gpu(gpus, []) == "0"
+    assert devices.assign_gpu(gpus, ["0"]) == "1"
+    assert devices.assign_gpu(gpus, ["0", "1", "0"]) == "1"
+    assert devices.assign_gpu(gpus, ["1"]) == "0"  # the worker on GPU 0 died: its replacement takes GPU 0
+    assert devices.assign_gpu((), ["0"]) is None
+
+
+def test_memory_growth_on_unless_set():
+    env = {}
+    devices.enable_memory_growth(env)
+    assert env == {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    env = {"TF_FORCE_GPU_ALLOW_GROWTH": "false"}
+    devices.enable_memory_growth(env)
+    assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "false"
+
+
+def test_no_driver_no_probe(monkeypatch):
+    monkeypatch.setattr(devices, "DRIVER_MARKERS", ("/nonexistent/nvidia",))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("probed TensorFlow without a GPU driver"))
+    assert devices.visible_gpus() == []
+
+
+GUNICORN_CONF = """
+import json, os, runpy, types
+from aiserver import devices
+devices.visible_gpus = lambda: {gpus!r}
+conf = runpy.run_path("aiserver/gunicorn.conf.py")
+server = types.SimpleNamespace(WORKERS={{}}, log=types.SimpleNamespace(info=lambda *a: None))
+pinned = []
+for pid in range(conf["workers"]):
+    worker = types.SimpleNamespace(pid=pid)
+    conf["pre_fork"](server, worker)
+    server.WORKERS[pid] = worker
+    conf["post_fork"](server, worker)
+    pinned.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
+print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.environ["TF_NUM_INTRAOP_THREADS"]}}))
+"""
+
+
+@pytest.mark.parametrize("gpus, cores, expected", [
+    (TWO_GPUS, 4, {"workers": 2, "pinned": ["0", "1"], "threads": "2"}),
+    ([], 4, {"workers": 4, "pinned": [None] * 4, "threads": "1"}),
+])
+def test_gunicorn_conf_uses_the_plan(tmp_path, gpus, cores, expected):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("WEB_CONCURRENCY", "CUDA_VISIBLE_DEVICES", "TF_NUM_INTRAOP_THREADS",
+                          "TF_NUM_INTEROP_THREADS")}
+    code = f"import os; os.cpu_count = lambda: {cores}\n" + GUNICORN_CONF.format(gpus=gpus)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**env, "YYAI_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == expected
+
+
+def test_settings_turn_memory_growth_on(tmp_path):
+    """Every process that serves models (gunicorn workers, grpcserve, the upload validator) imports settings first."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_FORCE_GPU_ALLOW_GROWTH"}
+    code = "import os, aiserver.settings; print(os.environ['TF_FORCE_GPU_ALLOW_GROWTH'])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**env, "YYAI_DATA_DIR": str(tmp_path), "DJANGO_SECRET_KEY": "k" * 50})
+    assert done.stdout.strip() == "true", done.stderr
