@@ -41,7 +41,7 @@ def ours(*, store: Path, data_dir: Path, batch_timeout_micros: int, max_batch_si
     """aiserver under gunicorn with its own config (aiserver/gunicorn.conf.py; its defaults unless given)."""
     env = {"YYAI_MODEL_STORE": str(store), "YYAI_DATA_DIR": str(data_dir), "DJANGO_HTTPS": "0",
            "GUNICORN_ACCESS_LOG": "", "YYAI_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
-           "YYAI_MAX_BATCH_SIZE": str(max_batch_size), "YYAI_LOG_LEVEL": "WARNING"}
+           "YYAI_MAX_ROWS_PER_BATCH": str(max_batch_size), "YYAI_LOG_LEVEL": "WARNING"}
     if threads is not None:
         env["GUNICORN_THREADS"] = str(threads)
     if workers is not None:

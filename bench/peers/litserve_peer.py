@@ -1,7 +1,7 @@
 """Peer: LitServe with its dynamic batching on, serving the same models.
 
 The models run through the same compiled function as in aiserver
-(:func:`yyai.runtime.loader.load_model_file`), so only the serving design
+(:func:`yyai.runtime.loader.load_model`, one input conversion per batch), so only the serving design
 differs. Run: ``python -m bench.peers.litserve_peer`` with $BENCH_APP_DIR,
 $PORT, $BENCH_MAX_BATCH_SIZE and $BENCH_BATCH_TIMEOUT_MICROS.
 """
@@ -21,13 +21,14 @@ class KerasAppAPI(ls.LitAPI):
     """decode (base64 JSON or multipart ``img``) -> batch -> every model -> unbatch -> encode."""
 
     def setup(self, device: str) -> None:
-        from yyai.runtime.loader import load_model_file
+        from yyai.runtime.loader import load_model
 
         folder = common.app_dir()
         self.spec = common.spec_of(folder)
-        self.models = [load_model_file(f) for f in common.model_files(folder)]
+        self.models = [load_model(f) for f in common.model_files(folder)]
+        self.signature = self.models[0].signature
         self.names = [m.name for m in self.models]
-        self.output_shapes = [m.output_shape for m in self.models]
+        self.output_shapes = [m.signature.outputs[0].shape for m in self.models]
 
     def decode_request(self, request) -> np.ndarray:
         if "img" in request:
@@ -35,13 +36,16 @@ class KerasAppAPI(ls.LitAPI):
             image = upload.file.read() if hasattr(upload, "file") else upload
         else:
             image = common.image_from_json(request)
-        return common.to_row(image, self.spec, self.models[0].input_shape)
+        return common.to_row(image, self.spec, self.signature.inputs[0].shape)
 
     def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
         return np.stack(inputs)
 
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
-        return [m.infer(x) for m in self.models]
+        from yyai.runtime.feed import Feed
+
+        feed = Feed({self.signature.inputs[0].name: x})
+        return [next(iter(m.run(self.signature.name, feed).values())) for m in self.models]
 
     def unbatch(self, outputs: list[np.ndarray]) -> list[list[dict]]:
         return common.results(self.names, outputs, self.spec, self.output_shapes)
