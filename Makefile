@@ -27,8 +27,9 @@ run: migrate demo
 	$(PY) manage.py ensure_admin
 	DJANGO_HTTPS=$${DJANGO_HTTPS:-0} PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py
 
-## Run the whole test suite (slow-marked tests included).
+## Check the layers (.importlinter), then run the whole test suite (slow-marked tests included).
 test: install browser nginx
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 ## Debian's Chromium for the web page's browser test (apt; sudo when not root). Never downloads a browser.

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from yyai import health, metrics
+from yyai import health
 
 handler400 = "yyai.api.exceptions.bad_request_view"
 handler403 = "yyai.api.exceptions.permission_denied_view"
@@ -18,7 +18,7 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("metrics", metrics.metrics_view, name="metrics"),
+    path("metrics", health.metrics_view, name="metrics"),
     path("", include("yyai.web.urls")),  # the web page at /
     path("", include("yyai.compat.urls")),  # TF Serving REST (/v1/), KServe v2 (/v2/)
     path("", include("yyai.compat.seed")),

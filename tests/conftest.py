@@ -33,11 +33,11 @@ def zoo_store(tmp_path_factory, django_db_blocker):
     from django.conf import settings
 
     from tests import zoo
-    from yyai import serving, startup
+    from yyai import process_registry, startup
 
     root = zoo.build_store(tmp_path_factory.mktemp("zoo") / "model_store")
     with override_settings(YYAI={**settings.YYAI, "MODEL_STORE": root}), django_db_blocker.unblock():
-        serving.reset()
+        process_registry.reset()
         startup.start()
         yield root
-        serving.reset()
+        process_registry.reset()

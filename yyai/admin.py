@@ -5,8 +5,8 @@ from yyai import fleet, services
 from yyai.api.exceptions import json_error
 from yyai.auth import client_of, locked_for
 from yyai.models import ModelApp, ReloadEvent
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import ServingError
-from yyai.serving import get_registry
 from yyai.templatetags.yyai_tags import tensor
 
 

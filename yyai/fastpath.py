@@ -34,17 +34,19 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.http.request import split_domain_port, validate_host
 
 from yyai import bounded_json, services
-from yyai.api.exceptions import INTERNAL_ERROR, error_body, error_parts
+from yyai.api.exceptions import known_failure
 from yyai.api.inputs import parse_predict_input
 from yyai.conf import yyai_settings
+from yyai.http_errors import INTERNAL_ERROR, error_body
 from yyai.logging_json import request_id
+from yyai.process_registry import get_registry
 from yyai.request_context import HEADER, finish_request, request_id_of
 from yyai.runtime.errors import AppNotFound
-from yyai.serving import get_registry
+from yyai.runtime.registry import APP_NAME_PATTERN
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
-PREDICT_PATH = re.compile(r"/api/apps/(?P<app>[A-Za-z][A-Za-z0-9_-]{0,63})/predict/")
+PREDICT_PATH = re.compile(rf"/api/apps/(?P<app>{APP_NAME_PATTERN})/predict/")
 ROUTE = "app-predict"  # the DRF route's name, so both paths count under one metrics label
 PARSED_TYPES = frozenset({"application/json", "multipart/form-data"})
 JSON_ACCEPTS = frozenset({"*/*", "application/*", "application/json"})
@@ -152,9 +154,9 @@ class FastPredict:
 
 def _failure(exc: Exception) -> tuple[int, dict, dict[str, str]]:
     """The error answer of ``exc``: the DRF exception handler's for known failures, else a logged 500."""
-    parts = error_parts(exc)
-    if parts is not None:
-        return parts
+    failure = known_failure(exc)
+    if failure is not None:
+        return failure.status, failure.body(), failure.headers
     log.exception("predict failed")
     return 500, error_body(INTERNAL_ERROR, "internal_error"), {}
 

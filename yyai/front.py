@@ -21,8 +21,8 @@ import logging
 import tempfile
 
 from yyai import health
-from yyai.api.exceptions import INTERNAL_ERROR
 from yyai.conf import yyai_settings
+from yyai.http_errors import INTERNAL_ERROR
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,15 @@
-"""Probes: /healthz (the process answers) and /readyz (every app readiness waits for serves a version).
+"""Probes: /healthz (the process answers) and /readyz (every app readiness waits for serves a version); /metrics.
 
 Under gunicorn the ASGI front (yyai/front.py) answers both on the event loop,
 without Django or authentication; these views answer them under ``runserver``
 and Django's test client. Both call :func:`liveness` and :func:`readiness`.
 """
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from yyai import metrics
 from yyai.api.exceptions import json_methods
+from yyai.process_registry import get_registry
 from yyai.runtime.servable import State
 from yyai.services import dataplane
 
@@ -35,3 +38,10 @@ def healthz(request):
 def readyz(request):
     status, body = readiness()
     return JsonResponse(body, status=status)
+
+
+@json_methods("GET", "HEAD")
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: the Prometheus text format, after refreshing this process's gauges."""
+    metrics.observe_registry(get_registry())
+    return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the serving process, and the ``/metrics`` view.
+"""Prometheus metrics of the serving process (the ``/metrics`` view is in :mod:`yyai.health`).
 
 Series (every name starts with ``yyai_``):
 
@@ -26,9 +26,7 @@ import threading
 import weakref
 from contextvars import ContextVar
 
-from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -38,11 +36,9 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from yyai.api.exceptions import json_methods
 from yyai.runtime.batching import Batcher
 from yyai.runtime.registry import Registry
 from yyai.runtime.servable import ServingVersion
-from yyai.serving import get_registry
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -128,9 +124,3 @@ def exposition() -> bytes:
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 
-
-@json_methods("GET", "HEAD")
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``GET /metrics``: the Prometheus text format, after refreshing this process's gauges."""
-    observe_registry(get_registry())
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

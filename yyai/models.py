@@ -41,7 +41,6 @@ class ReloadEvent(models.Model):
         ADMIN = "admin"
         SYNC = "sync"
         POLL = "poll"
-        STARTUP = "startup"
         UPLOAD = "upload"
 
     class Status(models.TextChoices):

@@ -24,8 +24,8 @@ from django.http import HttpRequest, HttpResponse
 from yyai import metrics
 from yyai.conf import yyai_settings
 from yyai.logging_json import request_id
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound
-from yyai.serving import get_registry
 
 HEADER = "X-Request-ID"
 VALID_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")

@@ -5,8 +5,8 @@ from django.db.models import QuerySet
 
 from yyai import fleet
 from yyai.models import ModelApp, ReloadEvent
+from yyai.process_registry import get_registry
 from yyai.services import sync_apps
-from yyai.serving import get_registry
 
 
 def app_queryset() -> QuerySet[ModelApp]:

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.utils import DatabaseError
 
-from yyai import fleet, serving
+from yyai import fleet, process_registry
 from yyai.conf import yyai_settings
 from yyai.models import ModelApp
 from yyai.runtime.errors import ServingError
@@ -39,7 +39,7 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
     ``watch`` (default: when YYAI_SYNC_SECONDS > 0) starts the watcher thread;
     ``serving_process=False`` is for tools (see the module docstring).
     """
-    registry = serving.get_registry()
+    registry = process_registry.get_registry()
     started = time.perf_counter()
     names = registry.names()
     log.info("loading %d model apps from %s: %s", len(names), registry.store, ", ".join(names) or "none")
@@ -63,7 +63,7 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
         current = registry.get(name).current if name in names else None
         if current is not None and current.id == target:
             watcher.mark_applied(name, generation)
-    serving.install_watcher(watcher)
+    process_registry.install_watcher(watcher)
     _beat(registry, known)
     if watch:
         watcher.start()

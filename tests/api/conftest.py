@@ -5,7 +5,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests import modelkit
-from yyai import serving, startup
+from yyai import process_registry, startup
 
 SHAPE = modelkit.SHAPE  # 8x8 gray
 
@@ -29,10 +29,10 @@ def store(tmp_path, settings, yyai):
     modelkit.classifier(root / "cls" / "c.h5", classes=3)
     (root / "cls" / "app.toml").write_text('demo = true\n[output]\nlabels = ["x", "y", "z"]\n')
     yyai.MODEL_STORE = root
-    serving.reset()
+    process_registry.reset()
     startup.start()
     yield root
-    serving.reset()
+    process_registry.reset()
 
 
 @pytest.fixture

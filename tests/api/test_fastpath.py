@@ -14,7 +14,7 @@ from a2wsgi import WSGIMiddleware
 from django.core.wsgi import get_wsgi_application
 
 from tests.api.conftest import png_bytes
-from yyai import fastpath, metrics, services, serving, startup
+from yyai import fastpath, metrics, process_registry, services, startup
 from yyai.runtime.errors import Overloaded
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -217,7 +217,7 @@ def test_an_app_without_a_serving_version_is_left_to_django(store, django_asgi):
     """Django answers, so a bad body is a 400 before the app's 503, as in DRF."""
     (store / "broken").mkdir()
     (store / "broken" / "m.h5").write_bytes(b"not a model")
-    serving.reset()
+    process_registry.reset()
     startup.start()
     Refuse.calls = 0
     assert call(fastpath.FastPredict(Refuse()), b"{}", path="/api/apps/broken/predict/")[0] == 599
@@ -277,7 +277,7 @@ def test_counted_under_the_drf_route_label(store):
         return metrics.REQUESTS.labels("calc", store_version(), "app-predict", "200")._value.get()
 
     def store_version():
-        from yyai.serving import get_registry
+        from yyai.process_registry import get_registry
         return get_registry().get("calc").current.id
 
     before = count()
@@ -287,7 +287,7 @@ def test_counted_under_the_drf_route_label(store):
 
 def test_concurrent_requests_share_batches_and_get_their_own_answers(store):
     """50 requests on one event loop: each gets its own image's answer, and they ran in shared batches."""
-    from yyai.serving import get_registry
+    from yyai.process_registry import get_registry
 
     fast = fastpath.FastPredict(Refuse())
     batcher = get_registry().get("calc").current.batcher

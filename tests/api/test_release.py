@@ -5,7 +5,7 @@ import weakref
 
 import pytest
 
-from yyai import serving
+from yyai import process_registry
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def wait_dead(ref, seconds=20.0) -> bool:
 
 
 def test_reload_frees_the_frozen_old_version(store, staff_client, frozen):
-    old = weakref.ref(serving.get_registry().get("calc").current)
+    old = weakref.ref(process_registry.get_registry().get("calc").current)
     assert staff_client.post("/api/apps/calc/reload/").status_code == 200
     assert wait_dead(old), "the retired version stayed in memory"
     deadline = time.monotonic() + 10
@@ -37,7 +37,7 @@ def test_reload_frees_the_frozen_old_version(store, staff_client, frozen):
 
 def test_without_release_a_frozen_version_would_leak(store, frozen):
     """The control: a frozen, cyclic old version outlives a swap unless released."""
-    util = serving.get_registry().get("calc")
+    util = process_registry.get_registry().get("calc")
     old = weakref.ref(util.current)
     util.reload()
     assert not wait_dead(old, seconds=1.0)
@@ -45,4 +45,4 @@ def test_without_release_a_frozen_version_would_leak(store, frozen):
 
 def test_nothing_to_do_when_nothing_is_frozen(store):
     gc.unfreeze()
-    assert serving.release_when_idle(serving.get_registry().get("calc").current) is None
+    assert process_registry.release_when_idle(process_registry.get_registry().get("calc").current) is None

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from tests import modelkit
-from yyai import fleet, serving
+from yyai import fleet, process_registry
 from yyai.models import Heartbeat, ModelApp, ReloadEvent
 from yyai.runtime.snapshots import freeze
 from yyai.sync import GenerationWatcher
@@ -36,7 +36,7 @@ def heartbeat(app="calc") -> Heartbeat:
 
 def test_start_up_claims_a_target_and_joins_the_fleet(store):
     calc = ModelApp.objects.get(name="calc")
-    current = serving.get_registry().get("calc").current
+    current = process_registry.get_registry().get("calc").current
     assert calc.target_version == current.id and calc.generation == 0
     assert (store / "calc" / ".snapshots" / current.id).is_dir(), "the flat files were frozen"
     beat = heartbeat()
@@ -44,7 +44,7 @@ def test_start_up_claims_a_target_and_joins_the_fleet(store):
 
 
 def test_follows_the_target_exactly_whatever_the_folder_holds(store):
-    registry = serving.get_registry()
+    registry = process_registry.get_registry()
     watcher = GenerationWatcher(registry, sync_seconds=1)
     modelkit.regressor(store / "calc" / "a.h5", weight=3.0)
     target = freeze(store / "calc").id  # what a reload elsewhere froze
@@ -60,7 +60,7 @@ def test_follows_the_target_exactly_whatever_the_folder_holds(store):
 
 
 def test_a_pinned_numbered_target(store):
-    registry = serving.get_registry()
+    registry = process_registry.get_registry()
     watcher = GenerationWatcher(registry, sync_seconds=1)
     numbered(store, 1, 1.0)
     numbered(store, 2, 2.0)
@@ -70,7 +70,7 @@ def test_a_pinned_numbered_target(store):
 
 
 def test_a_target_that_cannot_load_keeps_serving_says_why_and_retries_with_backoff(store):
-    registry = serving.get_registry()
+    registry = process_registry.get_registry()
     before = registry.get("calc").current.id
     watcher = GenerationWatcher(registry, sync_seconds=1)
     generation = announce("calc", "0123456789ab")  # a snapshot this host does not have
@@ -90,7 +90,7 @@ def test_a_target_that_cannot_load_keeps_serving_says_why_and_retries_with_backo
 
 
 def test_own_reload_is_not_repeated_and_waits_for_the_fleet(store, staff_client):
-    watcher = serving._watcher
+    watcher = process_registry._watcher
     assert watcher is not None and watcher._thread is None  # tests drive tick() themselves
     modelkit.regressor(store / "calc" / "a.h5", weight=5.0)
     response = staff_client.post("/api/apps/calc/reload/")
@@ -132,7 +132,7 @@ def test_a_process_that_failed_ends_the_wait_early_with_its_error(store, staff_c
 
 
 def test_poll_picks_up_a_copied_version_and_makes_it_the_target(store):
-    registry = serving.get_registry()
+    registry = process_registry.get_registry()
     watcher = GenerationWatcher(registry, sync_seconds=1, poll_seconds=0.01)
     numbered(store, 1, 1.0)
     assert watcher.tick() == ["calc"] and registry.get("calc").current.id == "1"
@@ -148,6 +148,6 @@ def test_poll_picks_up_a_copied_version_and_makes_it_the_target(store):
 
 
 def test_poll_off_by_default(store):
-    watcher = GenerationWatcher(serving.get_registry(), sync_seconds=1)
+    watcher = GenerationWatcher(process_registry.get_registry(), sync_seconds=1)
     numbered(store, 1, 1.0)
     assert watcher.tick() == []

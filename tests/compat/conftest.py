@@ -4,7 +4,7 @@ import pytest
 
 from tests import modelkit
 from tests.api.conftest import client, png_bytes, staff, staff_client, store, user  # noqa: F401
-from yyai.serving import get_registry
+from yyai.process_registry import get_registry
 
 ONES = np.ones((1, *modelkit.SHAPE), np.float32)  # calc.a -> 64, calc.b -> 128
 

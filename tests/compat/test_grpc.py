@@ -14,8 +14,8 @@ from tensorflow_serving.apis import (
 from tests.compat.conftest import ONES, png_bytes, write_version
 from yyai import services
 from yyai.compat.grpc_service import build_server
+from yyai.process_registry import get_registry
 from yyai.services.dataplane import version_number
-from yyai.serving import get_registry
 
 pytestmark = pytest.mark.django_db
 

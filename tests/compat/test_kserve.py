@@ -7,7 +7,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.compat.conftest import ONES, png_bytes, write_version
 from yyai import services
-from yyai.serving import get_registry
+from yyai.process_registry import get_registry
 
 
 @pytest.fixture

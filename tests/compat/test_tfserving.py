@@ -6,8 +6,8 @@ import requests
 
 from tests.compat.conftest import ONES, png_bytes, write_version
 from yyai import services
+from yyai.process_registry import get_registry
 from yyai.services.dataplane import version_number
-from yyai.serving import get_registry
 
 
 @pytest.fixture

@@ -81,9 +81,9 @@ def small_file_cap(settings, yyai):
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_reload_refuses_and_keeps_serving(store, client, staff_client, tmp_path, name, small_file_cap):
-    from yyai import serving
+    from yyai import process_registry
 
-    serving.get_registry().get("calc").max_file_bytes = 100 << 20
+    process_registry.get_registry().get("calc").max_file_bytes = 100 << 20
     before = client.post("/api/apps/calc/predict/", TENSOR, format="json").json()
     build, words = HOSTILE[name]
     build(store / "calc" / name)

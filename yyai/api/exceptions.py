@@ -1,40 +1,17 @@
-"""One error format for every endpoint: ``{"error": "<words>", "code": "<slug>"}``.
+"""The error format in Django and DRF: the exception handler, the error views, and the framework's own failures.
 
-Runtime errors carry a code; this module maps codes to HTTP statuses. Nothing
-here ever puts a stack trace in a response.
+What a failure means (status, code, message, headers) is decided once, in
+:mod:`yyai.http_errors`; this module adds Django's and DRF's exceptions to it
+and renders the result. Nothing here ever puts a stack trace in a response.
 """
 from __future__ import annotations
-
-import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from yyai.runtime.errors import AppNotAvailable, Overloaded, ServingError
-
-log = logging.getLogger(__name__)
-
-STATUS_BY_CODE = {
-    "bad_input": 400,
-    "bad_base64": 400,
-    "bad_tensor_shape": 400,
-    "invalid_upload": 400,
-    "not_an_image": 415,
-    "image_too_large": 413,
-    "payload_too_large": 413,
-    "app_not_found": 404,
-    "version_not_found": 404,
-    "app_not_available": 503,
-    "overloaded": 503,
-    "reload_in_progress": 409,
-    "reload_superseded": 409,
-    "model_load_failed": 422,
-    "invalid_manifest": 422,
-}
-
-INTERNAL_ERROR = "internal server error; the details are in the server log"  # never the trace itself
+from yyai.http_errors import INTERNAL_ERROR, Failure, error_body, failure_of
 
 DRF_CODES = {
     drf.ParseError: "malformed_body",
@@ -48,19 +25,6 @@ DRF_CODES = {
     drf.Throttled: "throttled",
     drf.ValidationError: "invalid",
 }
-
-
-class ApiError(drf.APIException):
-    """An error raised by the API layer itself, with its own status and code."""
-
-    def __init__(self, message: str, *, code: str, status: int = 400):
-        super().__init__(detail=message, code=code)
-        self.status_code = status
-        self.slug = code
-
-
-def error_body(message: str, code: str) -> dict:
-    return {"error": message, "code": code}
 
 
 def json_error(message: str, code: str, status: int, headers: dict | None = None) -> JsonResponse:
@@ -79,45 +43,39 @@ def exception_handler(exc, context) -> Response | JsonResponse | None:
 
     A view whose negotiated renderer writes something else (the OpenAPI schema's YAML) answers plain JSON.
     """
-    parts = error_parts(exc)
-    if parts is None:
+    failure = known_failure(exc)
+    if failure is None:
         return None  # a real bug: Django's 500 handler answers, without a trace
-    status, body, headers = parts
+    body = failure.body()
+    if isinstance(exc, drf.ValidationError) and isinstance(exc.detail, dict):
+        body["fields"] = exc.detail
     renderer = getattr(context.get("request"), "accepted_renderer", None)
     if renderer is not None and renderer.media_type not in RENDERED_ERRORS:
-        return JsonResponse(body, status=status, headers=headers)
-    return Response(body, status=status, headers=headers)
+        return JsonResponse(body, status=failure.status, headers=failure.headers)
+    return Response(body, status=failure.status, headers=failure.headers)
 
 
-def error_parts(exc: BaseException) -> tuple[int, dict, dict[str, str]] | None:
-    """(status, JSON body, headers) of a known failure in the error format; None for anything else."""
-    headers = {}
-    if isinstance(exc, ServingError):
-        status, code, message = STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message
-        if isinstance(exc, (Overloaded, AppNotAvailable)):
-            headers["Retry-After"] = str(getattr(exc, "retry_after", 5))
-    elif isinstance(exc, ApiError):
-        status, code, message = exc.status_code, exc.slug, str(exc.detail)
-    elif isinstance(exc, RequestDataTooBig):
-        status, code, message = 413, "payload_too_large", "the request body is larger than the server accepts"
-    elif isinstance(exc, drf.APIException):
-        status, code, message = exc.status_code, _drf_code(exc), _drf_message(exc)
+def known_failure(exc: BaseException) -> Failure | None:
+    """The failure ``exc`` stands for: the server's own errors, then Django's and DRF's; None for anything else."""
+    failure = failure_of(exc)
+    if failure is not None:
+        return failure
+    if isinstance(exc, RequestDataTooBig):
+        return Failure(413, "payload_too_large", "the request body is larger than the server accepts")
+    if isinstance(exc, drf.APIException):
+        headers = {}
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if isinstance(exc, drf.Throttled) and exc.wait:
             headers["Retry-After"] = str(int(exc.wait) + 1)
-    elif isinstance(exc, Http404):
-        status, code, message = 404, "not_found", "not found"
-    elif isinstance(exc, PermissionDenied):
-        status, code, message = 403, "permission_denied", "you do not have permission to do this"
-    elif isinstance(exc, SuspiciousOperation):
-        status, code, message = 400, "bad_request", "the request was refused as malformed"
-    else:
-        return None
-    body = error_body(message, code)
-    if isinstance(exc, drf.ValidationError) and isinstance(exc.detail, dict):
-        body["fields"] = exc.detail
-    return status, body, headers
+        return Failure(exc.status_code, _drf_code(exc), _drf_message(exc), headers)
+    if isinstance(exc, Http404):
+        return Failure(404, "not_found", "not found")
+    if isinstance(exc, PermissionDenied):
+        return Failure(403, "permission_denied", "you do not have permission to do this")
+    if isinstance(exc, SuspiciousOperation):
+        return Failure(400, "bad_request", "the request was refused as malformed")
+    return None
 
 
 def _drf_code(exc: drf.APIException) -> str:

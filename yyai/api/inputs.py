@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from yyai import bounded_json
-from yyai.api.exceptions import ApiError
 from yyai.conf import yyai_settings
+from yyai.http_errors import ApiError
 from yyai.runtime import preprocess
 from yyai.runtime.errors import PayloadTooLarge
 
@@ -115,14 +115,18 @@ def read_image_path(value: Any) -> bytes:
     return _read_limited(path)
 
 
+def sample_path(app_dir: Path) -> Path | None:
+    """The app's sample image (``sample.jpg``, ``.png``, ...), if it has one: what GET predict runs on."""
+    return next((p for p in (app_dir / f"sample{s}" for s in SAMPLE_SUFFIXES) if p.is_file()), None)
+
+
 def sample_image(app_dir: Path) -> bytes:
-    """The app's sample image (``sample.*``), used by GET predict."""
-    for suffix in SAMPLE_SUFFIXES:
-        path = app_dir / f"sample{suffix}"
-        if path.is_file():
-            return _read_limited(path)
-    raise ApiError(f"app '{app_dir.name}' has no sample image (sample.jpg, sample.png, ...); POST an image instead",
-                   code="no_sample", status=404)
+    """The bytes of :func:`sample_path`; ApiError 404 when the app has none."""
+    path = sample_path(app_dir)
+    if path is None:
+        raise ApiError(f"app '{app_dir.name}' has no sample image (sample.jpg, sample.png, ...); POST an image "
+                       f"instead", code="no_sample", status=404)
+    return _read_limited(path)
 
 
 def _b64(value: Any, field: str) -> bytes:

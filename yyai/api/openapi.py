@@ -3,7 +3,7 @@
 The views carry these as decorators (``@openapi.APP_DOCS``, ``@openapi.RELOAD_EVENT_DOCS``);
 the serializers below describe wire shapes only and never validate a request.
 Each operation lists the stable error ``code`` slugs a caller can meet,
-grouped under their HTTP status (from :data:`yyai.api.exceptions.STATUS_BY_CODE`
+grouped under their HTTP status (from :data:`yyai.http_errors.STATUS_BY_CODE`
 plus the codes the API layer raises itself).
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
-from yyai.api.exceptions import STATUS_BY_CODE
 from yyai.api.serializers import (
     AppSerializer,
     ModelSerializer,
@@ -26,6 +25,7 @@ from yyai.api.serializers import (
     ReloadEventSerializer,
     UploadSerializer,
 )
+from yyai.http_errors import STATUS_BY_CODE
 
 
 class LockoutBasicScheme(BasicScheme):

@@ -14,7 +14,6 @@ from rest_framework.throttling import ScopedRateThrottle
 from yyai import selectors, services
 from yyai.api import openapi
 from yyai.api.authentication import raise_if_locked_out
-from yyai.api.exceptions import ApiError
 from yyai.api.filters import ModelAppFilter, ReloadEventFilter
 from yyai.api.inputs import PredictInput, read_predict_input, sample_image
 from yyai.api.parsers import BoundedJSONParser
@@ -28,9 +27,11 @@ from yyai.api.serializers import (
     UserSerializer,
 )
 from yyai.conf import yyai_settings
+from yyai.http_errors import ApiError
 from yyai.models import ModelApp
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import ReloadSuperseded
-from yyai.serving import get_registry
+from yyai.runtime.registry import APP_NAME_PATTERN
 
 THROTTLE_SCOPES = {"predict": "predict", "reload": "reload", "versions": "upload"}
 
@@ -41,7 +42,7 @@ class AppViewSet(viewsets.GenericViewSet):
 
     lookup_field = "name"
     lookup_url_kwarg = "app"
-    lookup_value_regex = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
+    lookup_value_regex = APP_NAME_PATTERN
     serializer_class = AppSerializer
     filterset_class = ModelAppFilter
 

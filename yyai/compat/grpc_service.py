@@ -24,10 +24,10 @@ from tensorflow_serving.apis import (
 )
 
 from yyai import services
-from yyai.api.exceptions import INTERNAL_ERROR, STATUS_BY_CODE
 from yyai.compat import protos
 from yyai.conf import yyai_settings
-from yyai.runtime.errors import BadTensor, ServingError, VersionNotFound
+from yyai.http_errors import INTERNAL_ERROR, failure_of
+from yyai.runtime.errors import BadTensor, VersionNotFound
 from yyai.services import dataplane
 
 log = logging.getLogger(__name__)
@@ -47,16 +47,16 @@ SIGNATURE_DEF = "signature_def"
 
 @contextmanager
 def _aborting(context: grpc.ServicerContext) -> Iterator[None]:
-    """Turn a ServingError into the matching gRPC status, anything else into INTERNAL without its words
+    """Turn a known failure into the gRPC status of its HTTP status, anything else into INTERNAL without its words
     (logged with its trace). ``context.abort`` raises."""
     try:
         yield
-    except ServingError as exc:
-        status = STATUS_BY_CODE.get(exc.code, 400)
-        context.abort(GRPC_BY_HTTP.get(status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
-    except Exception:
-        log.exception("gRPC call failed")
-        context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
+    except Exception as exc:
+        failure = failure_of(exc)
+        if failure is None:
+            log.exception("gRPC call failed")
+            context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
+        context.abort(GRPC_BY_HTTP.get(failure.status, grpc.StatusCode.INVALID_ARGUMENT), failure.message)
 
 
 def _version(spec) -> int | None:

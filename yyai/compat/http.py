@@ -1,6 +1,6 @@
 """The base of every foreign-protocol HTTP view: auth as the canonical API, errors in the protocol's shape.
 
-Statuses come from the canonical mapping (``STATUS_BY_CODE``); only the body
+Statuses come from the one mapping (:func:`yyai.api.exceptions.known_failure`); only the body
 differs per protocol (:meth:`ProtocolView.error_body`). Bodies are read as the
 protocol says, whatever the Content-Type (TF Serving and Triton clients do not
 all send one).
@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpResponse, JsonResponse
-from rest_framework import exceptions as drf
+from django.http import JsonResponse
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from yyai import bounded_json
-from yyai.api.exceptions import STATUS_BY_CODE
+from yyai.api.exceptions import known_failure
 from yyai.api.permissions import CanPredict
 from yyai.conf import yyai_settings
-from yyai.runtime.errors import AppNotAvailable, InputError, Overloaded, ServingError
+from yyai.runtime.errors import InputError
 
 
 class ProtocolError(InputError):
@@ -45,24 +44,16 @@ class ProtocolView(APIView):
     def error_body(self, message: str, code: str) -> Any:
         return {"error": message}
 
-    def handle_exception(self, exc: Exception) -> HttpResponse:
-        headers: dict[str, str] = {}
-        if isinstance(exc, ServingError):
-            status, code, message = STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message
-            if isinstance(exc, (Overloaded, AppNotAvailable)):
-                headers["Retry-After"] = str(getattr(exc, "retry_after", 5))
-        elif isinstance(exc, drf.APIException):
-            status, code, message = exc.status_code, "error", _detail(exc.detail)
-            if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
-                auth = self.get_authenticate_header(self.request)
-                if auth:
-                    headers["WWW-Authenticate"] = auth
-                    status = 401
-            if isinstance(exc, drf.Throttled) and exc.wait:
-                headers["Retry-After"] = str(int(exc.wait) + 1)
-        else:
-            return super().handle_exception(exc)
-        return JsonResponse(self.error_body(message, code), status=status, headers=headers, safe=False)
+    def get_exception_handler(self):
+        """DRF's handler hook (after its 401/403 choice for failed authentication): this protocol's body."""
+        return self._protocol_error
+
+    def _protocol_error(self, exc: Exception, context: dict) -> JsonResponse | None:
+        failure = known_failure(exc)
+        if failure is None:
+            return None  # a bug: DRF re-raises it and Django answers 500, without a trace
+        return JsonResponse(self.error_body(failure.message, failure.code), status=failure.status,
+                            headers=failure.headers, safe=False)
 
     def read_json(self) -> Any:
         """The body as JSON; ProtocolError when it is empty or not JSON."""
@@ -74,10 +65,3 @@ class ProtocolView(APIView):
         except bounded_json.JSONError as exc:
             raise ProtocolError(str(exc)) from None
 
-
-def _detail(detail: Any) -> str:
-    if isinstance(detail, dict):
-        return "; ".join(f"{k}: {v}" for k, v in detail.items())
-    if isinstance(detail, list):
-        return " ".join(map(str, detail))
-    return str(detail)

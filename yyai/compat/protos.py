@@ -16,6 +16,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, status_pb2
 
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import BadTensor, PayloadTooLarge, VersionNotFound
 from yyai.runtime.registry import APP_NAME_PATTERN
 from yyai.runtime.servable import ServingVersion
@@ -23,7 +24,6 @@ from yyai.runtime.signature import DTYPES, TensorSpec
 from yyai.runtime.tensors import MAX_RANK, EncodedImage
 from yyai.services import dataplane
 from yyai.services.dataplane import Target
-from yyai.serving import get_registry
 
 NAME_PATTERN = rf"{APP_NAME_PATTERN}(?:\.[^/:]+)?"  # for URLs: <app> or <app>.<model>
 PREDICT_METHOD = "tensorflow/serving/predict"

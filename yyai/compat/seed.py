@@ -8,8 +8,9 @@ from django.urls import re_path
 
 from yyai.api.views import AppViewSet
 from yyai.compat import seed_clients
+from yyai.runtime.registry import APP_NAME_PATTERN
 
-APP = r"(?P<app>[A-Za-z][A-Za-z0-9_-]{0,63})"
+APP = rf"(?P<app>{APP_NAME_PATTERN})"
 
 urlpatterns = [
     # _loadmodel first: "predictsex_loadmodel" would also match the plain app pattern.

@@ -23,9 +23,9 @@ from yyai import services
 from yyai.api.inputs import FILE_FIELDS
 from yyai.compat.http import ProtocolError, ProtocolView
 from yyai.conf import yyai_settings
+from yyai.process_registry import get_registry
 from yyai.runtime import preprocess
 from yyai.runtime.errors import PayloadTooLarge
-from yyai.serving import get_registry
 
 TEXT_COLOR = (0, 255, 255)  # BGR yellow on a dark band
 BAND_COLOR = (0, 0, 0)

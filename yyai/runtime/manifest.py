@@ -38,7 +38,6 @@ class InputSpec:
     color: str | None = None  # rgb | bgr | gray
     scale: float | None = None
     offset: float = 0.0
-    layout: str = "nhwc"
 
     def pixel_scale(self, integer_input: bool) -> float:
         if self.scale is not None:
@@ -149,13 +148,13 @@ def parse_manifest(
         if len(size) != 2 or not all(type(v) is int and 0 < v <= 8192 for v in size):
             reader.fail("input.size", "must be [width, height], two integers from 1 to 8192")
         size = (size[0], size[1])
+    reader.choice(inp, "input.layout", LAYOUTS, "nhwc")  # checked, not kept: images are fed in the one layout
     input_spec = InputSpec(
         name=input_name,
         size=size,
         color=reader.choice(inp, "input.color", COLORS, None),
         scale=reader.number(inp, "input.scale", None),
         offset=reader.number(inp, "input.offset", InputSpec.offset),
-        layout=reader.choice(inp, "input.layout", LAYOUTS, "nhwc"),
     )
 
     out = reader.table("output", {"kind", "decimals", "labels"})

@@ -32,6 +32,7 @@ import numpy as np
 
 from yyai import metrics
 from yyai.conf import yyai_settings
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound, BadTensor, InputError, VersionNotFound
 from yyai.runtime.limits import RequestLimits
 from yyai.runtime.loader import MODEL_SUFFIXES
@@ -39,7 +40,6 @@ from yyai.runtime.request import Prepared
 from yyai.runtime.servable import ModelOutputs, ServingVersion, State
 from yyai.runtime.signature import Signature, TensorSpec
 from yyai.runtime.tensors import EncodedImage, Rows
-from yyai.serving import get_registry
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from django.db import transaction
 from yyai import fleet, metrics, wakeup
 from yyai.conf import yyai_settings
 from yyai.models import ModelApp, ReloadEvent
+from yyai.process_registry import get_registry, mark_applied, release_when_idle
 from yyai.runtime import snapshots
 from yyai.runtime.errors import ReloadInProgress, ServingError
 from yyai.runtime.model_util import ReloadReport
-from yyai.serving import get_registry, mark_applied, release_when_idle
 
 HOST = socket.gethostname()
 log = logging.getLogger(__name__)

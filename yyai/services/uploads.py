@@ -7,12 +7,12 @@ from typing import BinaryIO
 
 from yyai.conf import yyai_settings
 from yyai.models import ReloadEvent
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import InvalidUpload, ServingError
 from yyai.runtime.model_util import LATEST
 from yyai.runtime.publish import discard, publish_version, stage_version
 from yyai.runtime.validate import validate_version
 from yyai.services.reloads import ReloadOutcome, reload_app
-from yyai.serving import get_registry
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import mimetypes
-from pathlib import Path
 
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -10,11 +9,11 @@ from django.urls import reverse
 
 from yyai import selectors
 from yyai.api.exceptions import json_error, json_methods
-from yyai.api.inputs import SAMPLE_SUFFIXES
+from yyai.api.inputs import sample_path
 from yyai.api.permissions import CanPredict
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound
 from yyai.runtime.model_util import ModelUtil
-from yyai.serving import get_registry
 
 RELOAD_HISTORY_ROWS = 20
 
@@ -53,11 +52,6 @@ def sample(request: HttpRequest, app: str) -> HttpResponse:
         return json_error(f"app '{app}' has no sample image", "no_sample", 404)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path.open("rb"), content_type=content_type)
-
-
-def sample_path(app_dir: Path) -> Path | None:
-    """The app's ``sample.*`` image, if it has one."""
-    return next((p for p in (app_dir / f"sample{s}" for s in SAMPLE_SUFFIXES) if p.is_file()), None)
 
 
 def _app_data(util: ModelUtil) -> dict:

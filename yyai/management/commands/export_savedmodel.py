@@ -27,8 +27,8 @@ class Command(BaseCommand):
     def handle(self, *args, app: str, output: Path | None, app_version: str | None, number: int | None, force: bool,
                **options):
         from yyai.compat.export import export_app
+        from yyai.process_registry import get_registry
         from yyai.runtime.errors import ServingError
-        from yyai.serving import get_registry
 
         output = output or Path(settings.DATA_DIR) / "export"
         try:

@@ -7,8 +7,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from yyai import services
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import ServingError
-from yyai.serving import get_registry
 from yyai.startup import start as start_up
 
 

@@ -1,4 +1,4 @@
-"""The serving process's one model registry, configured from Django settings, and its watcher.
+"""This process's one model registry, configured from the YYAI settings, and its watcher.
 
 The registry loads nothing by itself: :func:`yyai.startup.start` loads every
 app (gunicorn after fork, ``runserver`` from the app config, tests explicitly),
