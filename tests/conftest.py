@@ -1,6 +1,8 @@
-"""Suite-wide fixtures."""
+"""Suite-wide fixtures, among them the model store most tests share (real tiny models, a fresh registry)."""
 import pytest
 from django.test import override_settings
+
+from tests import modelkit
 
 
 class YyaiOverrides:
@@ -41,3 +43,48 @@ def zoo_store(tmp_path_factory, django_db_blocker):
         startup.start()
         yield root
         process_registry.reset()
+
+
+@pytest.fixture
+def store(tmp_path, settings, yyai):
+    """tmp model store with apps: calc (two regressors) and cls (a 3-class classifier); registry loaded."""
+    from yyai import process_registry, startup
+
+    root = tmp_path / "model_store"
+    modelkit.regressor(root / "calc" / "a.h5", weight=1.0)
+    modelkit.regressor(root / "calc" / "b.keras", weight=2.0)
+    (root / "calc" / "app.toml").write_text('description = "sums"\n[input]\ncolor = "gray"\n[output]\ndecimals = 3\n')
+    (root / "calc" / "sample.png").write_bytes(modelkit.png_bytes(255))
+    modelkit.classifier(root / "cls" / "c.h5", classes=3)
+    (root / "cls" / "app.toml").write_text('demo = true\n[output]\nlabels = ["x", "y", "z"]\n')
+    yyai.MODEL_STORE = root
+    process_registry.reset()
+    startup.start()
+    yield root
+    process_registry.reset()
+
+
+@pytest.fixture
+def client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("boss", password="pw-boss-123", is_staff=True)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("joe", password="pw-joe-123")
+
+
+@pytest.fixture
+def staff_client(staff):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(staff)
+    return api

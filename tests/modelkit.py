@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -75,3 +76,11 @@ def predict(util, batch: np.ndarray) -> tuple[str, list[np.ndarray]]:
         prepared = version.prepare({version.signature.inputs[0].name: batch}, columnar=True)
         outputs = version.infer(prepared)
         return version.id, [next(iter(named.values())) for named in outputs]
+
+
+def png_bytes(value: int = 255, size=(8, 8), channels=1) -> bytes:
+    """A uniform image; for the 'calc' app (weight 1 regressor) its prediction is known."""
+    image = np.full((size[1], size[0], channels) if channels > 1 else (size[1], size[0]), value, np.uint8)
+    ok, buffer = cv2.imencode(".png", image)
+    assert ok
+    return buffer.tobytes()

@@ -34,7 +34,8 @@ def test_anything_else_is_a_bug_and_not_described():
 
 
 def test_importing_it_loads_no_django():
-    code = "import sys, yyai.http_errors; print(any(m.split('.')[0] in ('django', 'rest_framework') for m in sys.modules))"
+    code = ("import sys, yyai.http_errors; "
+            "print(any(m.split('.')[0] in ('django', 'rest_framework') for m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert done.stdout.strip() == "False", done.stderr[-2000:]

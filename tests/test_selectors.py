@@ -1,7 +1,6 @@
 """yyai.selectors: what the API, admin and page show, and what is hidden from whom."""
 import pytest
 
-from tests.api.conftest import store  # noqa: F401  (the API's model store fixture)
 from yyai import fleet, selectors
 from yyai.models import ModelApp
 from yyai.process_registry import get_registry

@@ -4,7 +4,7 @@ import base64
 import pytest
 from rest_framework.test import APIClient
 
-from tests.api.conftest import png_bytes
+from tests.modelkit import png_bytes
 from yyai.models import ModelApp, ReloadEvent
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.api.conftest import png_bytes
+from tests.modelkit import png_bytes
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ import pytest
 from a2wsgi import WSGIMiddleware
 from django.core.wsgi import get_wsgi_application
 
-from tests.api.conftest import png_bytes
+from tests.modelkit import png_bytes
 from yyai import fastpath, metrics, process_registry, services, startup
 from yyai.runtime.errors import Overloaded
 

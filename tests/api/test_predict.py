@@ -3,7 +3,7 @@ import base64
 
 import pytest
 
-from tests.api.conftest import png_bytes
+from tests.modelkit import png_bytes
 
 pytestmark = pytest.mark.django_db
 

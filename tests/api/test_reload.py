@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from tests import modelkit
-from tests.api.conftest import png_bytes
+from tests.modelkit import png_bytes
 from yyai.models import ModelApp, ReloadEvent
 
 pytestmark = pytest.mark.django_db

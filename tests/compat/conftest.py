@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from tests import modelkit
-from tests.api.conftest import client, png_bytes, staff, staff_client, store, user  # noqa: F401
 from yyai.process_registry import get_registry
 
 ONES = np.ones((1, *modelkit.SHAPE), np.float32)  # calc.a -> 64, calc.b -> 128
@@ -18,7 +17,7 @@ def write_version(root, number: int, weight: float):
 
 
 @pytest.fixture
-def numbered(store):  # noqa: F811
+def numbered(store):
     """App ``num`` in the numbered layout, version 1 (m.h5, weight 1) loaded; returns the store root."""
     write_version(store, 1, 1.0)
     get_registry().get("num").load()

@@ -11,7 +11,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tests.compat.conftest import ONES, png_bytes, write_version
+from tests.compat.conftest import ONES, write_version
+from tests.modelkit import png_bytes
 from yyai import services
 from yyai.compat.grpc_service import build_server
 from yyai.process_registry import get_registry

@@ -5,7 +5,8 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.compat.conftest import ONES, png_bytes, write_version
+from tests.compat.conftest import ONES, write_version
+from tests.modelkit import png_bytes
 from yyai import services
 from yyai.process_registry import get_registry
 

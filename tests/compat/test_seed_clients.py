@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.compat.conftest import png_bytes, write_version
+from tests.compat.conftest import write_version
+from tests.modelkit import png_bytes
 from yyai import services
 
 

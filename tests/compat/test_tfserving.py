@@ -4,7 +4,8 @@ import base64
 import pytest
 import requests
 
-from tests.compat.conftest import ONES, png_bytes, write_version
+from tests.compat.conftest import ONES, write_version
+from tests.modelkit import png_bytes
 from yyai import services
 from yyai.process_registry import get_registry
 from yyai.services.dataplane import version_number

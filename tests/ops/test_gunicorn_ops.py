@@ -12,8 +12,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import modelkit
-from tests.api.conftest import png_bytes
 from tests.liveserver import GunicornServer
+from tests.modelkit import png_bytes
 
 pytestmark = pytest.mark.slow
 REQUESTS = 24

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from tests.api.conftest import png_bytes
+from tests.modelkit import png_bytes
 from yyai.runtime.errors import AppNotFound, InputError, VersionNotFound
 from yyai.services import dataplane
 from yyai.services.dataplane import InferRequest
