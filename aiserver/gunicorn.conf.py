@@ -2,23 +2,19 @@
 
 gunicorn serves ``aiserver.asgi:application``: predict requests are answered
 on each worker's event loop (yyai/fastpath.py), everything else by Django in a
-thread pool. Numbers (``make bench`` on a 2-core machine; tables in bench/RESULTS.md):
+thread pool.
 
 * ``WEB_CONCURRENCY`` worker processes, default: one per CPU core (one per
   GPU, each pinned to its own, when TensorFlow sees GPUs: aiserver/devices.py), and each
   worker's TensorFlow gets an equal share of the cores
   (``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS`` default to
-  cores / workers, at least 1). A worker's event loop runs its Python on one
-  core at a time (the GIL), so a second worker uses the second core; with
-  TensorFlow's default pools, two workers' model threads fight over the same
-  cores. Interleaved A/B on this 2-core machine, three servers up at once and
-  driven in turn, 4 rounds of 5 s (workload a at 32 clients / workload b at 64):
-  1 worker 1,606-2,074 / 431-567 req/s; 2 workers with TensorFlow's default
-  pools 1,640-1,944 / 517-698; 2 workers with one TensorFlow thread each
-  2,037-2,563 / 630-730. Each worker holds its own copy of every model (about
-  0.8 GB with the demo apps) and its own batcher; reloads reach every worker
-  through the database generation. Set ``WEB_CONCURRENCY=1`` where memory is
-  tighter than CPU.
+  cores / workers, at least 1): a worker's Python runs on one core at a time
+  (the GIL), so a second worker uses the second core, and split pools keep two
+  workers' model threads from fighting over the same cores (measured in
+  bench/NOTES.md, "Workers and TensorFlow threads"). Each worker holds its own
+  copy of every model and its own batcher; reloads reach every worker through
+  the database generation. Set ``WEB_CONCURRENCY=1`` where memory is tighter
+  than CPU.
 * ``GUNICORN_THREADS`` threads per worker for Django's requests (admin, reload,
   uploads, the browsable API), default 16. Fast-path
   predicts hold no thread: they wait for their batch on the event loop, so the

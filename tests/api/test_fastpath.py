@@ -14,7 +14,7 @@ from a2wsgi import WSGIMiddleware
 from django.core.wsgi import get_wsgi_application
 
 from tests.modelkit import png_bytes
-from yyai import fastpath, metrics, process_registry, services, startup
+from yyai import django_mirror, fastpath, metrics, process_registry, services, startup
 from yyai.runtime.errors import Overloaded
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -241,6 +241,24 @@ def test_off_when_predict_is_throttled(store, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
         **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "5/minute"}}
     assert not fastpath.FastPredict(Refuse()).enabled
+
+
+def test_on_with_the_project_settings(store):
+    assert fastpath.FastPredict(Refuse()).enabled and django_mirror.drift() == []
+
+
+def test_off_and_says_why_when_the_middleware_is_not_the_mirrored_one(store, settings, caplog):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]  # would compress answers
+    assert not fastpath.FastPredict(Refuse()).enabled
+    assert "MIDDLEWARE is not the mirrored list" in caplog.text
+    Refuse.calls = 0
+    assert call(fastpath.FastPredict(Refuse()), json.dumps(GOOD["image"]).encode())[0] == 599  # Django answers
+
+
+def test_off_when_the_predict_route_moved(store, settings, caplog):
+    settings.ROOT_URLCONF = "yyai.web.urls"  # no /api/apps/<app>/predict/ at all
+    assert not fastpath.FastPredict(Refuse()).enabled
+    assert "does not resolve to the app-predict view" in caplog.text
 
 
 def test_off_for_plain_http_when_https_is_enforced(store, settings):
