@@ -46,6 +46,17 @@ def zoo_store(tmp_path_factory, django_db_blocker):
 
 
 @pytest.fixture
+def zoo_rows(zoo_store, db):
+    """The zoo's apps with their database rows, written as start-up writes them (an earlier test's flush of the
+    database removes the rows zoo_store's start-up committed)."""
+    from yyai.process_registry import get_registry
+    from yyai.services import sync_apps
+
+    sync_apps(names=get_registry().names())
+    return zoo_store
+
+
+@pytest.fixture
 def store(tmp_path, settings, yyai):
     """tmp model store with apps: calc (two regressors) and cls (a 3-class classifier); registry loaded."""
     from yyai import process_registry, startup

@@ -72,10 +72,6 @@ class ModelAppAdmin(admin.ModelAdmin):
                                     + (f" ({p['error']})" if p["error"] else "") for p in fleet.lagging)
                 self.message_user(request, f"{done}; not every process serves it yet: {lagging}", messages.WARNING)
 
-    def get_queryset(self, request):
-        services.sync_apps(names=get_registry().names())
-        return super().get_queryset(request)
-
 
 @admin.register(ReloadEvent)
 class ReloadEventAdmin(admin.ModelAdmin):

@@ -1,4 +1,4 @@
-"""Read operations: what the API, admin and pages show."""
+"""Read operations: what the API, admin and pages show. Nothing here writes."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
@@ -6,14 +6,12 @@ from django.db.models import QuerySet
 from yyai import fleet
 from yyai.models import ModelApp, ReloadEvent
 from yyai.process_registry import get_registry
-from yyai.services import sync_apps
 
 
 def app_queryset() -> QuerySet[ModelApp]:
-    """Every app in the model store, as database rows (a new folder gets its row on first sight)."""
-    names = get_registry().names()
-    sync_apps(names=names)
-    return ModelApp.objects.filter(name__in=names)
+    """The apps of the model store that have a database row: every app at start-up, and one copied in since
+    once it is reloaded (the reload writes its row; reading never writes)."""
+    return ModelApp.objects.filter(name__in=get_registry().names())
 
 
 HIDDEN = "failed; the reason is shown to staff"

@@ -2,6 +2,7 @@
 import pytest
 
 from tests import modelkit
+from yyai.models import ModelApp
 
 pytestmark = pytest.mark.django_db
 
@@ -20,13 +21,23 @@ def test_list_apps(store, client):
 
 
 def test_filters(store, client):
-    (store / "empty").mkdir()
     assert [a["name"] for a in client.get("/api/apps/", {"name": "CL"}).json()["results"]] == ["cls"]
     assert [a["name"] for a in client.get("/api/apps/", {"state": "AVAILABLE"}).json()["results"]] == [
         "calc", "cls"]
-    assert [a["name"] for a in client.get("/api/apps/", {"state": "START"}).json()["results"]] == ["empty"]
+    assert client.get("/api/apps/", {"state": "START"}).json()["results"] == []
     response = client.get("/api/apps/", {"state": "BOGUS"})
     assert response.status_code == 400 and response.json()["code"] == "invalid"
+
+
+def test_an_app_copied_in_while_serving_is_listed_once_reloaded_and_reading_writes_nothing(store, client,
+                                                                                            staff_client):
+    modelkit.regressor(store / "late" / "m.h5", weight=1.0)
+    assert [a["name"] for a in client.get("/api/apps/").json()["results"]] == ["calc", "cls"]
+    assert client.get("/api/apps/late/").status_code == 404
+    assert not ModelApp.objects.filter(name="late").exists()  # a GET wrote no row
+    assert staff_client.post("/api/apps/late/reload/", {}, format="json").status_code == 200
+    listed = {a["name"]: a["state"] for a in client.get("/api/apps/").json()["results"]}
+    assert listed == {"calc": "AVAILABLE", "cls": "AVAILABLE", "late": "AVAILABLE"}
 
 
 def test_detail_lists_versions(store, client):

@@ -12,6 +12,7 @@ import pytest
 
 from tests.api.test_fastpath import assert_same
 from yyai import fastpath
+from yyai.models import ModelApp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 FACE = np.ones((8, 8, 3)).tolist()  # pixel value 1, not scaled: ready tensors
@@ -110,7 +111,7 @@ def test_bad_input_is_a_400_that_names_the_input(both, app, body, words):
     assert words in answer["error"]
 
 
-def test_app_detail_shows_every_input_and_output(zoo_store, client):
+def test_app_detail_shows_every_input_and_output(zoo_rows, client):
     models = client.get("/api/apps/meta/").json()["models"]
     assert models[0]["inputs"] == [{"name": "image", "dtype": "float32", "shape": [None, 8, 8, 3]},
                                    {"name": "meta", "dtype": "float32", "shape": [None, 4]}]
@@ -125,9 +126,7 @@ def test_app_detail_shows_every_input_and_output(zoo_store, client):
 
 
 
-def test_admin_shows_every_input_and_output(zoo_store, admin_client):
-    assert admin_client.get("/admin/yyai/modelapp/").status_code == 200  # creates the rows of the apps on disk
-    from yyai.models import ModelApp
-
+def test_admin_shows_every_input_and_output(zoo_rows, admin_client):
+    assert admin_client.get("/admin/yyai/modelapp/").status_code == 200
     page = admin_client.get(f"/admin/yyai/modelapp/{ModelApp.objects.get(name='meta').pk}/change/").content.decode()
     assert "image:float32[?,8,8,3], meta:float32[?,4] -&gt; score:float32[?,1]" in page
