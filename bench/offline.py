@@ -25,6 +25,7 @@ def measure(app_dir: Path, image: bytes, *, batches: tuple[int, ...] = (1, 32), 
             ) -> list[OfflineResult]:
     """Images/s and median call latency of the app's models at each batch size."""
     from yyai.runtime.feed import Feed, aligned_concatenate
+    from yyai.runtime.servable import feed_for
     from yyai.runtime.loader import load_model
     from yyai.runtime.manifest import load_manifest
     from yyai.runtime.preprocess import prepare_image
@@ -37,9 +38,8 @@ def measure(app_dir: Path, image: bytes, *, batches: tuple[int, ...] = (1, 32), 
 
     def call(batch: np.ndarray) -> None:
         feed = Feed({tensor.name: batch})
-        for model in models:  # one-input models of an app may name their input differently
-            own = model.signature.inputs[0].name
-            model.run(signature.name, feed if own == tensor.name else feed.renamed({own: tensor.name}))
+        for model in models:
+            model.run(signature.name, feed_for(model, signature.name, feed))
 
     results = []
     for size in batches:

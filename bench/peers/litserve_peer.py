@@ -43,9 +43,11 @@ class KerasAppAPI(ls.LitAPI):
 
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
         from yyai.runtime.feed import Feed
+        from yyai.runtime.servable import feed_for
 
-        feed = Feed({self.signature.inputs[0].name: x})
-        return [next(iter(m.run(self.signature.name, feed).values())) for m in self.models]
+        feed = Feed({self.signature.inputs[0].name: x})  # one-input models of an app may name it differently
+        return [next(iter(m.run(self.signature.name, feed_for(m, self.signature.name, feed)).values()))
+                for m in self.models]
 
     def unbatch(self, outputs: list[np.ndarray]) -> list[list[dict]]:
         return common.results(self.names, outputs, self.spec, self.output_shapes)

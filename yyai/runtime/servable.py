@@ -113,7 +113,7 @@ class ServingVersion:
     def _run_models(self, signature: str, inputs: dict[str, np.ndarray]) -> Outputs:
         batched = self.signature_named(signature).batched
         feed = Feed(inputs if batched else {name: array[0] for name, array in inputs.items()})
-        results = [model.run(signature, _feed_for(model, signature, feed)) for model in self.models]
+        results = [model.run(signature, feed_for(model, signature, feed)) for model in self.models]
         if batched:
             return results
         return [{name: np.asarray(value)[np.newaxis] for name, value in named.items()} for named in results]
@@ -153,7 +153,7 @@ def _inputs_key(signature: Signature) -> tuple:
     return (*specs, signature.batched)
 
 
-def _feed_for(model: LoadedModel, signature: str, feed: Feed) -> Feed:
+def feed_for(model: LoadedModel, signature: str, feed: Feed) -> Feed:
     """``feed`` under the model's own input name (one-input models of an app may name it differently)."""
     names = model.signatures[signature].input_names
     if len(names) == 1 and names[0] not in feed.arrays:
