@@ -25,10 +25,10 @@ def measure(app_dir: Path, image: bytes, *, batches: tuple[int, ...] = (1, 32), 
             ) -> list[OfflineResult]:
     """Images/s and median call latency of the app's models at each batch size."""
     from yyai.runtime.feed import Feed, aligned_concatenate
-    from yyai.runtime.servable import feed_for
     from yyai.runtime.loader import load_model
     from yyai.runtime.manifest import load_manifest
     from yyai.runtime.preprocess import prepare_image
+    from yyai.runtime.servable import feed_for
 
     spec = load_manifest(app_dir)
     models = [load_model(p) for p in sorted(app_dir.iterdir()) if p.suffix in (".h5", ".keras")]
