@@ -34,7 +34,7 @@ from yyai import django_mirror, services
 from yyai.api.exceptions import known_failure
 from yyai.api.inputs import parse_predict_input
 from yyai.conf import yyai_settings
-from yyai.http_errors import INTERNAL_ERROR, error_body
+from yyai.http_errors import INTERNAL, Failure
 from yyai.logging_json import request_id
 from yyai.process_registry import get_registry
 from yyai.request_context import HEADER, finish_request, request_id_of
@@ -118,7 +118,8 @@ class FastPredict:
                 status, payload, extra = 200, result.to_body(many=reader.many), {}
                 version = result.version
             except Exception as exc:  # noqa: BLE001 - every failure gets the error format, as in DRF
-                status, payload, extra = _failure(exc)
+                failure = _failure(exc)
+                status, payload, extra = failure.status, failure.body(), failure.headers
             body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
             response_headers = [
                 (b"content-type", b"application/json"),
@@ -137,13 +138,13 @@ class FastPredict:
             request_id.reset(token)
 
 
-def _failure(exc: Exception) -> tuple[int, dict, dict[str, str]]:
+def _failure(exc: Exception) -> Failure:
     """The error answer of ``exc``: the DRF exception handler's for known failures, else a logged 500."""
     failure = known_failure(exc)
-    if failure is not None:
-        return failure.status, failure.body(), failure.headers
-    log.exception("predict failed")
-    return 500, error_body(INTERNAL_ERROR, "internal_error"), {}
+    if failure is None:
+        log.exception("predict failed")
+        return INTERNAL
+    return failure
 
 
 def _serving(app: str) -> bool:

@@ -22,7 +22,7 @@ import tempfile
 
 from yyai import health
 from yyai.conf import yyai_settings
-from yyai.http_errors import INTERNAL_ERROR
+from yyai.http_errors import INTERNAL
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Front:
         except Exception:  # the last resort: never a trace, never plain text
             log.exception("request %s %s failed", scope.get("method"), scope["path"])
             if not started:
-                await respond(send, 500, {"error": INTERNAL_ERROR, "code": "internal_error"}, close=True)
+                await respond(send, INTERNAL.status, INTERNAL.body(), close=True)
 
     async def _probe(self, scope: dict, send, probe) -> None:
         if scope["method"] not in ("GET", "HEAD"):

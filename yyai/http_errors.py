@@ -5,7 +5,7 @@ fast path) asks :func:`failure_of` and only formats the body; the error format
 of the canonical API is :func:`error_body`. Runtime errors carry a code and this
 module gives the code its status. Nothing here ever puts a stack trace in an
 answer: an exception it does not know is a bug, answered as
-:data:`INTERNAL_ERROR` by the caller, with the trace in the server log.
+:data:`INTERNAL` by the caller, with the trace in the server log.
 """
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ class ApiError(Exception):
 
 def error_body(message: str, code: str) -> dict:
     return {"error": message, "code": code}
+
+
+INTERNAL = Failure(500, "internal_error", INTERNAL_ERROR)  # the answer to a bug, whichever path met it
 
 
 def failure_of(exc: BaseException) -> Failure | None:

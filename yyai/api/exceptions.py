@@ -11,7 +11,7 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from yyai.http_errors import INTERNAL_ERROR, Failure, error_body, failure_of
+from yyai.http_errors import INTERNAL, Failure, error_body, failure_of
 
 DRF_CODES = {
     drf.ParseError: "malformed_body",
@@ -120,7 +120,7 @@ def not_found_view(request, exception=None):
 
 def server_error_view(request):
     """handler500: JSON, no trace; the trace is in the server log."""
-    return json_error(INTERNAL_ERROR, "internal_error", 500)
+    return json_error(INTERNAL.message, INTERNAL.code, INTERNAL.status)
 
 
 def json_methods(*methods: str):
