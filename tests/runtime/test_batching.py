@@ -58,6 +58,14 @@ def submit_all(batcher, requests):
     return results, errors
 
 
+def assert_each_got_its_rows(requests, results):
+    """Recorder's outputs for each caller: twice and thrice the sum of each of its own rows, in order."""
+    for rows, (twice, thrice) in zip(requests, results, strict=True):
+        sums = rows.reshape(len(rows), -1).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(twice, sums * 2, rtol=1e-6)
+        np.testing.assert_allclose(thrice, sums * 3, rtol=1e-6)
+
+
 def test_each_caller_gets_exactly_its_rows():
     model = Recorder(delay=0.01)
     batcher = Batcher(model, BatchingSpec(max_batch_size=16, batch_timeout_micros=5000, max_enqueued=100))
@@ -65,10 +73,7 @@ def test_each_caller_gets_exactly_its_rows():
     requests = [rng.random((int(rng.integers(1, 4)), 2, 2), dtype=np.float32) for _ in range(40)]
     results, errors = submit_all(batcher, requests)
     assert errors == [None] * 40
-    for rows, (twice, thrice) in zip(requests, results):
-        sums = rows.reshape(len(rows), -1).sum(axis=1, keepdims=True)
-        np.testing.assert_allclose(twice, sums * 2, rtol=1e-6)
-        np.testing.assert_allclose(thrice, sums * 3, rtol=1e-6)
+    assert_each_got_its_rows(requests, results)
     assert max(model.sizes) > 1, "concurrent requests should have shared a batch"
     assert max(model.sizes) <= 16
     assert batcher.rows == sum(len(r) for r in requests)
@@ -243,10 +248,7 @@ def test_rows_of_different_shapes_never_share_a_batch_and_each_gets_its_own():
     requests = [rng.random((int(rng.integers(1, 3)), *shapes[i % 3]), dtype=np.float32) for i in range(60)]
     results, errors = submit_all(batcher, requests)
     assert errors == [None] * 60
-    for rows, (twice, thrice) in zip(requests, results):
-        sums = rows.reshape(len(rows), -1).sum(axis=1, keepdims=True)
-        np.testing.assert_allclose(twice, sums * 2, rtol=1e-6)
-        np.testing.assert_allclose(thrice, sums * 3, rtol=1e-6)
+    assert_each_got_its_rows(requests, results)
     assert set(model.shapes) == set(shapes)  # every batch had one row shape (concatenation would fail otherwise)
     assert max(model.sizes) > 2, "requests of one shape should still have shared batches"
 
