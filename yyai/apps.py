@@ -13,11 +13,19 @@ class YyaiConfig(AppConfig):
     def ready(self):
         import os
 
-        from yyai import auth, conf  # noqa: F401 - auth connects the failed-login counters to Django's signals
+        from yyai import auth, conf, process_registry  # noqa: F401 - auth connects the failed-login counters
 
         conf.connect()  # yyai_settings follows settings.YYAI when a test changes it
+        process_registry.install_app_caller(_call_app)  # context.predict of every app's handler
 
         if sys.argv[1:2] == ["runserver"] and (os.environ.get("RUN_MAIN") == "true" or "--noreload" in sys.argv):
             from yyai import startup
 
             threading.Thread(target=startup.start, name="model-load", daemon=True).start()
+
+
+def _call_app(app: str, **inputs) -> dict:
+    """A handler's ``context.predict``: the data plane (imported on first use: TensorFlow is heavy for ``migrate``)."""
+    from yyai.services.dataplane import call_app
+
+    return call_app(app, **inputs)

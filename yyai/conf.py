@@ -103,6 +103,8 @@ SETTINGS = (
             "the upload validation child's time limit"),
     Setting("VALIDATE_MEMORY_BYTES", limits.DEFAULT_VALIDATE_MEMORY_BYTES, _int(GiB),
             "the upload validation child's address space"),
+    Setting("ALLOW_HANDLERS", True, parse_bool,
+            "run the Python handler an app.toml names (off: such an app fails to load, saying why)"),
     Setting("KEEP_SNAPSHOTS", 3, _int(0), "flat-layout snapshots kept for rollback besides the served ones"),
     Setting("POLL_SECONDS", 0.0, parse_float, "scan the model store for new versions this often (0: off)"),
     # the fleet

@@ -13,7 +13,7 @@ have done is mirrored in :mod:`yyai.django_mirror`. Checked once at start-up
 (:func:`enabled`): ``YYAI_FAST_PREDICT`` on, anyone may predict, no predict
 throttle, and the middleware and predict route still the mirrored ones.
 Checked per request (:meth:`FastPredict._eligible`): an app with a serving
-version, a JSON or multipart body with a Content-Length within the limit, no
+version and no handler, a JSON or multipart body with a Content-Length within the limit, no
 query string, an Accept that picks JSON, no ``Origin`` (CORS), an allowed Host,
 no pending HTTPS redirect. A body DRF's parsers would refuse (not UTF-8 JSON, a
 broken multipart form) is replayed to Django, so DRF words the parse error.
@@ -148,11 +148,13 @@ def _failure(exc: Exception) -> Failure:
 
 
 def _serving(app: str) -> bool:
-    """A known app with a serving version (else Django answers the 404 or 503, after DRF's parse errors)."""
+    """A known app with a serving version and no handler (else Django answers: the 404 or 503 after DRF's parse
+    errors; a handler's hooks in its thread pool, never on this event loop)."""
     try:
-        return get_registry().get(app).current is not None
+        current = get_registry().get(app).current
     except AppNotFound:
         return False
+    return current is not None and current.handler is None
 
 
 async def _read_body(receive) -> bytes:

@@ -22,6 +22,7 @@ STATUS_BY_CODE = {
     "image_too_large": 413,
     "payload_too_large": 413,
     "app_not_found": 404,
+    "no_model": 404,
     "version_not_found": 404,
     "app_not_available": 503,
     "overloaded": 503,
@@ -29,6 +30,8 @@ STATUS_BY_CODE = {
     "reload_superseded": 409,
     "model_load_failed": 422,
     "invalid_manifest": 422,
+    "handler_load_failed": 422,
+    "handler_failed": 500,
 }
 
 INTERNAL_ERROR = "internal server error; the details are in the server log"  # never the trace itself

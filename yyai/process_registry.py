@@ -12,11 +12,13 @@ import time
 import weakref
 
 from yyai.conf import yyai_settings
+from yyai.runtime.handlers import AppCaller, HandlerSettings
 from yyai.runtime.manifest import BatchingSpec
 from yyai.runtime.registry import Registry, RegistryConfig
 from yyai.runtime.servable import ServingVersion, State
 
 _registry: Registry | None = None
+_app_caller: AppCaller | None = None  # how handlers call apps: the data plane, installed by the app config
 _watcher = None  # yyai.sync.GenerationWatcher once start() ran
 RELEASE_GRACE_SECONDS = 1.0
 _lock = threading.Lock()
@@ -34,7 +36,17 @@ def registry_config() -> RegistryConfig:
         ),
         max_file_bytes=yyai_settings.MAX_MODEL_FILE_BYTES,
         load_workers=yyai_settings.LOAD_WORKERS,
+        handlers=HandlerSettings(allowed=yyai_settings.ALLOW_HANDLERS, call_app=_app_caller,
+                                 max_pixels=yyai_settings.MAX_IMAGE_PIXELS),
     )
+
+
+def install_app_caller(call_app: AppCaller) -> None:
+    """Give every handler's ``context.predict`` its way to the apps (the data plane sits above this module)."""
+    global _app_caller
+    _app_caller = call_app
+    if _registry is not None:
+        _registry.config.handlers.call_app = call_app
 
 
 def get_registry() -> Registry:

@@ -33,6 +33,23 @@ class ModelLoadError(ServingError):
         self.reason = reason
 
 
+class HandlerLoadError(ServingError):
+    """An app's handler could not be loaded: not allowed here, unreadable, not importable, or its setup failed."""
+
+    code = "handler_load_failed"
+
+
+class HandlerFailed(ServingError):
+    """A hook of an app's handler raised (its trace is in the server log, never in the answer)."""
+
+    code = "handler_failed"
+
+    def __init__(self, app: str, hook: str):
+        super().__init__(f"the handler of app '{app}' failed in its {hook} hook; the details are in the server log")
+        self.app = app
+        self.hook = hook
+
+
 class InputError(ServingError):
     """The caller's input cannot be turned into a model input."""
 
@@ -79,6 +96,12 @@ class AppNotFound(ServingError):
     """No model app of that name exists in the model store."""
 
     code = "app_not_found"
+
+
+class NoModel(AppNotFound):
+    """The app has a handler and no model: nothing to address with tensors (only its predict route answers)."""
+
+    code = "no_model"
 
 
 class AppNotAvailable(ServingError):

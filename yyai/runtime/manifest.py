@@ -3,11 +3,13 @@
 Every key is optional. Anything the manifest leaves out is ``None`` here and is
 filled in later from the model's own input and output shapes. An unknown key, a
 wrong type or an impossible value raises :class:`ManifestError` naming the file
-and the key.
+and the key. An app with a ``handler`` may add tables of its own (``[faces]``):
+they are the handler's configuration (``AppSpec.handler_config``).
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ COLORS = ("rgb", "bgr", "gray")
 LAYOUTS = ("nhwc",)
 KINDS = ("regression", "classification")
 POLICIES = ("latest", "specific")
+HANDLER = re.compile(r"^(?P<file>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.py)(?::(?P<cls>[A-Za-z_][A-Za-z0-9_]{0,127}))?$")
+OWN_TABLES = {"input", "output", "batching", "versions"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class AppSpec:
     demo: bool = False
     trust_code: bool = False
     signature: str | None = None  # SavedModels: the signature served (None: serving_default or the only one)
+    handler: str | None = None  # "handler.py" or "handler.py:ClassName" (see handlers.py)
+    handler_config: dict[str, Any] = field(default_factory=dict)  # the manifest's other tables, for the handler
     input: InputSpec = field(default_factory=InputSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     batching: BatchingSpec = field(default_factory=BatchingSpec)
@@ -130,8 +136,13 @@ def parse_manifest(
 ) -> AppSpec:
     """Validate an already-parsed TOML table into an :class:`AppSpec`."""
     reader = _Reader(raw, source)
-    top = reader.table(None, {"description", "demo", "trust_code", "signature", "input", "output", "batching",
-                              "versions"})
+    handler = reader.get(raw, "handler", str, None)
+    if handler is not None and not HANDLER.match(handler):
+        reader.fail("handler", 'must name a Python file of the app, "handler.py" or "handler.py:ClassName"')
+    handler_config = {key: value for key, value in raw.items()
+                      if handler is not None and isinstance(value, dict) and key not in OWN_TABLES}
+    top = reader.table(None, {"description", "demo", "trust_code", "signature", "handler", *OWN_TABLES,
+                              *handler_config})
     description = reader.get(top, "description", str, "")
     demo = reader.get(top, "demo", bool, False)
     trust_code = reader.get(top, "trust_code", bool, False)
@@ -198,6 +209,8 @@ def parse_manifest(
         demo=demo,
         trust_code=trust_code,
         signature=signature,
+        handler=handler,
+        handler_config=handler_config,
         input=input_spec,
         output=output_spec,
         batching=batching,

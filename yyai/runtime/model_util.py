@@ -29,11 +29,13 @@ from typing import Iterator
 from . import postprocess
 from .errors import (
     AppNotAvailable,
+    HandlerLoadError,
     ModelLoadError,
     ReloadInProgress,
     ServingError,
     VersionNotFound,
 )
+from .handlers import HandlerSettings, LoadedHandler, load_handler
 from .limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
 from .loader import LoadedModel, load_model
 from .manifest import MANIFEST_NAME, AppSpec, BatchingSpec, load_manifest
@@ -41,7 +43,7 @@ from .publish import UPLOADED_MARKER
 from .request import image_input, image_shape
 from .servable import ServingVersion, State
 from .snapshots import freeze, snapshot, snapshot_ids
-from .source import VersionCandidate, choose_version, model_files, scan_versions
+from .source import VersionCandidate, choose_version, model_files, numbered_version, scan_versions
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class ReloadReport:
     new_version: str
     load_seconds: float
     models: list[dict]
+    handler: dict | None = None
 
 
 @dataclass
@@ -76,8 +79,10 @@ class ModelUtil:
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         batching_defaults: BatchingSpec | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        handlers: HandlerSettings | None = None,
     ):
         self.app_dir = Path(app_dir)
+        self.handlers = handlers or HandlerSettings()
         self.name = self.app_dir.name
         self.settle_seconds = settle_seconds
         self.batching_defaults = batching_defaults
@@ -155,7 +160,13 @@ class ModelUtil:
             spec = self._manifest(base, candidate)
             self._loading = candidate.id
             models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
-            new = ServingVersion(spec, candidate, models, time.perf_counter() - started)
+            try:
+                handler = self._handler(spec, candidate, has_models=bool(models))
+            except BaseException:
+                for model in models:
+                    model.close()
+                raise
+            new = ServingVersion(spec, candidate, models, time.perf_counter() - started, handler)
         except ServingError as exc:
             _store_relative(exc, self.app_dir.parent)
             self._failure = _Failure(version=wanted, error=exc.message)
@@ -173,7 +184,23 @@ class ModelUtil:
         log.info("app %s: version %s AVAILABLE (%d models, %.0f ms)%s", self.name, new.id, len(models),
                  new.load_seconds * 1000, f", replaced {old.id}" if old else "")
         return ReloadReport(app=self.name, old_version=old.id if old else None, new_version=new.id,
-                            load_seconds=new.load_seconds, models=[m.describe() for m in models])
+                            load_seconds=new.load_seconds, models=[m.describe() for m in models],
+                            handler=handler.describe() if handler else None)
+
+    def _handler(self, spec: AppSpec, candidate: VersionCandidate, *, has_models: bool) -> LoadedHandler | None:
+        """The version's handler, if its manifest names one: from the version folder, else the app folder
+        (an uploaded version's folder is never searched). Without models it must have a postprocess hook."""
+        if spec.handler is None:
+            return None
+        version_dir = Path(candidate.path)
+        folders = [] if (version_dir / UPLOADED_MARKER).exists() else [version_dir]
+        handler = load_handler(spec, version=candidate.id, folders=[*folders, self.app_dir],
+                               app_folder=self.app_dir, settings=self.handlers)
+        if not has_models and not handler.has("postprocess"):
+            handler.close()
+            raise HandlerLoadError(f"app '{self.name}' has no model, so its handler {handler.file} must define "
+                                   f"postprocess (it gives the answer)")
+        return handler
 
     def _choose(self, base: AppSpec, pinned: str | None) -> VersionCandidate:
         """The pinned version or the policy's choice; a flat layout frozen into a snapshot."""
@@ -189,14 +216,14 @@ class ModelUtil:
         A snapshot id is 12 hex digits, which may all be decimal: what is on disk decides.
         """
         folder = self.app_dir / version
-        files = model_files(folder) if version.isdigit() else []
-        if not files:
-            if self.is_snapshot(version):
-                return snapshot(self.app_dir, version)
-            raise VersionNotFound(f"version {version} of app '{self.name}' is not on disk (neither a numbered "
-                                  f"folder nor a snapshot)")
-        return VersionCandidate(id=version, path=str(folder), files=tuple(map(str, files)), numbered=True,
-                                complete=True)
+        if version.isdigit() and folder.is_dir():
+            candidate = numbered_version(folder, settle_seconds=0)
+            if candidate.complete:
+                return candidate
+        if self.is_snapshot(version):
+            return snapshot(self.app_dir, version)
+        raise VersionNotFound(f"version {version} of app '{self.name}' is not on disk (neither a numbered "
+                              f"folder nor a snapshot)")
 
     def is_snapshot(self, version: str) -> bool:
         """Whether ``version`` names a flat-layout snapshot of this app (and no numbered folder)."""
@@ -263,6 +290,7 @@ class ModelUtil:
             "description": spec.description if spec else "",
             "demo": spec.demo if spec else False,
             "models": [m.describe() for m in current.models] if current else [],
+            "handler": current.handler.describe() if current and current.handler else None,
             "versions": versions,
             "last_error": failure.error if failure else None,
             "last_error_at": failure.at if failure else None,
@@ -294,15 +322,19 @@ def load_version_models(spec: AppSpec, candidate: VersionCandidate, *,
                         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[LoadedModel, ...]:
     """Load and warm up every model of ``candidate``, checked against each other and the manifest.
 
-    On any failure the models already loaded are closed before the error is raised.
+    On any failure the models already loaded are closed before the error is raised. A version without
+    models is valid only for an app with a handler.
     """
+    if not candidate.files and spec.handler is None:
+        raise VersionNotFound("no model files (.h5, .keras) or SavedModel folders found")
     models: list[LoadedModel] = []
     try:
         for file in map(Path, candidate.files):
             own = spec.name if file == Path(candidate.path) else None  # TF Serving's <app>/<N>/saved_model.pb
             models.append(load_model(file, signature=spec.signature, trust_code=spec.trust_code,
                                      max_file_bytes=max_file_bytes, name=own))
-        check_compatible(spec, tuple(models))
+        if models:
+            check_compatible(spec, tuple(models))
     except BaseException:
         for model in models:
             model.close()

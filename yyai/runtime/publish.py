@@ -5,9 +5,10 @@ never scanned), then validated, then marked ``READY`` and renamed to the next
 free number in one ``os.rename``: a scanner sees either no folder or a complete
 one, never a half-written version. A failure removes the staging folder.
 
-An upload never carries code: its manifest may not set ``trust_code``, and the
-version is marked ``UPLOADED``, so it loads in safe mode whatever the app's own
-manifest says (:meth:`yyai.runtime.model_util.ModelUtil`).
+An upload never carries code: no ``.py`` (or other code) file, a manifest that
+neither sets ``trust_code`` nor names a handler, and the version is marked
+``UPLOADED``, so it loads in safe mode whatever the app's own manifest says and
+its folder is never searched for a handler (:class:`yyai.runtime.model_util.ModelUtil`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .source import READY_MARKER
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_FILES = 32
 UPLOADED_MARKER = "UPLOADED"  # in a version folder: it came from an upload; never run code from it
+CODE_SUFFIXES = (".py", ".pyc", ".pyw", ".pyz", ".so", ".pth")  # refused by name, with the reason
 
 
 def stage_version(app_dir: Path, files: Iterable[tuple[str, BinaryIO]], manifest: bytes | None = None) -> Path:
@@ -37,6 +39,9 @@ def stage_version(app_dir: Path, files: Iterable[tuple[str, BinaryIO]], manifest
     if len(names) > MAX_FILES:
         raise InputError(f"{len(names)} files uploaded; at most {MAX_FILES} per version")
     for name in names:
+        if Path(name).suffix.lower() in CODE_SUFFIXES:
+            raise InputError(f"'{name}' is code, and an upload never carries code: a handler runs only from the "
+                             f"operator's disk (put it in the app folder by hand)")
         if not SAFE_NAME.match(name) or Path(name).suffix not in MODEL_SUFFIXES:
             raise InputError(f"'{name}' is not an accepted model file name (letters, digits, . _ -; ending "
                              f"{' or '.join(MODEL_SUFFIXES)})")
@@ -60,7 +65,7 @@ def stage_version(app_dir: Path, files: Iterable[tuple[str, BinaryIO]], manifest
 
 
 def check_uploaded_manifest(manifest: bytes) -> None:
-    """InputError unless ``manifest`` is a valid app.toml that enables no code (``trust_code``)."""
+    """InputError unless ``manifest`` is a valid app.toml that enables no code (``trust_code``, ``handler``)."""
     try:
         raw = parse_toml(manifest, source="the uploaded app.toml")
     except ManifestError as exc:
@@ -68,6 +73,9 @@ def check_uploaded_manifest(manifest: bytes) -> None:
     if raw.get("trust_code"):
         raise InputError("an uploaded app.toml may not set trust_code: code runs only from the operator's disk "
                          "(put the version in the model store by hand to trust its Lambda layers)")
+    if "handler" in raw:
+        raise InputError("an uploaded app.toml may not name a handler: code runs only from the operator's disk "
+                         "(name it in the app's own app.toml, next to the handler file)")
 
 
 def publish_version(app_dir: Path, staging: Path) -> int:

@@ -11,10 +11,11 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AppNotFound, InputError, ServingError
+from .handlers import HandlerSettings
 from .limits import DEFAULT_LOAD_WORKERS, DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
 from .manifest import BatchingSpec
 from .model_util import ModelUtil
@@ -42,6 +43,7 @@ class RegistryConfig:
     batching_defaults: BatchingSpec = BatchingSpec()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     load_workers: int = DEFAULT_LOAD_WORKERS
+    handlers: HandlerSettings = field(default_factory=HandlerSettings)  # shared: call_app is installed later
 
 
 class Registry:
@@ -106,7 +108,7 @@ class Registry:
                 cfg = self.config
                 self._apps[name] = ModelUtil(self.store / name, settle_seconds=cfg.settle_seconds,
                                              batching_defaults=cfg.batching_defaults,
-                                             max_file_bytes=cfg.max_file_bytes)
+                                             max_file_bytes=cfg.max_file_bytes, handlers=cfg.handlers)
             return self._apps[name]
 
     @staticmethod

@@ -18,6 +18,7 @@ from . import postprocess, request
 from .batching import Batcher, Outputs
 from .errors import InputError
 from .feed import Feed
+from .handlers import LoadedHandler
 from .limits import RequestLimits
 from .loader import LoadedModel
 from .manifest import AppSpec
@@ -40,21 +41,23 @@ class State(str, Enum):
 
 
 class ServingVersion:
-    """One loaded version of an app: its manifest, its models and its batcher.
+    """One loaded version of an app: its manifest, its models, its handler and its batcher.
 
     Every model serves a signature with the same inputs (checked at load);
     ``signature`` is the first model's, the one requests use unless they name
-    another that every model has.
+    another that every model has. An app with a handler may have no model; its
+    ``signature`` is then None.
     """
 
     def __init__(self, spec: AppSpec, candidate: VersionCandidate, models: tuple[LoadedModel, ...],
-                 load_seconds: float):
+                 load_seconds: float, handler: LoadedHandler | None = None):
         self.spec = spec
         self.id = candidate.id
         self.candidate = candidate
         self.models = models
+        self.handler = handler
         self.load_seconds = load_seconds
-        self.signature = models[0].signature
+        self.signature = models[0].signature if models else None
         self.kinds = tuple(_kind(spec, m) for m in models)
         self.loaded_at = time.time()
         self.state = State.AVAILABLE
@@ -79,6 +82,8 @@ class ServingVersion:
     @property
     def image_input(self) -> str | None:
         """The input the image forms feed (``[input] name``, else the only input), if images can feed it."""
+        if self.signature is None:
+            return None
         spec = request.image_input(self.signature, self.spec.input)
         return spec.name if spec is not None else None
 
@@ -144,6 +149,8 @@ class ServingVersion:
             self.batcher.close()
             for model in self.models:
                 model.close()
+            if self.handler is not None:
+                self.handler.close()
 
 
 def _inputs_key(signature: Signature) -> tuple:

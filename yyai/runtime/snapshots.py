@@ -1,6 +1,6 @@
 """Immutable, content-addressed snapshots of a flat-layout app: what a reload loaded, by id.
 
-The files of a flat app (its models, ``app.toml`` and ``labels.txt``) may change
+The files of a flat app (its models, ``app.toml``, ``labels.txt`` and its handler file) may change
 at any moment: a copy in progress, a stray file. So a reload first freezes the
 exact bytes it is about to load into ``<app>/.snapshots/<id>/``, ``id`` being
 their content hash (the flat layout's version id), and loads the snapshot;
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from .errors import VersionNotFound
-from .source import MANIFEST_FILES, VersionCandidate, flat_id, model_files
+from .source import VersionCandidate, flat_id, handler_file, model_files, version_files
 
 SNAPSHOTS = ".snapshots"
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -34,21 +34,20 @@ STALE_TEMP_SECONDS = 3600
 def freeze(app_dir: Path) -> VersionCandidate:
     """Snapshot the app's flat files now; the snapshot's candidate (an existing one if the content is the same).
 
-    VersionNotFound when the folder holds no model.
+    VersionNotFound when the folder holds no model (and no handler).
     """
     app_dir = Path(app_dir)
-    models = model_files(app_dir)
-    if not models:
+    if not model_files(app_dir) and handler_file(app_dir) is None:
         raise VersionNotFound("no model files (.h5, .keras) or SavedModel folders found")
     root = app_dir / SNAPSHOTS
     root.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
-        for source in [*models, *(app_dir / name for name in MANIFEST_FILES)]:
+        for source in version_files(app_dir):
             if source.is_dir():
                 shutil.copytree(source, staging / (source.name if source != app_dir else app_dir.name),
                                 copy_function=_clone, ignore=shutil.ignore_patterns(".*"))
-            elif source.is_file():
+            else:
                 _clone(source, staging / source.name)
         version = flat_id(staging)
         target = root / version
@@ -66,8 +65,9 @@ def freeze(app_dir: Path) -> VersionCandidate:
 def snapshot(app_dir: Path, version: str) -> VersionCandidate:
     """The candidate of snapshot ``version``; VersionNotFound if there is no such snapshot."""
     folder = Path(app_dir) / SNAPSHOTS / version
-    files = model_files(folder) if not version.startswith(".") else []
-    if not files:
+    hidden = version.startswith(".")
+    files = model_files(folder) if not hidden else []
+    if not files and (hidden or handler_file(folder) is None):
         raise VersionNotFound(f"there is no snapshot {version} of app '{Path(app_dir).name}'")
     return VersionCandidate(id=version, path=str(folder), files=tuple(map(str, files)), numbered=False, complete=True)
 

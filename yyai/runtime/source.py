@@ -6,8 +6,12 @@ Two layouts:
   complete, i.e. it holds a ``READY`` marker file, or none of its files has
   changed for ``settle_seconds`` (so a half-copied version is never served);
 * flat (the seed's): model files directly in ``<app>/``; one version whose id is
-  a short hash of the names and contents of the models, ``app.toml`` and
-  ``labels.txt`` (a reload freezes exactly those into a snapshot: snapshots.py).
+  a short hash of the names and contents of the models, ``app.toml``,
+  ``labels.txt`` and the handler file ``app.toml`` names (a reload freezes
+  exactly those into a snapshot: snapshots.py).
+
+An app with a handler may have no model at all (its handler does the work); a
+version then needs only the handler file.
 
 A model is a ``.h5`` / ``.keras`` file or a SavedModel folder (one holding
 ``saved_model.pb``); a SavedModel's contents count in its hash and settle time.
@@ -25,10 +29,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import VersionNotFound
+from .errors import ManifestError, VersionNotFound
 from .limits import DEFAULT_SETTLE_SECONDS
 from .loader import is_model_path
-from .manifest import LABELS_NAME, MANIFEST_NAME, VersionsSpec
+from .manifest import HANDLER, LABELS_NAME, MANIFEST_NAME, MAX_MANIFEST_BYTES, VersionsSpec, parse_toml
 from .saved_models import SAVED_MODEL_FILE
 
 READY_MARKER = "READY"
@@ -63,6 +67,28 @@ def model_files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if is_model_path(p)), key=lambda p: p.name)
 
 
+def handler_file(folder: Path) -> Path | None:
+    """The handler file ``folder/app.toml`` names, when both exist (an unreadable manifest names none)."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        with path.open("rb") as handle:
+            raw = parse_toml(handle.read(MAX_MANIFEST_BYTES + 1), source=str(path))
+    except (OSError, ManifestError):
+        return None
+    value = raw.get("handler")
+    match = HANDLER.match(value) if isinstance(value, str) else None
+    found = Path(folder) / match["file"] if match else None
+    return found if found is not None and found.is_file() else None
+
+
+def version_files(folder: Path) -> list[Path]:
+    """What a flat version in ``folder`` is made of: its models, manifest files and handler file."""
+    folder = Path(folder)
+    handler = handler_file(folder)
+    return [*model_files(folder), *(p for p in (folder / n for n in MANIFEST_FILES) if p.is_file()),
+            *([handler] if handler else [])]
+
+
 def scan_versions(app_dir: Path, *, settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> list[VersionCandidate]:
     """Every version of the app, numbered ones ascending; an empty list if there is none."""
     app_dir = Path(app_dir)
@@ -71,18 +97,31 @@ def scan_versions(app_dir: Path, *, settle_seconds: float = DEFAULT_SETTLE_SECON
         key=lambda p: int(p.name),
     )
     if numbered:
-        return [_numbered(p, settle_seconds) for p in numbered]
+        return [numbered_version(p, settle_seconds) for p in numbered]
     files = model_files(app_dir)
-    if not files:
+    if not files and handler_file(app_dir) is None:
         return []
     return [VersionCandidate(id=flat_id(app_dir), path=str(app_dir), files=tuple(map(str, files)),
                              numbered=False, complete=True)]
 
 
 def flat_id(folder: Path) -> str:
-    """The id of the flat version in ``folder``: the hash of its models' and manifest files' names and bytes."""
-    manifests = [p for p in (Path(folder) / name for name in MANIFEST_FILES) if p.is_file()]
-    return _FINGERPRINTS.of([*model_files(Path(folder)), *manifests])
+    """The id of the flat version in ``folder``: the hash of the names and bytes of :func:`version_files`."""
+    return _FINGERPRINTS.of(version_files(folder))
+
+
+def numbered_version(folder: Path, settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> VersionCandidate:
+    """The candidate of the numbered version folder ``folder`` (complete or not, with the reason)."""
+    files = model_files(folder)
+    reason = ""
+    if not files and handler_file(folder) is None and handler_file(folder.parent) is None:
+        reason = "no model files in the folder"
+    elif not (folder / READY_MARKER).exists():
+        age = time.time() - max(p.stat().st_mtime for p in folder.rglob("*"))
+        if age < settle_seconds:
+            reason = f"files changed {age:.1f}s ago; waiting {settle_seconds:g}s to settle (or add a READY file)"
+    return VersionCandidate(id=folder.name, path=str(folder), files=tuple(map(str, files)),
+                            numbered=True, complete=not reason, reason=reason)
 
 
 def choose_version(
@@ -111,19 +150,6 @@ def choose_version(
             raise VersionNotFound("no complete version yet: " + "; ".join(f"{c.id}: {c.reason}" for c in candidates))
         raise VersionNotFound("no model files (.h5, .keras) or SavedModel folders found")
     return complete[-1]
-
-
-def _numbered(folder: Path, settle_seconds: float) -> VersionCandidate:
-    files = model_files(folder)
-    reason = ""
-    if not files:
-        reason = "no model files in the folder"
-    elif not (folder / READY_MARKER).exists():
-        age = time.time() - max(p.stat().st_mtime for p in folder.rglob("*"))
-        if age < settle_seconds:
-            reason = f"files changed {age:.1f}s ago; waiting {settle_seconds:g}s to settle (or add a READY file)"
-    return VersionCandidate(id=folder.name, path=str(folder), files=tuple(map(str, files)),
-                            numbered=True, complete=not reason, reason=reason)
 
 
 class _Fingerprints:

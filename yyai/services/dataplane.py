@@ -33,7 +33,8 @@ import numpy as np
 from yyai import metrics
 from yyai.conf import yyai_settings
 from yyai.process_registry import get_registry
-from yyai.runtime.errors import AppNotFound, BadTensor, InputError, VersionNotFound
+from yyai.runtime.errors import AppNotFound, BadTensor, InputError, NoModel, VersionNotFound
+from yyai.runtime.handlers import HandlerRequest
 from yyai.runtime.limits import RequestLimits
 from yyai.runtime.loader import MODEL_SUFFIXES
 from yyai.runtime.request import Prepared
@@ -158,18 +159,22 @@ async def run_cpu(function, *args):
 
 @dataclass(frozen=True)
 class PredictionResult:
-    """A canonical predict call's answer: per input row, one result per model."""
+    """A canonical predict call's answer: per input row, one result per model; or the app handler's answer."""
 
     app: str
     version: str
     demo: bool
     rows: list[list[dict[str, Any]]]
     elapsed_ms: float
+    answer: dict[str, Any] | None = None  # what the handler's postprocess gave (a non-dict as {"result": ...})
 
     def to_body(self, *, many: bool) -> dict:
-        """The predict answer (DESIGN section 5): ``predictions`` per input for batch inputs, else ``result``."""
+        """The predict answer (DESIGN section 5): ``predictions`` per input for batch inputs, else ``result``;
+        a handler's answer merged in instead (it cannot replace ``app``, ``version`` or ``demo``)."""
         body = {"app": self.app, "version": self.version, "demo": self.demo}
-        if many:
+        if self.answer is not None:
+            body.update((key, value) for key, value in self.answer.items() if key not in body)
+        elif many:
             body["predictions"] = self.rows
         else:
             body["result"] = self.rows[0]
@@ -179,8 +184,52 @@ class PredictionResult:
 
 def predict(*, app: str, images: list[bytes] | None = None, instances: Any = None,
             inputs: Any = None) -> PredictionResult:
-    """Run every model of ``app`` on image files, rows or named tensors, all on one version."""
-    return _prediction(infer(InferRequest(target=app, images=images, instances=instances, inputs=inputs)))
+    """Run every model of ``app`` on image files, rows or named tensors, all on one version, between the hooks
+    of the app's handler if it has one (in this thread: never call it on an event loop)."""
+    request = InferRequest(target=app, images=images, instances=instances, inputs=inputs)
+    target = parse_target(app)
+    with get_registry().get(target.app).serving() as version:
+        if version.handler is not None and target.model is None:
+            return _handled(version, target, request)
+        model_indices(version, target)
+        return _prediction(infer_on(version, target, request))
+
+
+def call_app(app: str, *, images: list[bytes] | None = None, instances: Any = None, inputs: Any = None) -> dict:
+    """A handler's ``context.predict``: :func:`predict`, answered in the batch form (``predictions``)."""
+    return predict(app=app, images=images, instances=instances, inputs=inputs).to_body(many=True)
+
+
+def _handled(version: ServingVersion, target: Target, request: InferRequest) -> PredictionResult:
+    """``request`` through the version's handler: preprocess, the models in the batcher, postprocess
+    (each hook optional; see yyai.runtime.handlers)."""
+    started = time.perf_counter()
+    handler = version.handler
+    asked = HandlerRequest(app=version.spec.name, images=request.images, instances=request.instances,
+                           inputs=request.inputs)
+    values: dict[str, Any] = {}
+    per_model, rows = [], 1
+    if handler.has("preprocess"):
+        values = handler.preprocess(asked)
+        if version.models:
+            prepared = version.prepare(values, columnar=True, limits=request_limits())
+            per_model, rows = version.infer(prepared), prepared.rows
+    elif version.models:
+        prepared = _prepare(version, target, request)[1]
+        per_model, rows = version.infer(prepared), prepared.rows
+    metrics.observe_predict(version, rows=rows)
+    if not handler.has("postprocess"):
+        return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo,
+                                rows=version.format(per_model), elapsed_ms=_since(started))
+    outputs = {model.name: named for model, named in zip(version.models, per_model)} if version.models else values
+    answer = handler.postprocess(outputs, asked)
+    return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo, rows=[],
+                            elapsed_ms=_since(started), answer=answer if isinstance(answer, dict) else
+                            {"result": answer})
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
 
 
 async def predict_async(app: str, read: Callable[[], InferRequest | None]) -> PredictionResult | None:
@@ -269,7 +318,7 @@ def _result(target: Target, version: ServingVersion, signature: Signature, reque
     if request.outputs:
         named = {name: named[name] for name in request.outputs}
     return InferResult(target=target, version=version, signature=signature, outputs=named, per_model=per_model,
-                       rows=prepared.rows, elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
+                       rows=prepared.rows, elapsed_ms=_since(started))
 
 
 # -- addressing and metadata ---------------------------------------------------
@@ -286,7 +335,11 @@ def unique_names(file_names: list[str]) -> list[str]:
 
 
 def model_indices(version: ServingVersion, target: Target) -> list[int]:
-    """Indices of the addressed models in ``version.models``; AppNotFound for an unknown model."""
+    """Indices of the addressed models in ``version.models``; AppNotFound for an unknown model, NoModel for an
+    app that has only a handler."""
+    if not version.models:
+        raise NoModel(f"app '{target.app}' has no model to address with tensors: its handler answers at "
+                      f"POST /api/apps/{target.app}/predict/")
     if target.model is None:
         return list(range(len(version.models)))
     names = unique_names([m.name for m in version.models])
