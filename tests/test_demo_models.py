@@ -12,12 +12,14 @@ from yyai.demo_models import DIGITS_MIN_ACCURACY, MANIFESTS, SAMPLE_DIGIT, build
 
 pytestmark = pytest.mark.slow
 
-APPS = ("digits", "facescore", "predictsex")
+APPS = ("digits", "facescore", "predictsex", "faces")
 FILES = {
     "digits": ("digits_cnn.keras", "sample.png"),
     "facescore": ("facescore_cnn.h5", "facescore_small.keras", "sample.jpg"),
     "predictsex": ("predictsex_cnn.h5", "sample.jpg"),
+    "faces": ("sample.jpg",),
 }
+COMMITTED = {"faces": ("app.toml", "handler.py")}  # besides built files, what the store gets from the repository
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +52,11 @@ def test_builds_every_file_and_nothing_else(built):
     store, outcome, messages = built
     assert outcome == {app: "built" for app in APPS}
     for app in APPS:
-        # no temporary left behind; the committed manifest is installed beside the weights
-        assert sorted(p.name for p in (store / app).iterdir()) == sorted([*FILES[app], "app.toml"])
-        assert (store / app / "app.toml").read_text() == (MANIFESTS / app / "app.toml").read_text()
+        # no temporary left behind; the committed manifest (and handler) are installed beside the weights
+        committed = COMMITTED.get(app, ("app.toml",))
+        assert sorted(p.name for p in (store / app).iterdir()) == sorted([*FILES[app], *committed])
+        for name in committed:
+            assert (store / app / name).read_text() == (MANIFESTS / app / name).read_text()
     assert any(f"true label {SAMPLE_DIGIT}" in m for m in messages)
     assert any("held-out accuracy" in m for m in messages)
 

@@ -1,4 +1,7 @@
 """The demo apps under the real gunicorn configuration, over real HTTP: what `make run` serves."""
+import base64
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 
@@ -20,7 +23,7 @@ def server(tmp_path_factory):
 def test_every_demo_app_is_ready(server):
     apps = requests.get(server.url("/api/apps/"), timeout=10).json()["results"]
     assert {(a["name"], a["state"]) for a in apps} == {
-        ("digits", "AVAILABLE"), ("facescore", "AVAILABLE"), ("predictsex", "AVAILABLE")}
+        ("digits", "AVAILABLE"), ("facescore", "AVAILABLE"), ("predictsex", "AVAILABLE"), ("faces", "AVAILABLE")}
     assert requests.get(server.url("/readyz"), timeout=10).status_code == 200
 
 
@@ -52,3 +55,24 @@ def test_seed_reload_route_with_basic_auth(server):
 def test_bad_input_is_json_not_500(server):
     response = requests.post(server.url("/api/apps/digits/predict/"), files={"img": ("x.png", b"nope")}, timeout=10)
     assert response.status_code == 415 and response.json()["code"] == "not_an_image"
+
+
+def test_the_faces_pipeline_under_concurrent_load(server):
+    """16 clients at once, on both workers: every answer finds the same face and runs both apps on it."""
+    photo = (server.store / "faces" / "sample.jpg").read_bytes()
+
+    def predict(i: int) -> tuple[int, list]:
+        if i % 4 == 3:  # the seed's client among them: the photo back, drawn on
+            response = requests.post(server.url("/faces/predictor"), data=base64.b64encode(photo), timeout=60)
+            return response.status_code, [len(base64.b64decode(response.content))]
+        response = requests.post(server.url("/api/apps/faces/predict/"), files={"img": photo}, timeout=60)
+        faces = response.json()["faces"]
+        return response.status_code, [(f["box"], sorted(f["apps"]), len(f["apps"]["facescore"])) for f in faces]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(predict, range(64)))
+    assert {status for status, _ in answers} == {200}
+    found = {repr(faces) for i, (_, faces) in enumerate(answers) if i % 4 != 3}
+    assert len(found) == 1 and "['facescore', 'predictsex'], 2" in found.pop()
+    assert all(size > 10_000 for i, (_, [size]) in enumerate(answers) if i % 4 == 3)
+    assert requests.get(server.url("/readyz"), timeout=10).status_code == 200

@@ -1,13 +1,16 @@
 """Build the three demo model apps (weights and sample images) into a model store.
 
-Weights and samples are not committed; ``app.toml`` manifests are. This module
+Weights and samples are not committed; ``app.toml`` manifests and handlers are. This module
 writes, into ``store/<app>/``:
 
 * ``digits``: a small CNN really trained on scikit-learn's bundled 8x8 digits
   (no download), upscaled to 28x28 gray; it must reach 95% held-out accuracy;
 * ``facescore``: two placeholder regressors (seeded random weights, outputs in
   1..5) on 350x350 RGB, one legacy HDF5 and one ``.keras``;
-* ``predictsex``: one placeholder two-class classifier on 350x350 RGB.
+* ``predictsex``: one placeholder two-class classifier on 350x350 RGB;
+* ``faces``: no weights (its handler finds faces with OpenCV's cascade and runs
+  facescore and predictsex on each); its sample is a real photo that ships in
+  scikit-image (``skimage.data.astronaut()``).
 
 Every build is seeded, so the same code gives the same models. An app whose
 files all exist is left alone unless ``force``. Files are written under a
@@ -54,11 +57,14 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return tuple(train_test_split(x, data.target, test_size=0.2, stratify=data.target, random_state=SEED))
 
 
-def build_demo_models(store: Path, *, force: bool = False, log: Log = print) -> dict[str, str]:
-    """Build every demo app into ``store/<app>/``; return ``{app: "built" | "present"}``."""
+def build_demo_models(store: Path, *, force: bool = False, log: Log = print,
+                      apps: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Build the demo apps (``apps``, default all) into ``store/<app>/``; return ``{app: "built" | "present"}``."""
     store = Path(store)
     outcome: dict[str, str] = {}
     for app, (files, builder) in _APPS.items():
+        if apps is not None and app not in apps:
+            continue
         folder = store / app
         _install_manifest(folder)
         if not force and all((folder / name).is_file() for name in files):
@@ -75,12 +81,12 @@ def build_demo_models(store: Path, *, force: bool = False, log: Log = print) -> 
 
 
 def _install_manifest(folder: Path) -> None:
-    """Give a store outside the repository the committed ``app.toml`` (never overwrite one)."""
-    committed = MANIFESTS / folder.name / MANIFEST_NAME
-    target = folder / MANIFEST_NAME
-    if not target.exists() and committed.resolve() != target.resolve():
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(committed, target)
+    """Give a store outside the repository the committed ``app.toml`` and handler (never overwrite one)."""
+    for committed in [MANIFESTS / folder.name / MANIFEST_NAME, *(MANIFESTS / folder.name).glob("*.py")]:
+        target = folder / committed.name
+        if not target.exists() and committed.resolve() != target.resolve():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(committed, target)
 
 
 # --- digits -----------------------------------------------------------------
@@ -168,6 +174,12 @@ def _build_predictsex(folder: Path, log: Log) -> None:
     _save_image(_face_picture(), folder / "sample.jpg")
 
 
+def _build_faces(folder: Path, log: Log) -> None:
+    from skimage.data import astronaut  # a real photo (Eileen Collins), inside the scikit-image wheel
+
+    _save_image(cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR), folder / "sample.jpg")
+
+
 def _face_picture() -> np.ndarray:
     """A synthetic, deterministic 350x350 BGR face: head, hair, eyes, nose, mouth."""
     side = FACE_SIDE
@@ -215,4 +227,5 @@ _APPS: dict[str, tuple[tuple[str, ...], Callable[[Path, Log], None]]] = {
     "digits": (("digits_cnn.keras", "sample.png"), _build_digits),
     "facescore": (("facescore_cnn.h5", "facescore_small.keras", "sample.jpg"), _build_facescore),
     "predictsex": (("predictsex_cnn.h5", "sample.jpg"), _build_predictsex),
+    "faces": (("sample.jpg",), _build_faces),
 }

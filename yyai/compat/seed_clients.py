@@ -2,7 +2,9 @@
 
 * ``POST /<app>/predictor``: the body is the image as base64 text (a data URL
   is fine; no JSON, no form). The answer body is base64 text of a JPEG: that
-  image with each model's result written on it. Errors: ``{"error": ...}``.
+  image, at its own size, with each model's result written on it; when the
+  answer marks regions (a handler's entries with a ``box``, as the ``faces``
+  app's), each box is drawn with its own results beside it. Errors: ``{"error": ...}``.
 * ``POST /<app>/infer``: multipart file field ``img``. The answer is
   ``{"code": 0, "message": "success", "data": <the canonical predict body>}``,
   or ``{"code": -1, "message": "<reason>"}`` with the canonical error status.
@@ -29,6 +31,7 @@ from yyai.runtime.errors import PayloadTooLarge
 
 TEXT_COLOR = (0, 255, 255)  # BGR yellow on a dark band
 BAND_COLOR = (0, 0, 0)
+BOX_COLOR = (0, 255, 0)
 
 
 def _predict(app: str, image: bytes) -> services.PredictionResult:
@@ -52,19 +55,58 @@ def _short(value) -> str:
     return str(value)[:40] if isinstance(value, (list, dict)) else str(value)
 
 
+def answer_lines(body: dict) -> list[str]:
+    """The lines of a handler's answer without regions: one per key, values shortened."""
+    return [f"{key}: {_short(value)}" for key, value in body.items() if key not in ("app", "version", "demo",
+                                                                                      "elapsed_ms")]
+
+
+def regions(body: dict) -> list[dict]:
+    """The entries of an answer that mark a region of the image: objects with ``"box": [x, y, w, h]``."""
+    return [entry for value in body.values() if isinstance(value, list) for entry in value
+            if isinstance(entry, dict) and _is_box(entry.get("box"))]
+
+
+def _is_box(box) -> bool:
+    return isinstance(box, list) and len(box) == 4 and all(type(v) is int and v >= 0 for v in box)
+
+
 def annotate(image: np.ndarray, lines: list[str]) -> np.ndarray:
     """Write ``lines`` at the top left of a BGR image, on a dark band, scaled to the image."""
     image = image.copy()
-    height, width = image.shape[:2]
-    scale = max(0.3, min(width, height) / 500)
+    _write(image, lines, 0, 0, _scale(image))
+    return image
+
+
+def draw_regions(image: np.ndarray, entries: list[dict]) -> np.ndarray:
+    """Draw each entry's box on a BGR image, and under it its score and every app's results."""
+    image = image.copy()
+    scale = _scale(image) / 2  # several labels share the photo
+    for entry in entries:
+        x, y, w, h = entry["box"]
+        cv2.rectangle(image, (x, y), (x + w, y + h), BOX_COLOR, max(2, round(scale * 3)))
+        lines = [f"score {entry['score']}"] if isinstance(entry.get("score"), (int, float)) else []
+        for results in (entry.get("apps") or {}).values():
+            lines += result_lines(results) if isinstance(results, list) else []
+        _write(image, lines, x, y + h + 2, scale)
+    return image
+
+
+def _scale(image: np.ndarray) -> float:
+    return max(0.3, min(image.shape[:2]) / 500)
+
+
+def _write(image: np.ndarray, lines: list[str], x: int, y: int, scale: float) -> None:
+    """Each line on its own dark band, from ``(x, y)`` down; moved left where it would leave the image."""
+    width = image.shape[1]
     thickness = max(1, round(scale * 2))
-    y = 0
     for line in lines:
         (w, h), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.rectangle(image, (0, y), (min(width, w + 8), y + h + base + 8), BAND_COLOR, cv2.FILLED)
-        cv2.putText(image, line, (4, y + h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOR, thickness, cv2.LINE_AA)
+        left = max(0, min(x, width - w - 8))
+        cv2.rectangle(image, (left, y), (min(width, left + w + 8), y + h + base + 8), BAND_COLOR, cv2.FILLED)
+        cv2.putText(image, line, (left + 4, y + h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOR, thickness,
+                    cv2.LINE_AA)
         y += h + base + 8
-    return image
 
 
 class PredictorView(ProtocolView):
@@ -78,8 +120,13 @@ class PredictorView(ProtocolView):
             raise ProtocolError("the body must be the image as base64 text (no JSON, no form)") from None
         image = preprocess.decode_base64(text, max_bytes=yyai_settings.MAX_IMAGE_BYTES)
         result = _predict(app, image)
-        drawn = annotate(preprocess.decode_image(image, max_pixels=yyai_settings.MAX_IMAGE_PIXELS),
-                         result_lines(result.rows[0]))
+        photo = preprocess.decode_image(image, max_pixels=yyai_settings.MAX_IMAGE_PIXELS)
+        if result.answer is None:
+            drawn = annotate(photo, result_lines(result.rows[0]))
+        else:
+            body = result.to_body(many=False)
+            marked = regions(body)
+            drawn = draw_regions(photo, marked) if marked else annotate(photo, answer_lines(body))
         ok, jpeg = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
         if not ok:
             raise ProtocolError("the annotated image could not be encoded as JPEG")
