@@ -39,10 +39,19 @@ def zoo_store(tmp_path_factory, django_db_blocker):
 
     root = zoo.build_store(tmp_path_factory.mktemp("zoo") / "model_store")
     with override_settings(YYAI={**settings.YYAI, "MODEL_STORE": root}), django_db_blocker.unblock():
+        _forget_fleet()  # rows another module's store committed name versions this store does not have
         process_registry.reset()
         startup.start()
         yield root
         process_registry.reset()
+        _forget_fleet()
+
+
+def _forget_fleet() -> None:
+    from yyai.models import Heartbeat, ModelApp
+
+    Heartbeat.objects.all().delete()
+    ModelApp.objects.all().delete()
 
 
 @pytest.fixture

@@ -119,8 +119,8 @@ def _fresh(folder: Path) -> None:
 
 def build_store(root: Path) -> Path:
     """A model store with one app per shape above (``detector`` in TF Serving's version layout)."""
-    two_heads(root / "faces" / "heads.keras")
-    (root / "faces" / "app.toml").write_text("[output]\ndecimals = 4\n")
+    two_heads(root / "agesex" / "heads.keras")
+    (root / "agesex" / "app.toml").write_text("[output]\ndecimals = 4\n")
     two_inputs(root / "meta" / "m.keras")
     (root / "meta" / "app.toml").write_text('[input]\nname = "image"\n')
     any_size(root / "anysize" / "fcn.keras")

@@ -38,7 +38,7 @@ def predict(both, app, body):
 
 
 def test_two_heads_answer_one_entry_with_both_outputs(both):
-    status, answer = predict(both, "faces", {"image": png()})
+    status, answer = predict(both, "agesex", {"image": png()})
     assert status == 200
     (entry,) = answer["result"]
     assert entry["name"] == "heads.keras" and set(entry) == {"name", "outputs"}

@@ -36,9 +36,9 @@ def v1(live_server, zoo_store):
 
 def test_rest_several_outputs_rows_and_columns(v1):
     image = {"b64": base64.b64encode(png()).decode()}
-    rows = v1("faces:predict", {"instances": [image, image]}).json()["predictions"]
+    rows = v1("agesex:predict", {"instances": [image, image]}).json()["predictions"]
     assert [sorted(row) for row in rows] == [["age", "sex"]] * 2 and rows[0]["age"] == [96.0]
-    columns = v1("faces:predict", {"inputs": {"face": [FACE.tolist()]}}).json()["outputs"]
+    columns = v1("agesex:predict", {"inputs": {"face": [FACE.tolist()]}}).json()["outputs"]
     assert columns["age"] == [[96.0]] and len(columns["sex"][0]) == 2  # ready tensors: no pixel scaling
 
 
@@ -104,7 +104,7 @@ def test_grpc_several_inputs_and_outputs(stub):
     response = grpc_predict(stub, "meta", {"image": tf.make_tensor_proto(FACE[None]),
                                            "meta": tf.make_tensor_proto(np.array([[1, 1, 1, 1]], np.float32))})
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["score"]), [[232.0]])
-    heads = grpc_predict(stub, "faces", {"face": tf.make_tensor_proto(FACE[None])}, output_filter=["sex"])
+    heads = grpc_predict(stub, "agesex", {"face": tf.make_tensor_proto(FACE[None])}, output_filter=["sex"])
     assert list(heads.outputs) == ["sex"] and tf.make_ndarray(heads.outputs["sex"]).shape == (1, 2)
 
 
