@@ -84,6 +84,28 @@ def store(tmp_path, settings, yyai):
     process_registry.reset()
 
 
+@pytest.fixture(scope="session")
+def faces_demo(tmp_path_factory):
+    """facescore, predictsex and faces as the demo builder makes them (faces: a handler, no weights)."""
+    from yyai.demo_models import build_demo_models
+
+    root = tmp_path_factory.mktemp("faces") / "model_store"
+    build_demo_models(root, log=lambda line: None, apps=("facescore", "predictsex", "faces"))
+    return root
+
+
+@pytest.fixture
+def faces_store(faces_demo, yyai):
+    """The faces demo store, served by this process's registry."""
+    from yyai import process_registry, startup
+
+    yyai.MODEL_STORE = faces_demo
+    process_registry.reset()
+    startup.start()
+    yield faces_demo
+    process_registry.reset()
+
+
 @pytest.fixture
 def client():
     from rest_framework.test import APIClient

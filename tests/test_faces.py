@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from yyai import process_registry, startup
-from yyai.demo_models import build_demo_models
 
 pytestmark = pytest.mark.django_db
 
@@ -15,22 +13,6 @@ pytestmark = pytest.mark.django_db
 FACE_CENTRE = (225, 115)
 CENTRE_TOLERANCE = 25
 FACE_SIDE = (60, 140)
-
-
-@pytest.fixture(scope="module")
-def demo_store(tmp_path_factory):
-    store = tmp_path_factory.mktemp("faces") / "model_store"
-    build_demo_models(store, log=lambda line: None, apps=("facescore", "predictsex", "faces"))
-    return store
-
-
-@pytest.fixture
-def faces_store(demo_store, yyai):
-    yyai.MODEL_STORE = demo_store
-    process_registry.reset()
-    startup.start()
-    yield demo_store
-    process_registry.reset()
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,15 @@ def test_hooks_run_around_the_models_batcher(hooked, client):
     assert not body["thread"].startswith("cpu")  # a Django request thread, never the event loop or the CPU pool
 
 
+def test_the_app_shows_its_handler(hooked, client):
+    scaled = client.get("/api/apps/scaled/").json()
+    assert scaled["handler"] == {"file": "handler.py", "hooks": ["postprocess", "preprocess", "setup"]}
+    assert [m["name"] for m in scaled["models"]] == ["m.h5"]
+    pipe = client.get("/api/apps/pipe/").json()
+    assert (pipe["state"], pipe["models"], pipe["handler"]["hooks"]) == ("AVAILABLE", [], ["postprocess"])
+    assert client.get("/api/apps/calc/").json()["handler"] is None
+
+
 def test_an_error_in_a_hook_is_a_json_500_naming_app_and_hook_and_the_server_goes_on(hooked, client, caplog):
     with caplog.at_level(logging.ERROR):
         response = client.post("/api/apps/scaled/predict/", {"instances": [13]}, format="json")

@@ -43,3 +43,9 @@ def test_a_one_model_export_is_served_by_this_server(store, tmp_path):
 def test_unknown_app(store, tmp_path):
     with pytest.raises(CommandError, match="no model app"):
         call_command("export_savedmodel", "nope", "--output", str(tmp_path))
+
+
+def test_an_app_of_only_a_handler_has_nothing_to_export(faces_store, tmp_path):
+    with pytest.raises(CommandError, match="app 'faces' has only a handler: there is no model to export"):
+        call_command("export_savedmodel", "faces", "--output", str(tmp_path))
+    assert not (tmp_path / "faces").exists()

@@ -116,6 +116,18 @@ def test_try_apps_with_sample_upload_and_drop(page: Page, live_server, store):
     assert screenshot(page, "web-page.png").stat().st_size > 0
 
 
+def test_faces_shows_each_face_with_its_apps_results(page: Page, live_server, faces_store):
+    page.goto(live_server.url + "/")
+    page.get_by_label("App", exact=True).select_option("faces")
+    page.get_by_role("button", name="Use the app's sample image").click()
+    face = page.locator("#results > .result")
+    expect(face).to_have_count(1)
+    expect(face.locator("h3").first).to_contain_text("faces 1: box")
+    for model in ("facescore_cnn.h5", "facescore_small.keras", "predictsex_cnn.h5"):
+        expect(face).to_contain_text(model)
+    expect(page.locator("#predict-status")).to_contain_text("faces, version")
+
+
 def test_staff_reload_and_history(page: Page, live_server, store, django_user_model):
     django_user_model.objects.create_user("boss", password="pw-boss-123", is_staff=True)
     page.goto(live_server.url + "/admin/login/?next=/")

@@ -31,6 +31,13 @@ class ModelSerializer(serializers.Serializer):
     warmup_ms = serializers.FloatField()
 
 
+class HandlerSerializer(serializers.Serializer):
+    """The serving version's handler (docs/handlers.md): its file and the hooks it defines."""
+
+    file = serializers.CharField()
+    hooks = serializers.ListField(child=serializers.CharField())
+
+
 class VersionSerializer(serializers.Serializer):
     """One version found on disk, with its state in this process."""
 
@@ -67,6 +74,7 @@ class AppSerializer(serializers.Serializer):
     description = serializers.CharField(allow_blank=True)
     demo = serializers.BooleanField()
     models = ModelSerializer(many=True)
+    handler = HandlerSerializer(allow_null=True, help_text="Python hooks from the operator's disk, if the app has any.")
     versions = VersionSerializer(many=True)
     last_error = serializers.CharField(allow_null=True)
     predict_url = serializers.SerializerMethodField()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from yyai.runtime.errors import ModelLoadError
+from yyai.runtime.errors import ModelLoadError, NoModel
 from yyai.runtime.loader import LoadedModel
 from yyai.runtime.manifest import load_manifest
 from yyai.runtime.model_util import load_version_models, manifest_for
@@ -71,6 +71,9 @@ def export_app(app_dir: Path, out_dir: Path, *, version: str | None = None, numb
     base = load_manifest(app_dir)
     candidate = choose_version(scan_versions(app_dir, settle_seconds=settle_seconds), policy=base.versions,
                                pinned=version)
+    if not candidate.files:
+        raise NoModel(f"app '{app_dir.name}' has only a handler: there is no model to export (its hooks are Python, "
+                      f"which a SavedModel cannot carry)")
     number = number if number is not None else (candidate.number or 1)
     target = Path(out_dir) / app_dir.name / str(number)
     if target.exists() and not force:

@@ -93,6 +93,33 @@
       return card;
     };
 
+    // A handler's own answer (no per-model "result"): each entry marking a region (faces: a "box") as a card with
+    // its apps' results, anything else as JSON.
+    const renderAnswer = (payload) => {
+      const cards = [];
+      for (const [key, value] of Object.entries(payload)) {
+        if (["app", "version", "demo", "elapsed_ms"].includes(key)) continue;
+        const regions = Array.isArray(value) ? value.filter((entry) => entry && Array.isArray(entry.box)) : [];
+        if (Array.isArray(value) && regions.length === value.length) {
+          if (!regions.length) cards.push(element("p", {}, `${key}: none found`));
+          regions.forEach((entry, index) => {
+            const card = element("article", { class: "result" },
+              element("h3", {}, `${key} ${index + 1}: box ${entry.box.join(", ")}` +
+                ("score" in entry ? `, score ${entry.score}` : "")));
+            for (const [app, results] of Object.entries(entry.apps || {})) {
+              card.append(element("p", {}, element("strong", {}, app)));
+              if (Array.isArray(results)) card.append(...results.map((result) => renderResult(result, [])));
+            }
+            cards.push(card);
+          });
+        } else {
+          cards.push(element("article", { class: "result" }, element("h3", {}, key),
+            element("pre", {}, JSON.stringify(value, null, 2))));
+        }
+      }
+      return cards;
+    };
+
     const predict = async (blob, filename) => {
       const name = select.value;
       const app = data.apps[name];
@@ -107,7 +134,9 @@
         const roundTrip = (performance.now() - started).toFixed(0);
         setStatus(`${payload.app}, version ${payload.version}: ${payload.elapsed_ms} ms on the server, ` +
           `${roundTrip} ms round trip.${payload.demo ? " Demo weights: results are placeholders." : ""}`);
-        results.replaceChildren(...payload.result.map((result) => renderResult(result, app.labels)));
+        results.replaceChildren(...(Array.isArray(payload.result)
+          ? payload.result.map((result) => renderResult(result, app.labels))
+          : renderAnswer(payload)));
       } catch (err) {
         setStatus(`Prediction failed: ${err.message}`, true);
       }
