@@ -124,3 +124,40 @@ def test_two_instances_on_postgres_follow_every_reload_and_a_race_ends_on_one_ve
         assert target in snapshots and versions([a, b]) == {target}
         winner = answers[target]
         assert winner.status_code == 200 and winner.json()["converged"]
+
+
+TAGGED = """
+class Tagged:
+    def postprocess(self, outputs, request, context):
+        calc = context.predict("calc", instances=request.instances)
+        return {{"tag": {tag!r}, "calc": calc["predictions"], "calc_version": calc["version"]}}
+"""
+
+
+def test_a_changed_handler_serves_on_every_worker_once_its_reload_answers(flat_store, tmp_path):
+    """The handler file is part of the flat version: the reload freezes it, every worker loads that copy."""
+    app = flat_store / "tagged"
+    app.mkdir()
+    (app / "app.toml").write_text('handler = "handler.py"\n')
+    (app / "handler.py").write_text(TAGGED.format(tag="one"))
+
+    def tags(server) -> set[tuple]:
+        seen = set()
+        for _ in range(60):  # a new connection each: every worker answers some
+            response = requests.post(server.url("/api/apps/tagged/predict/"), json=TENSOR, timeout=10)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            seen.add((body["version"], body["tag"], body["calc"][0][0]["value"]))
+        return seen
+
+    with GunicornServer(store=flat_store, data_dir=tmp_path / "data", workers=3) as server:
+        first = tags(server)
+        assert len(first) == 1 and next(iter(first))[1:] == ("one", 64.0)
+        (app / "handler.py").write_text(TAGGED.format(tag="two"))
+        response = requests.post(server.url("/api/apps/tagged/reload/"), json={}, auth=AUTH, timeout=90)
+        assert response.status_code == 200 and response.json()["converged"], response.text
+        assert tags(server) == {(response.json()["new_version"], "two", 64.0)}
+        (app / "handler.py").write_text("class Tagged(:\n")  # a broken edit, reloaded: 422, the old one serves
+        broken = requests.post(server.url("/api/apps/tagged/reload/"), json={}, auth=AUTH, timeout=90)
+        assert broken.status_code == 422 and "cannot import it (line 1): SyntaxError" in broken.json()["error"]
+        assert tags(server) == {(response.json()["new_version"], "two", 64.0)}
