@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-
 pytestmark = pytest.mark.django_db
 
 # Eileen Collins's face in the 512x512 photo, by eye: its centre and the range of its side, in pixels.
