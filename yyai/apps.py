@@ -26,6 +26,6 @@ class YyaiConfig(AppConfig):
 
 def _call_app(app: str, **inputs) -> dict:
     """A handler's ``context.predict``: the data plane (imported on first use: TensorFlow is heavy for ``migrate``)."""
-    from yyai.services.dataplane import call_app
+    from yyai.services.predictions import call_app
 
     return call_app(app, **inputs)

@@ -34,7 +34,6 @@ from yyai import metrics
 from yyai.conf import yyai_settings
 from yyai.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound, BadTensor, InputError, NoModel, VersionNotFound
-from yyai.runtime.handlers import HandlerRequest
 from yyai.runtime.limits import RequestLimits
 from yyai.runtime.loader import MODEL_SUFFIXES
 from yyai.runtime.request import Prepared
@@ -114,7 +113,7 @@ def infer(request: InferRequest) -> InferResult:
 def infer_on(version: ServingVersion, target: Target, request: InferRequest) -> InferResult:
     """:func:`infer` on a version the caller already holds (inside :func:`serving`)."""
     started = time.perf_counter()
-    signature, prepared = _prepare(version, target, request)
+    signature, prepared = prepare(version, target, request)
     return _result(target, version, signature, request, prepared, version.infer(prepared), started)
 
 
@@ -140,7 +139,7 @@ def _read_and_prepare(version: ServingVersion, target: Target, read: Callable[[]
         raise ValueError(f"read() built a request for '{request.target}', not '{target.name}'")
     check_version(version, request.version, name=target.name)
     started = time.perf_counter()
-    return (request, *_prepare(version, target, request), started)
+    return (request, *prepare(version, target, request), started)
 
 
 _cpu_pool: ThreadPoolExecutor | None = None
@@ -157,93 +156,6 @@ async def run_cpu(function, *args):
     return await asyncio.get_running_loop().run_in_executor(_cpu_pool, functools.partial(function, *args))
 
 
-@dataclass(frozen=True)
-class PredictionResult:
-    """A canonical predict call's answer: per input row, one result per model; or the app handler's answer."""
-
-    app: str
-    version: str
-    demo: bool
-    rows: list[list[dict[str, Any]]]
-    elapsed_ms: float
-    answer: dict[str, Any] | None = None  # what the handler's postprocess gave (a non-dict as {"result": ...})
-
-    def to_body(self, *, many: bool) -> dict:
-        """The predict answer (DESIGN section 5): ``predictions`` per input for batch inputs, else ``result``;
-        a handler's answer merged in instead (it cannot replace ``app``, ``version`` or ``demo``)."""
-        body = {"app": self.app, "version": self.version, "demo": self.demo}
-        if self.answer is not None:
-            body.update((key, value) for key, value in self.answer.items() if key not in body)
-        elif many:
-            body["predictions"] = self.rows
-        else:
-            body["result"] = self.rows[0]
-        body["elapsed_ms"] = self.elapsed_ms
-        return body
-
-
-def predict(*, app: str, images: list[bytes] | None = None, instances: Any = None,
-            inputs: Any = None) -> PredictionResult:
-    """Run every model of ``app`` on image files, rows or named tensors, all on one version, between the hooks
-    of the app's handler if it has one (in this thread: never call it on an event loop)."""
-    request = InferRequest(target=app, images=images, instances=instances, inputs=inputs)
-    target = parse_target(app)
-    with get_registry().get(target.app).serving() as version:
-        if version.handler is not None and target.model is None:
-            return _handled(version, target, request)
-        model_indices(version, target)
-        return _prediction(infer_on(version, target, request))
-
-
-def call_app(app: str, *, images: list[bytes] | None = None, instances: Any = None, inputs: Any = None) -> dict:
-    """A handler's ``context.predict``: :func:`predict`, answered in the batch form (``predictions``)."""
-    return predict(app=app, images=images, instances=instances, inputs=inputs).to_body(many=True)
-
-
-def _handled(version: ServingVersion, target: Target, request: InferRequest) -> PredictionResult:
-    """``request`` through the version's handler: preprocess, the models in the batcher, postprocess
-    (each hook optional; see yyai.runtime.handlers)."""
-    started = time.perf_counter()
-    handler = version.handler
-    asked = HandlerRequest(app=version.spec.name, images=request.images, instances=request.instances,
-                           inputs=request.inputs)
-    values: dict[str, Any] = {}
-    per_model, rows = [], 1
-    if handler.has("preprocess"):
-        values = handler.preprocess(asked)
-        if version.models:
-            prepared = version.prepare(values, columnar=True, limits=request_limits())
-            per_model, rows = version.infer(prepared), prepared.rows
-    elif version.models:
-        prepared = _prepare(version, target, request)[1]
-        per_model, rows = version.infer(prepared), prepared.rows
-    metrics.observe_predict(version, rows=rows)
-    if not handler.has("postprocess"):
-        return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo,
-                                rows=version.format(per_model), elapsed_ms=_since(started))
-    outputs = {model.name: named for model, named in zip(version.models, per_model)} if version.models else values
-    answer = handler.postprocess(outputs, asked)
-    return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo, rows=[],
-                            elapsed_ms=_since(started), answer=answer if isinstance(answer, dict) else
-                            {"result": answer})
-
-
-def _since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
-
-
-async def predict_async(app: str, read: Callable[[], InferRequest | None]) -> PredictionResult | None:
-    """:func:`predict` for a coroutine (yyai.fastpath), on the request ``read()`` builds (see :func:`infer_async`)."""
-    result = await infer_async(app, read)
-    return None if result is None else _prediction(result)
-
-
-def _prediction(result: InferResult) -> PredictionResult:
-    version = result.version
-    return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo,
-                            rows=version.format(result.per_model), elapsed_ms=result.elapsed_ms)
-
-
 @contextmanager
 def serving(target: Target, requested_version: str | int | None = None) -> Iterator[ServingVersion]:
     """The app's serving version for the whole call, checked against the requested version and model."""
@@ -258,7 +170,8 @@ def request_limits() -> RequestLimits:
                          max_request_pixels=yyai_settings.MAX_REQUEST_PIXELS)
 
 
-def _prepare(version: ServingVersion, target: Target, request: InferRequest) -> tuple[Signature, Prepared]:
+def prepare(version: ServingVersion, target: Target, request: InferRequest) -> tuple[Signature, Prepared]:
+    """The signature ``request`` runs and its prepared jobs (inputs checked, images decoded); InputError else."""
     signature = version.signature_named(request.signature)
     if request.outputs:
         names = [name for name, _, _ in output_map(version, target, signature)]
@@ -311,6 +224,11 @@ def rows_by_name(instances: Any, signature: Signature) -> dict[str, Rows]:
     return {name: Rows(row[name] for row in instances) for name in names}
 
 
+def since(started: float) -> float:
+    """Milliseconds since ``started`` (a perf_counter reading), rounded to 0.01."""
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
 def _result(target: Target, version: ServingVersion, signature: Signature, request: InferRequest,
             prepared: Prepared, per_model: ModelOutputs, started: float) -> InferResult:
     metrics.observe_predict(version, rows=prepared.rows)
@@ -318,7 +236,7 @@ def _result(target: Target, version: ServingVersion, signature: Signature, reque
     if request.outputs:
         named = {name: named[name] for name in request.outputs}
     return InferResult(target=target, version=version, signature=signature, outputs=named, per_model=per_model,
-                       rows=prepared.rows, elapsed_ms=_since(started))
+                       rows=prepared.rows, elapsed_ms=since(started))
 
 
 # -- addressing and metadata ---------------------------------------------------

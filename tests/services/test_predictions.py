@@ -1,0 +1,42 @@
+"""yyai.services.predictions without HTTP: the canonical answer, on the event loop's path too."""
+import asyncio
+import threading
+
+import pytest
+
+from tests.modelkit import png_bytes
+from yyai.runtime.errors import InputError
+from yyai.services import predictions
+from yyai.services.dataplane import InferRequest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_predict_runs_every_model_on_one_version(store):
+    result = predictions.predict(app="calc", images=[png_bytes(255), png_bytes(0)])
+    assert result.app == "calc" and len(result.rows) == 2
+    assert [[m["name"] for m in row] for row in result.rows] == [["a.h5", "b.keras"]] * 2
+    body = result.to_body(many=True)
+    assert body["version"] == result.version and len(body["predictions"]) == 2
+    assert "result" in result.to_body(many=False) and "predictions" not in result.to_body(many=False)
+
+
+def test_predict_async_reads_on_the_cpu_pool_and_none_means_not_handled(store):
+    read_on = []
+
+    def read():
+        read_on.append(threading.current_thread().name)
+        return InferRequest(target="calc", images=[png_bytes(255)])
+
+    result = asyncio.run(predictions.predict_async("calc", read))
+    assert result.rows[0][0]["name"] == "a.h5"
+    assert len(read_on) == 1 and read_on[0].startswith("cpu"), read_on  # the pool, never the event loop's thread
+    assert asyncio.run(predictions.predict_async("calc", lambda: None)) is None
+
+
+def test_predict_async_passes_the_readers_errors_through(store):
+    def read():
+        raise InputError("unreadable")
+
+    with pytest.raises(InputError, match="unreadable"):
+        asyncio.run(predictions.predict_async("calc", read))
