@@ -5,6 +5,9 @@
 * ``facescore`` (workload b): the demo app (two regressors on 350x350 RGB),
   built by :func:`yyai.demo_models.build_demo_models`; the request is a
   350x350 RGB JPEG as a multipart upload.
+* ``faces`` (workload c): the demo pipeline (a handler: OpenCV's face detector,
+  then facescore and predictsex on each face); the request is its sample, the
+  512x512 astronaut photo with one face, as a multipart upload.
 
 Every server in the benchmark (ours and the peers) loads its model from this
 store, so they all run the very same weights.
@@ -24,6 +27,7 @@ import numpy as np  # noqa: E402
 
 GRAY_APP = "gray64"
 FACE_APP = "facescore"
+FACES_APP = "faces"
 GRAY_SIDE = 64
 FACE_SIDE = 350
 BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
@@ -41,7 +45,8 @@ class Workload:
 
 
 def build_store(store: Path, *, with_face: bool = True) -> Path:
-    """Build ``gray64`` (and ``facescore`` if asked) into ``store``; existing files are kept."""
+    """Build ``gray64`` (and ``facescore``, ``predictsex`` and ``faces`` if asked) into ``store``; existing files
+    are kept."""
     store.mkdir(parents=True, exist_ok=True)
     gray = store / GRAY_APP
     if not (gray / "cnn.keras").exists():
@@ -56,7 +61,7 @@ def build_store(store: Path, *, with_face: bool = True) -> Path:
     if with_face:
         from yyai.demo_models import build_demo_models
 
-        build_demo_models(store, log=lambda _msg: None)
+        build_demo_models(store, log=lambda _msg: None, apps=(FACE_APP, "predictsex", FACES_APP))
     return store
 
 
@@ -104,6 +109,20 @@ def face_image() -> bytes:
     return data.tobytes()
 
 
+def astronaut_photo() -> bytes:
+    """The faces demo's sample: scikit-image's astronaut photo as a JPEG (quality 95)."""
+    from skimage.data import astronaut
+
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return data.tobytes()
+
+
+def _multipart(image: bytes, filename: str) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"img\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
 def workload_a() -> Workload:
     image = gray_image()
     body = json.dumps({"image": base64.b64encode(image).decode()}).encode()
@@ -112,9 +131,15 @@ def workload_a() -> Workload:
 
 def workload_b() -> Workload:
     image = face_image()
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"img\"; filename=\"face.jpg\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
-    return Workload("b: facescore JPEG multipart", FACE_APP, f"multipart/form-data; boundary={BOUNDARY}", body, image)
+    return Workload("b: facescore JPEG multipart", FACE_APP, f"multipart/form-data; boundary={BOUNDARY}",
+                    _multipart(image, "face.jpg"), image)
 
 
-WORKLOADS = {"a": workload_a, "b": workload_b}
+def workload_c() -> Workload:
+    image = astronaut_photo()
+    return Workload("c: faces pipeline, photo multipart", FACES_APP, f"multipart/form-data; boundary={BOUNDARY}",
+                    _multipart(image, "astronaut.jpg"), image)
+
+
+WORKLOADS = {"a": workload_a, "b": workload_b, "c": workload_c}
+HANDLER_WORKLOADS = {"c"}  # served by a handler: only aiserver has one, and the offline limit is the pipeline

@@ -52,16 +52,18 @@ class Config:
 def main(argv: list[str] | None = None) -> int:
     config, out = _parse(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
-    store = models.build_store(WORK / "store", with_face="b" in config.workloads)
+    store = models.build_store(WORK / "store", with_face=bool({"b", "c"} & set(config.workloads)))
     results: dict = {"config": asdict(config), "machine": machine(), "command": _command(argv),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rounds": ROUNDS, "load_before": os.getloadavg(),
                      "workloads": {}}
     for key in config.workloads:
         workload = models.WORKLOADS[key]()
-        entry = {"name": workload.name, "app": workload.app,
-                 "offline": offline(store / workload.app, key, seconds=min(5.0, config.seconds)),
+        handled = key in models.HANDLER_WORKLOADS
+        entry = {"name": workload.name, "app": workload.app, "pipeline": handled,
+                 "offline": offline(store, workload.app, key, seconds=min(5.0, config.seconds)),
                  "servers": {}}
-        entry["servers"] = drive_all(config, store, workload)
+        peers = tuple(p for p in config.peers if p == "aiserver" or not handled)  # only we have handlers
+        entry["servers"] = drive_all(config, store, workload, peers)
         results["workloads"][key] = entry
     results["load_after"] = os.getloadavg()
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def drive_all(config: Config, store: Path, workload: models.Workload) -> dict[str, dict]:
+def drive_all(config: Config, store: Path, workload: models.Workload, peers: tuple[str, ...]) -> dict[str, dict]:
     """Start every peer at once, then drive them in turn: ROUNDS short runs each per concurrency.
 
     The machine's speed drifts by tens of percent over minutes (a shared VM);
@@ -81,7 +83,7 @@ def drive_all(config: Config, store: Path, workload: models.Workload) -> dict[st
     with ExitStack() as stack:
         started: dict[str, servers.Running] = {}
         results: dict[str, dict] = {}
-        for peer in config.peers:
+        for peer in peers:
             spec = _spec(peer, config, store, workload)
             print(f"== {workload.name}: starting {spec.name}", flush=True)
             started[peer] = stack.enter_context(servers.running(
@@ -128,12 +130,14 @@ def _turn(server: servers.Running) -> Iterator[None]:
         server.pause()
 
 
-def offline(app_dir: Path, workload: str, *, seconds: float) -> list[dict]:
+def offline(store: Path, app: str, workload: str, *, seconds: float) -> list[dict]:
     """The offline limit, measured in a child process (its TensorFlow threads and memory end with it)."""
+    measure = (f"offline.measure_pipeline(Path({str(store)!r}), {app!r}, w.image, seconds={seconds})"
+               if workload in models.HANDLER_WORKLOADS else
+               f"offline.measure(Path({str(store / app)!r}), w.image, seconds={seconds})")
     code = ("import json, sys; from pathlib import Path; from dataclasses import asdict; "
             "from bench import models, offline; "
-            f"w = models.WORKLOADS[{workload!r}](); "
-            f"rows = offline.measure(Path({str(app_dir)!r}), w.image, seconds={seconds}); "
+            f"w = models.WORKLOADS[{workload!r}](); rows = {measure}; "
             "print(json.dumps([asdict(r) for r in rows]))")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([str(servers.VENV_PY), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -204,7 +208,8 @@ def _command(argv: list[str] | None) -> str:
 
 def _parse(argv: list[str] | None) -> tuple[Config, Path]:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workloads", default="a,b", help="a (gray64 base64 JSON), b (facescore JPEG multipart)")
+    parser.add_argument("--workloads", default="a,b,c", help="a (gray64 base64 JSON), b (facescore JPEG multipart), "
+                                                            "c (the faces pipeline on a photo; aiserver only)")
     parser.add_argument("--peers", default=",".join(PEERS), help=f"any of {', '.join(PEERS)}")
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")

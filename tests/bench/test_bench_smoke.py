@@ -24,3 +24,10 @@ def test_bench_smoke(tmp_path):
     assert all(run["errors"] == 0 and run["requests"] > 0 for run in runs)
     assert {row["batch"] for row in results["workloads"]["a"]["offline"]} == {1, 32}
     assert "| aiserver | 8 |" in out.read_text()
+
+
+def test_the_pipelines_offline_limit_runs_the_faces_handler_on_its_photo(faces_demo):
+    from bench import models, offline
+
+    [row] = offline.measure_pipeline(faces_demo, models.FACES_APP, models.astronaut_photo(), seconds=0.5)
+    assert row.batch == 1 and row.images_per_s > 0 and row.ms_per_call > 0
