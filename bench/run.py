@@ -92,10 +92,11 @@ def drive_all(config: Config, store: Path, workload: models.Workload, peers: tup
         for server in started.values():  # warm up, then wait frozen until its turn
             _load(config, server.url, workload, connections=max(config.concurrency),
                   seconds=min(3.0, config.seconds), body=body)
+            _settle(server, workload)
             server.pause()
         for connections in config.concurrency:
             if config.profile and "aiserver" in started and connections == 32:
-                with _turn(started["aiserver"]):
+                with _turn(started["aiserver"], workload):
                     results["aiserver"]["profile"] = _profiled(config, started["aiserver"], workload, body)
             slow = {peer: _too_slow_for_rounds(results[peer]["runs"], round_seconds) for peer in started}
             rounds: dict[str, list[load.LoadResult]] = {peer: [] for peer in started}
@@ -103,7 +104,7 @@ def drive_all(config: Config, store: Path, workload: models.Workload, peers: tup
                 for peer, server in started.items():
                     if slow[peer] and turn:
                         continue  # its one full-length run is done
-                    with _turn(server):
+                    with _turn(server, workload):
                         rounds[peer].append(_load(config, server.url, workload, connections=connections,
                                                   seconds=config.seconds if slow[peer] else round_seconds, body=body))
             for peer, runs in rounds.items():
@@ -121,13 +122,20 @@ def _too_slow_for_rounds(earlier_runs: list[dict], round_seconds: float) -> bool
 
 
 @contextmanager
-def _turn(server: servers.Running) -> Iterator[None]:
+def _turn(server: servers.Running, workload: models.Workload) -> Iterator[None]:
     """Run ``server`` for the block, frozen before and after (the others stay frozen meanwhile)."""
     server.resume()
     try:
         yield
+        _settle(server, workload)
     finally:
         server.pause()
+
+
+def _settle(server: servers.Running, workload: models.Workload) -> None:
+    """Wait for the requests a load left in flight (its clients gone): one more request is answered after them.
+    Else a slow server carries that backlog, seconds of it, into the next measured run."""
+    servers.post(server.url, workload, timeout=300)
 
 
 def offline(store: Path, app: str, workload: str, *, seconds: float) -> list[dict]:
