@@ -118,6 +118,7 @@ def test_an_app_of_only_a_handler_serves_and_another_process_loads_its_snapshot(
     ("class H:\n    def postprocess(self, outputs, request, context):\n        return 1 +\n", MANIFEST,
      "cannot import it (line 3): SyntaxError"),
     ("import no_such_module_anywhere\n", MANIFEST, "ModuleNotFoundError"),
+    ("import sys\nsys.exit(3)\n", MANIFEST, "cannot import it: SystemExit"),
     ("X = 1\n", MANIFEST, "must define exactly one class with a hook"),
     ("class A:\n    def setup(self, context): pass\nclass B:\n    def setup(self, context): pass\n", MANIFEST,
      "found A, B"),
@@ -172,6 +173,8 @@ def test_hook_errors_name_the_app_and_hook_and_log_the_trace(app_dir, caplog):
                     raise InputError("send a face")
                 if request.inputs == "list":
                     return [1, 2]
+                if request.inputs == "exit":
+                    raise SystemExit(1)
                 raise ZeroDivisionError("division by zero in my code")
 
             def postprocess(self, outputs, request, context):
@@ -188,6 +191,8 @@ def test_hook_errors_name_the_app_and_hook_and_log_the_trace(app_dir, caplog):
         handler.preprocess(HandlerRequest(app="hooked", inputs="bad"))
     with pytest.raises(HandlerFailed):
         handler.preprocess(HandlerRequest(app="hooked", inputs="list"))
+    with pytest.raises(HandlerFailed):  # sys.exit() in a hook fails that request, never the worker
+        handler.preprocess(HandlerRequest(app="hooked", inputs="exit"))
     assert "returned list, not a dict of named inputs" in caplog.text
     with pytest.raises(HandlerFailed, match="postprocess"):
         handler.postprocess({}, HandlerRequest(app="hooked"))

@@ -169,7 +169,7 @@ class LoadedHandler:
             return getattr(self.instance, hook)(*args)
         except ServingError:
             raise
-        except Exception:
+        except (Exception, SystemExit):  # a handler calling sys.exit() fails its request, not the worker
             log.exception("app %s: handler %s failed in %s", self.context.app, self.file, hook)
             raise HandlerFailed(self.context.app, hook) from None
 
@@ -206,7 +206,7 @@ def load_handler(spec: AppSpec, *, version: str, folders: list[Path], app_folder
     try:
         try:
             exec(compile(source, str(path), "exec"), module.__dict__)  # no bytecode written into the store
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             log.exception("app %s: cannot import handler %s", spec.name, path)
             line = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
             raise HandlerLoadError(f"{path}: cannot import it{line}: {type(exc).__name__}: {reason_of(exc)}") from None
@@ -214,7 +214,7 @@ def load_handler(spec: AppSpec, *, version: str, folders: list[Path], app_folder
         _check_hooks(cls, path)
         try:
             instance = cls()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise HandlerLoadError(f"{path}: {cls.__name__}() failed: {type(exc).__name__}: {reason_of(exc)}") from None
         context = Context(app=spec.name, version=version, manifest=spec, folder=folders[0], app_folder=app_folder,
                           settings=settings)
@@ -222,7 +222,7 @@ def load_handler(spec: AppSpec, *, version: str, folders: list[Path], app_folder
         if handler.has("setup"):
             try:
                 instance.setup(context)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 log.exception("app %s: handler %s failed in setup", spec.name, path)
                 raise HandlerLoadError(f"{path}: setup failed: {type(exc).__name__}: {reason_of(exc)}") from None
     except BaseException:
