@@ -87,6 +87,17 @@ def test_hooks_run_around_the_models_batcher(hooked, client):
     assert not body["thread"].startswith("cpu")  # a Django request thread, never the event loop or the CPU pool
 
 
+def test_images_past_the_pixel_limits_are_refused_before_any_hook_runs(hooked, client, yyai):
+    yyai.MAX_IMAGE_PIXELS = 100
+    response = client.post("/api/apps/pipe/predict/", {"image": _b64(modelkit.png_bytes(255, size=(11, 10)))},
+                           format="json")
+    assert response.status_code == 413 and response.json()["code"] == "image_too_large"
+    yyai.MAX_IMAGE_PIXELS, yyai.MAX_REQUEST_PIXELS = 100, 150
+    images = [_b64(modelkit.png_bytes(255, size=(10, 10)))] * 2  # 100 pixels each, 200 together
+    response = client.post("/api/apps/pipe/predict/", {"images": images}, format="json")
+    assert response.status_code == 413 and "more than 150 pixels together" in response.json()["error"]
+
+
 def test_the_app_shows_its_handler(hooked, client):
     scaled = client.get("/api/apps/scaled/").json()
     assert scaled["handler"] == {"file": "handler.py", "hooks": ["postprocess", "preprocess", "setup"]}

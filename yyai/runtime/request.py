@@ -111,6 +111,14 @@ def prepare(values: dict[str, Any], *, signature: Signature, input_spec: InputSp
     return Prepared(rows=rows, jobs=jobs)
 
 
+def check_image_sizes(images: list[bytes], limits: RequestLimits) -> None:
+    """ImageTooLarge when one image, or all of them together, has more pixels than ``limits`` allow; read from
+    their headers, nothing decoded (what :func:`prepare` checks, for requests a handler takes whole)."""
+    budget = _PixelBudget(limits)
+    for data in images:
+        budget.check(preprocess.image_dimensions(data))
+
+
 def _by_name(values: dict[str, Any], signature: Signature) -> dict[str, Any]:
     names = signature.input_names
     if len(names) == 1 and len(values) == 1:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from yyai import metrics
 from yyai.process_registry import get_registry
 from yyai.runtime.handlers import HandlerRequest
+from yyai.runtime.request import check_image_sizes
 from yyai.runtime.servable import ServingVersion
 from yyai.services.dataplane import (
     InferRequest,
@@ -78,6 +79,8 @@ def _handled(version: ServingVersion, target: Target, request: InferRequest) -> 
     (each hook optional; see yyai.runtime.handlers)."""
     started = time.perf_counter()
     handler = version.handler
+    if request.images:
+        check_image_sizes(request.images, request_limits())  # before any hook decodes one
     asked = HandlerRequest(app=version.spec.name, images=request.images, instances=request.instances,
                            inputs=request.inputs)
     values: dict[str, Any] = {}
