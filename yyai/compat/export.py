@@ -19,10 +19,10 @@ import tensorflow as tf
 from yyai.runtime.errors import ModelLoadError, NoModel
 from yyai.runtime.loader import LoadedModel
 from yyai.runtime.manifest import load_manifest
-from yyai.runtime.model_util import load_version_models, manifest_for
 from yyai.runtime.servable import ServingVersion
 from yyai.runtime.signature import SERVING_DEFAULT
 from yyai.runtime.source import choose_version, scan_versions
+from yyai.runtime.version_models import load_version_models, manifest_for
 from yyai.services.dataplane import Target, output_map
 
 

@@ -77,8 +77,8 @@ def _answer(folder: Path, answer: dict) -> list[dict]:
 def _check(folder: Path, app_dir: Path, max_file_bytes: int | None) -> dict:
     """Load the version in this process; the child's whole job."""
     from .manifest import load_manifest
-    from .model_util import load_version_models, manifest_for
     from .source import VersionCandidate, model_files
+    from .version_models import load_version_models, manifest_for
 
     try:
         spec = dataclasses.replace(manifest_for(app_dir, folder, base=load_manifest(app_dir)), trust_code=False)
