@@ -101,10 +101,7 @@ def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = Non
     """
     app_dir = Path(app_dir)
     path = app_dir / MANIFEST_NAME
-    raw: dict[str, Any] = {}
-    if path.is_file():
-        with path.open("rb") as handle:
-            raw = parse_toml(handle.read(MAX_MANIFEST_BYTES + 1), source=str(path))
+    raw = read_toml(path) if path.is_file() else {}
     return parse_manifest(
         raw,
         name=name or app_dir.name,
@@ -112,6 +109,12 @@ def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = Non
         labels_file=app_dir / LABELS_NAME,
         batching_defaults=batching_defaults or BatchingSpec(),
     )
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML table in the file ``path``, read no further than the size limit (see :func:`parse_toml`)."""
+    with Path(path).open("rb") as handle:
+        return parse_toml(handle.read(MAX_MANIFEST_BYTES + 1), source=str(path))
 
 
 def parse_toml(data: bytes, *, source: str) -> dict[str, Any]:

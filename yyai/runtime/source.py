@@ -32,7 +32,7 @@ from pathlib import Path
 from .errors import ManifestError, VersionNotFound
 from .limits import DEFAULT_SETTLE_SECONDS
 from .loader import is_model_path
-from .manifest import HANDLER, LABELS_NAME, MANIFEST_NAME, MAX_MANIFEST_BYTES, VersionsSpec, parse_toml
+from .manifest import HANDLER, LABELS_NAME, MANIFEST_NAME, VersionsSpec, read_toml
 from .saved_models import SAVED_MODEL_FILE
 
 READY_MARKER = "READY"
@@ -69,10 +69,8 @@ def model_files(folder: Path) -> list[Path]:
 
 def handler_file(folder: Path) -> Path | None:
     """The handler file ``folder/app.toml`` names, when both exist (an unreadable manifest names none)."""
-    path = Path(folder) / MANIFEST_NAME
     try:
-        with path.open("rb") as handle:
-            raw = parse_toml(handle.read(MAX_MANIFEST_BYTES + 1), source=str(path))
+        raw = read_toml(Path(folder) / MANIFEST_NAME)
     except (OSError, ManifestError):
         return None
     value = raw.get("handler")
