@@ -159,7 +159,7 @@ class ModelUtil:
             self._loading = candidate.id
             models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
             try:
-                handler = self._handler(spec, candidate, has_models=bool(models))
+                handler = self._handler(spec, candidate)
             except BaseException:
                 for model in models:
                     model.close()
@@ -185,7 +185,7 @@ class ModelUtil:
                             load_seconds=new.load_seconds, models=[m.describe() for m in models],
                             handler=handler.describe() if handler else None)
 
-    def _handler(self, spec: AppSpec, candidate: VersionCandidate, *, has_models: bool) -> LoadedHandler | None:
+    def _handler(self, spec: AppSpec, candidate: VersionCandidate) -> LoadedHandler | None:
         """The version's handler, if its manifest names one: from the version folder, else the app folder
         (an uploaded version's folder is never searched). Without models it must have a postprocess hook."""
         if spec.handler is None:
@@ -194,7 +194,7 @@ class ModelUtil:
         folders = [] if (version_dir / UPLOADED_MARKER).exists() else [version_dir]
         handler = load_handler(spec, version=candidate.id, folders=[*folders, self.app_dir],
                                app_folder=self.app_dir, settings=self.handlers)
-        if not has_models and not handler.has("postprocess"):
+        if not candidate.files and not handler.has("postprocess"):
             handler.close()
             raise HandlerLoadError(f"app '{self.name}' has no model, so its handler {handler.file} must define "
                                    f"postprocess (it gives the answer)")
