@@ -11,9 +11,11 @@ other apps running their models directly on the crops.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,36 +30,15 @@ class OfflineResult:
 def measure(app_dir: Path, image: bytes, *, batches: tuple[int, ...] = (1, 32), seconds: float = 5.0
             ) -> list[OfflineResult]:
     """Images/s and median call latency of the app's models at each batch size."""
-    from yyai.runtime.feed import Feed, aligned_concatenate
-    from yyai.runtime.loader import load_model
-    from yyai.runtime.manifest import load_manifest
-    from yyai.runtime.preprocess import prepare_image
-    from yyai.runtime.servable import feed_for
+    from yyai.runtime.feed import aligned_concatenate
 
-    spec = load_manifest(app_dir)
-    models = [load_model(p) for p in sorted(app_dir.iterdir()) if p.suffix in (".h5", ".keras")]
-    signature = models[0].signature
-    (tensor,) = signature.inputs
-    row = prepare_image(image, spec=spec.input, input_shape=tensor.shape)
-
-    def call(batch: np.ndarray) -> None:
-        feed = Feed({tensor.name: batch})
-        for model in models:
-            model.run(signature.name, feed_for(model, signature.name, feed))
-
+    app = _App(app_dir)
+    row = app.row(image)
     results = []
     for size in batches:
         batch = aligned_concatenate([np.repeat(row[np.newaxis], size, axis=0)])
-        for _ in range(20):  # warm-up: kernels for this batch size
-            call(batch)
-        times = []
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            start = time.perf_counter()
-            call(batch)
-            times.append(time.perf_counter() - start)
-        total = sum(times)
-        results.append(OfflineResult(size, len(times) * size / total, float(np.median(times)) * 1000))
+        # warm-up: kernels for this batch size
+        results.append(_timed(functools.partial(app.run, batch), rows=size, warmup=20, seconds=seconds))
     return results
 
 
@@ -65,39 +46,61 @@ def measure_pipeline(store: Path, app: str, image: bytes, *, seconds: float = 5.
     """Photos/s and median latency of ``app``'s handler on one photo, in this process: its ``context.predict``
     preprocesses the images as the server does and runs the other app's models on them, without HTTP, data
     plane or batcher (the answer holds no formatted results; the handler only counts them)."""
-    from yyai.runtime.feed import Feed
     from yyai.runtime.handlers import HandlerRequest, HandlerSettings, load_handler
-    from yyai.runtime.loader import load_model
     from yyai.runtime.manifest import load_manifest
-    from yyai.runtime.preprocess import prepare_image
-    from yyai.runtime.servable import feed_for
 
-    loaded: dict[str, tuple] = {}
+    called: dict[str, _App] = {}
 
     def call_app(name: str, *, images, instances=None, inputs=None) -> dict:
-        if name not in loaded:
-            folder = store / name
-            loaded[name] = (load_manifest(folder), [load_model(p) for p in sorted(folder.iterdir())
-                                                    if p.suffix in (".h5", ".keras")])
-        spec, models = loaded[name]
-        signature = models[0].signature
-        (tensor,) = signature.inputs
-        feed = Feed({tensor.name: np.stack([prepare_image(i, spec=spec.input, input_shape=tensor.shape)
-                                            for i in images])})
-        for model in models:
-            model.run(signature.name, feed_for(model, signature.name, feed))
+        if name not in called:
+            called[name] = _App(store / name)
+        called[name].run(np.stack([called[name].row(i) for i in images]))
         return {"predictions": [[] for _ in images]}
 
     folder = store / app
     handler = load_handler(load_manifest(folder), version="offline", folders=[folder], app_folder=folder,
                            settings=HandlerSettings(call_app=call_app))
     request = HandlerRequest(app=app, images=[image])
-    for _ in range(5):  # warm-up: the detector of this thread, the models' kernels
-        handler.postprocess({}, request)
+    # warm-up: the detector of this thread, the models' kernels
+    return [_timed(lambda: handler.postprocess({}, request), rows=1, warmup=5, seconds=seconds)]
+
+
+class _App:
+    """An app's models as the server loads them, run on ready batches of their one (image) input."""
+
+    def __init__(self, app_dir: Path):
+        from yyai.runtime.loader import load_model
+        from yyai.runtime.manifest import load_manifest
+
+        self.spec = load_manifest(app_dir)
+        self.models = [load_model(p) for p in sorted(app_dir.iterdir()) if p.suffix in (".h5", ".keras")]
+        self.signature = self.models[0].signature
+        (self.tensor,) = self.signature.inputs
+
+    def row(self, image: bytes) -> np.ndarray:
+        """One image preprocessed as the server does for this app."""
+        from yyai.runtime.preprocess import prepare_image
+
+        return prepare_image(image, spec=self.spec.input, input_shape=self.tensor.shape)
+
+    def run(self, batch: np.ndarray) -> None:
+        """Every model on ``batch``, converted once for all of them (as the batcher hands it over)."""
+        from yyai.runtime.feed import Feed
+        from yyai.runtime.servable import feed_for
+
+        feed = Feed({self.tensor.name: batch})
+        for model in self.models:
+            model.run(self.signature.name, feed_for(model, self.signature.name, feed))
+
+
+def _timed(call: Callable[[], object], *, rows: int, warmup: int, seconds: float) -> OfflineResult:
+    """``call`` after ``warmup`` untimed calls, repeated for ``seconds``: rows/s and the median call in ms."""
+    for _ in range(warmup):
+        call()
     times = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         start = time.perf_counter()
-        handler.postprocess({}, request)
+        call()
         times.append(time.perf_counter() - start)
-    return [OfflineResult(1, len(times) / sum(times), float(np.median(times)) * 1000)]
+    return OfflineResult(rows, len(times) * rows / sum(times), float(np.median(times)) * 1000)
