@@ -116,6 +116,17 @@ class VersionNotFound(ServingError):
     code = "version_not_found"
 
 
+class RepositoryUnavailable(ServingError):
+    """The model repository (an S3 bucket) cannot be reached, refused access, or sent a file that failed its
+    size or checksum check: nothing was kept, what serves keeps serving; retry after ``retry_after`` seconds."""
+
+    code = "repository_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ReloadInProgress(ServingError):
     """A reload of this app is already running and the caller chose not to wait."""
 

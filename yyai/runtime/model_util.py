@@ -32,15 +32,15 @@ from .errors import (
     ModelLoadError,
     ReloadInProgress,
     ServingError,
-    VersionNotFound,
 )
 from .handlers import HandlerSettings, LoadedHandler, load_handler
 from .limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
-from .manifest import MANIFEST_NAME, AppSpec, BatchingSpec, load_manifest
+from .manifest import AppSpec, BatchingSpec, load_manifest
 from .publish import UPLOADED_MARKER
 from .servable import ServingVersion, State
-from .snapshots import freeze, snapshot, snapshot_ids
-from .source import VersionCandidate, choose_version, model_files, numbered_version, scan_versions
+from .repository import AppSource
+from .repository.local import LocalApp
+from .source import VersionCandidate, choose_version
 from .version_models import load_version_models, manifest_for
 
 log = logging.getLogger(__name__)
@@ -72,16 +72,17 @@ class ModelUtil:
 
     def __init__(
         self,
-        app_dir: Path,
+        source: AppSource | Path,
         *,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         batching_defaults: BatchingSpec | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         handlers: HandlerSettings | None = None,
     ):
-        self.app_dir = Path(app_dir)
+        self.source = source if isinstance(source, AppSource) else LocalApp(Path(source))
+        self.app_dir = self.source.folder  # the app-level files: app.toml, labels.txt, the handler, sample.*
         self.handlers = handlers or HandlerSettings()
-        self.name = self.app_dir.name
+        self.name = self.source.name
         self.settle_seconds = settle_seconds
         self.batching_defaults = batching_defaults
         self.max_file_bytes = max_file_bytes
@@ -201,31 +202,29 @@ class ModelUtil:
         return handler
 
     def _choose(self, base: AppSpec, pinned: str | None) -> VersionCandidate:
-        """The pinned version or the policy's choice; a flat layout frozen into a snapshot."""
-        if pinned is not None and self.is_snapshot(pinned):
-            return snapshot(self.app_dir, pinned)
-        chosen = choose_version(scan_versions(self.app_dir, settle_seconds=self.settle_seconds),
+        """The pinned version or the policy's choice, fetched; a flat layout frozen into a snapshot."""
+        if pinned is not None and self.source.is_snapshot(pinned):
+            return self.source.fetch(pinned)
+        chosen = choose_version(self.source.candidates(settle_seconds=self.settle_seconds),
                                 policy=base.versions, pinned=pinned)
-        return chosen if chosen.numbered else freeze(self.app_dir)
+        return self.source.fetch(chosen.id) if chosen.numbered else self.source.freeze()
 
     def _exact(self, version: str) -> VersionCandidate:
-        """Version ``version`` as it is on disk: a numbered folder, or a snapshot. VersionNotFound otherwise.
+        """Exactly ``version`` from the repository (AppSource.fetch: a snapshot id of 12 decimal digits is
+        still a snapshot when no numbered folder has that name)."""
+        return self.source.fetch(version)
 
-        A snapshot id is 12 hex digits, which may all be decimal: what is on disk decides.
-        """
-        folder = self.app_dir / version
-        if version.isdigit() and folder.is_dir():
-            candidate = numbered_version(folder, settle_seconds=0)
-            if candidate.complete:
-                return candidate
-        if self.is_snapshot(version):
-            return snapshot(self.app_dir, version)
-        raise VersionNotFound(f"version {version} of app '{self.name}' is not on disk (neither a numbered "
-                              f"folder nor a snapshot)")
-
-    def is_snapshot(self, version: str) -> bool:
-        """Whether ``version`` names a flat-layout snapshot of this app (and no numbered folder)."""
-        return not (self.app_dir / version).is_dir() and version in snapshot_ids(self.app_dir)
+    def unload(self) -> ServingVersion | None:
+        """Stop serving (the app is gone from the repository); the retired version, which in-flight requests
+        finish on."""
+        with self._reload_lock:
+            old, self._current = self._current, None
+            self._failure = None
+            self._served_once = False
+        if old is not None:
+            old.retire()
+            log.info("app %s: unloaded version %s (the app is gone from the repository)", self.name, old.id)
+        return old
 
     def _manifest(self, base: AppSpec, candidate: VersionCandidate) -> AppSpec:
         """A numbered version's own manifest (or the app's); a snapshot's frozen one (absent: defaults)."""
@@ -243,9 +242,7 @@ class ModelUtil:
     def expected(self) -> bool:
         """Whether readiness waits for this app: it served once here, or the operator declared it (an
         ``app.toml``, a model or a numbered folder). An empty folder (a refused upload's) is not waited for."""
-        if self._served_once or (self.app_dir / MANIFEST_NAME).is_file() or model_files(self.app_dir):
-            return True
-        return self.app_dir.is_dir() and any(p.is_dir() and p.name.isdigit() for p in self.app_dir.iterdir())
+        return self._served_once or self.source.declared()
 
     @property
     def state(self) -> State:
@@ -261,11 +258,8 @@ class ModelUtil:
         current = self._current
         failure = self._failure
         try:
-            candidates = scan_versions(self.app_dir, settle_seconds=self.settle_seconds)
-            if not any(c.numbered for c in candidates):
-                candidates += [snapshot(self.app_dir, s) for s in snapshot_ids(self.app_dir)
-                               if s not in {c.id for c in candidates}]
-        except (OSError, VersionNotFound):
+            candidates = self.source.versions(settle_seconds=self.settle_seconds)
+        except (OSError, ServingError):  # VersionNotFound, RepositoryUnavailable: no versions to list now
             candidates = []
         versions = []
         for c in candidates:

@@ -1,13 +1,14 @@
 """All ModelUtils of one model store, in one process.
 
-An app is a sub-folder of the store whose name is a valid app name. The
-registry loads every app in parallel at start-up (a failing app is recorded and
-never stops the others) and picks up folders added later on demand.
+An app is a folder (or key prefix) of the store's repository whose name is a
+valid app name (:mod:`yyai.runtime.repository`: a local folder or an S3
+bucket). The registry loads every app in parallel at start-up (a failing app is
+recorded and never stops the others), picks up apps added later on demand, and
+forgets an app that is gone.
 """
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +19,13 @@ from .errors import AppNotFound, InputError, ServingError
 from .handlers import HandlerSettings
 from .limits import DEFAULT_LOAD_WORKERS, DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
 from .manifest import BatchingSpec
-from .model_util import ModelUtil
+from .model_util import ModelUtil, ReloadReport
+from .repository import APP_NAME, APP_NAME_PATTERN, AppSource, open_repository
+from .servable import ServingVersion
+
+__all__ = ["APP_NAME", "APP_NAME_PATTERN", "LoadResult", "Plan", "Registry", "RegistryConfig"]
 
 log = logging.getLogger(__name__)
-
-APP_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"  # a letter, then letters, digits, _ or -; never a dot
-APP_NAME = re.compile(rf"^{APP_NAME_PATTERN}$")
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,20 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class LoadResult:
+    """How one app's start-up load went: its report, or the error it failed with."""
+
+    seconds: float
+    report: ReloadReport | None = None
+    error: ServingError | None = None
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     """Settings every ModelUtil of the store shares."""
 
-    store: Path
+    store: Path | str  # a folder, or s3://bucket/prefix
+    cache_dir: Path | None = None  # where a remote store's versions are kept on this host
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
     batching_defaults: BatchingSpec = BatchingSpec()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -51,52 +63,55 @@ class Registry:
 
     def __init__(self, config: RegistryConfig):
         self.config = config
-        self.store = Path(config.store)
+        self.repository = open_repository(config.store, cache_dir=config.cache_dir)
+        self.store = self.repository.location
         self._apps: dict[str, ModelUtil] = {}
         self._lock = threading.Lock()
 
-    def app_dirs(self) -> list[Path]:
-        """App folders present in the store now, sorted by name (creates the store if missing)."""
-        self.store.mkdir(parents=True, exist_ok=True)
-        return sorted((p for p in self.store.iterdir() if p.is_dir() and APP_NAME.match(p.name)),
-                      key=lambda p: p.name)
-
-    def load_all(self, plans: dict[str, Plan] | None = None) -> dict[str, float]:
-        """Load every app of the store in parallel; returns seconds per app (failures are logged).
+    def load_all(self, plans: dict[str, Plan] | None = None) -> dict[str, LoadResult]:
+        """Load every app of the store in parallel; how each went (failures are logged, never raised).
 
         ``plans`` may say, per app, the exact version to load (what the other
         processes serve) and the pin to keep; an app without one chooses its version.
         """
-        utils = [self._util(p.name) for p in self.app_dirs()]
+        utils = [self._util(name) for name in self.repository.names()]
         plans = plans or {}
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, self.config.load_workers), thread_name_prefix="load") as pool:
-            timings = dict(zip((u.name for u in utils),
+            results = dict(zip((u.name for u in utils),
                                pool.map(lambda u: self._load_one(u, plans.get(u.name, Plan())), utils)))
         log.info("loaded %d apps in %.1f s", len(utils), time.perf_counter() - started)
-        return timings
+        return results
 
     def get(self, name: str) -> ModelUtil:
-        """The app's ModelUtil; AppNotFound if no such folder exists in the store."""
+        """The app's ModelUtil; AppNotFound if it is neither known here nor in the repository."""
         with self._lock:
             util = self._apps.get(name)
         if util is not None:
             return util
-        if not APP_NAME.match(name) or not (self.store / name).is_dir():
+        if not APP_NAME.match(name) or not self.repository.app(name).exists():
             raise AppNotFound(f"no model app named '{name}'")
         return self._util(name)
 
-    def app_dir(self, name: str) -> Path:
-        """The folder app ``name`` lives (or would live) in; InputError for an invalid name."""
+    def source(self, name: str) -> AppSource:
+        """Where app ``name`` lives (or would live) in the repository; InputError for an invalid name."""
         if not APP_NAME.match(name):
             raise InputError(f"'{name}' is not a valid app name (a letter, then letters, digits, _ or -)")
-        return self.store / name
+        with self._lock:
+            util = self._apps.get(name)
+        return util.source if util is not None else self.repository.app(name)
+
+    def forget(self, name: str) -> ServingVersion | None:
+        """Unload app ``name`` and forget it (it is gone from the repository); its retired version, if any."""
+        with self._lock:
+            util = self._apps.pop(name, None)
+        return util.unload() if util is not None else None
 
     def names(self) -> list[str]:
-        """Names of the apps on disk and the ones already known."""
+        """Names of the apps in the repository and the ones already known."""
         with self._lock:
             known = set(self._apps)
-        return sorted(known | {p.name for p in self.app_dirs()})
+        return sorted(known | set(self.repository.names()))
 
     def all(self) -> list[ModelUtil]:
         """Every app's ModelUtil, sorted by name."""
@@ -106,13 +121,13 @@ class Registry:
         with self._lock:
             if name not in self._apps:
                 cfg = self.config
-                self._apps[name] = ModelUtil(self.store / name, settle_seconds=cfg.settle_seconds,
+                self._apps[name] = ModelUtil(self.repository.app(name), settle_seconds=cfg.settle_seconds,
                                              batching_defaults=cfg.batching_defaults,
                                              max_file_bytes=cfg.max_file_bytes, handlers=cfg.handlers)
             return self._apps[name]
 
     @staticmethod
-    def _load_one(util: ModelUtil, plan: "Plan") -> float:
+    def _load_one(util: ModelUtil, plan: "Plan") -> LoadResult:
         started = time.perf_counter()
         try:
             if plan.version:
@@ -121,8 +136,8 @@ class Registry:
                 report = util.reload(plan.pinned)
         except ServingError as exc:
             log.error("app %s: not loaded: %s", util.name, exc.message)
-            return time.perf_counter() - started
+            return LoadResult(time.perf_counter() - started, error=exc)
         for model in report.models:
             log.info("app %s: %s loaded in %.0f ms, warmed up in %.0f ms (%d params)", util.name, model["name"],
                      model["load_ms"], model["warmup_ms"], model["params"])
-        return time.perf_counter() - started
+        return LoadResult(time.perf_counter() - started, report=report)

@@ -108,6 +108,20 @@ def flat_id(folder: Path) -> str:
     return _FINGERPRINTS.of(version_files(folder))
 
 
+def flat_version_id(folder: Path) -> str | None:
+    """The id of the flat version in ``folder``; None when it has numbered folders or nothing to serve."""
+    return next((c.id for c in scan_versions(folder) if not c.numbered), None)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def numbered_version(folder: Path, settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> VersionCandidate:
     """The candidate of the numbered version folder ``folder`` (complete or not, with the reason)."""
     files = model_files(folder)
@@ -177,13 +191,10 @@ class _Fingerprints:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        found = file_sha256(path)
         with self._lock:
-            self._cache[key] = digest.hexdigest()
-        return self._cache[key]
+            self._cache[key] = found
+        return found
 
 
 def _hidden(relative: Path) -> bool:
