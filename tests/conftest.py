@@ -48,10 +48,11 @@ def zoo_store(tmp_path_factory, django_db_blocker):
 
 
 def _forget_fleet() -> None:
-    from yyai.models import Heartbeat, ModelApp
+    from yyai.models import Heartbeat, ModelApp, ServingProcess
 
     Heartbeat.objects.all().delete()
     ModelApp.objects.all().delete()
+    ServingProcess.objects.all().delete()
 
 
 @pytest.fixture

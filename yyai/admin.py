@@ -21,6 +21,10 @@ class ModelAppAdmin(admin.ModelAdmin):
     fields = readonly_fields[:2] + ["pinned_version"] + readonly_fields[2:]
     actions = ["reload_apps"]
 
+    def get_queryset(self, request):
+        """The apps in the repository: a removed app's row stays for its history (the reload events) only."""
+        return super().get_queryset(request).filter(removed_at__isnull=True)
+
     def _status(self, obj) -> dict:
         """The app's runtime status, read once per row (status() scans the app folder)."""
         if not hasattr(obj, "_runtime_status"):
@@ -63,6 +67,10 @@ class ModelAppAdmin(admin.ModelAdmin):
                                   messages.ERROR)
                 continue
             report, fleet = outcome.report, outcome.fleet
+            if outcome.removed:
+                self.message_user(request, f"{app.name}: gone from the repository; removed from every process",
+                                  messages.WARNING if not fleet.converged else messages.SUCCESS)
+                continue
             done = (f"{app.name}: {report.old_version or '-'} -> {report.new_version} "
                     f"in {report.load_seconds * 1000:.0f} ms")
             if fleet.converged:
@@ -76,9 +84,9 @@ class ModelAppAdmin(admin.ModelAdmin):
 @admin.register(ReloadEvent)
 class ReloadEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "app", "from_version", "to_version", "trigger", "status", "user", "duration_ms",
-                    "host", "pid"]
+                    "host", "pid", "note"]
     list_filter = ["status", "trigger", "app", "created_at"]
-    search_fields = ["app__name", "error", "host"]
+    search_fields = ["app__name", "error", "note", "host"]
     readonly_fields = [f.name for f in ReloadEvent._meta.fields]
 
     def has_add_permission(self, request):

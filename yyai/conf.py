@@ -54,6 +54,11 @@ def _path(raw: str) -> Path:
     return Path(raw).resolve()
 
 
+def _store(raw: str) -> Path | str:
+    """A local folder (resolved), or an ``s3://bucket/prefix`` URL kept as it is (checked when it is opened)."""
+    return raw.strip() if raw.strip().startswith("s3://") else Path(raw).resolve()
+
+
 def _optional_path(raw: str) -> Path | None:
     return Path(raw).resolve() if raw.strip() else None
 
@@ -73,7 +78,10 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
 LIMITS, BATCHING = limits.RequestLimits(), BatchingSpec()
 SETTINGS = (
     # where things are
-    Setting("MODEL_STORE", BASE_DIR / "model_store", _path, "the model store: one folder per app"),
+    Setting("MODEL_STORE", BASE_DIR / "model_store", _store,
+            "the model store: a folder, or s3://bucket/prefix (AWS_* variables), one folder or prefix per app"),
+    Setting("CACHE_DIR", None, _optional_path,
+            "where this host keeps the versions it fetched from an s3:// store (unset: YYAI_DATA_DIR/model-cache)"),
     Setting("IMAGE_ROOT", None, _optional_path, "the folder imgPath may read from (unset: imgPath is refused)"),
     # request limits
     Setting("MAX_BODY_BYTES", 20 * MiB, _int(KiB), "request body (413); a gRPC message; a tensor's declared size"),

@@ -1,10 +1,11 @@
 """Heartbeats: what every serving process serves, and waiting until all of them serve one version.
 
-Each serving process writes one :class:`~yyai.models.Heartbeat` row per app
-(version, generation applied, last error), on change and every
-``YYAI_HEARTBEAT_SECONDS``, never per request. A process whose heartbeat is
-older than ``YYAI_PROCESS_TIMEOUT_SECONDS`` is not live: it is left out of
-the fleet and of what a reload waits for.
+Each serving process keeps one :class:`~yyai.models.ServingProcess` row, touched
+every ``YYAI_HEARTBEAT_SECONDS``, and one :class:`~yyai.models.Heartbeat` row per
+app (version, generation applied, last error), written on change, never per
+request. A process whose row is older than ``YYAI_PROCESS_TIMEOUT_SECONDS`` is
+not live: it is left out of the fleet and of what a reload waits for. A live
+process without a heartbeat for an app has never loaded it: it lags.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from yyai.conf import yyai_settings
-from yyai.models import Heartbeat, ModelApp
+from yyai.models import Heartbeat, ModelApp, ServingProcess
 
 HOST = socket.gethostname()
 FORGET_AFTER = timedelta(hours=1)  # rows of processes gone this long are deleted
@@ -43,6 +44,7 @@ class Beats:
         self.pid = os.getpid()
         self._states: dict[str, AppState] = {}
         self._dirty: set[str] = set()
+        self._dropped: set[str] = set()
         self._next_touch = 0.0
         self._lock = threading.Lock()
 
@@ -58,6 +60,13 @@ class Beats:
             if (state.version, state.generation, state.error) != before:
                 self._dirty.add(app)
 
+    def drop(self, app: str) -> None:
+        """This process serves ``app`` no more (it is gone): its heartbeat row goes at the next :meth:`write`."""
+        with self._lock:
+            self._states.pop(app, None)
+            self._dirty.discard(app)
+            self._dropped.add(app)
+
     def get(self, app: str) -> AppState:
         with self._lock:
             state = self._states.get(app, AppState())
@@ -69,6 +78,7 @@ class Beats:
         with self._lock:
             changed = {app: AppState(s.version, s.generation, s.error) for app, s in self._states.items()
                        if app in self._dirty}
+            dropped, self._dropped = self._dropped, set()
             self._dirty.clear()
             due = force or time.monotonic() >= self._next_touch
             if due:
@@ -82,12 +92,18 @@ class Beats:
                             process=self.process, app_id=ids[app],
                             defaults={"host": HOST, "pid": self.pid, "version": state.version,
                                       "generation": state.generation, "error": state.error, "seen_at": now})
+                if dropped:
+                    Heartbeat.objects.filter(process=self.process, app__name__in=dropped).delete()
                 if due:
+                    ServingProcess.objects.update_or_create(process=self.process, defaults={
+                        "host": HOST, "pid": self.pid, "seen_at": now})
                     Heartbeat.objects.filter(process=self.process).update(seen_at=now)
                     Heartbeat.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
+                    ServingProcess.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
         except BaseException:
             with self._lock:
                 self._dirty.update(changed)  # written next time
+                self._dropped.update(dropped - set(self._states))
             raise
 
 
@@ -96,21 +112,28 @@ def live_since():
 
 
 def processes(app: str) -> list[dict]:
-    """The live processes serving ``app``: host, pid, version, generation, seen_at, error."""
-    rows = Heartbeat.objects.filter(app__name=app, seen_at__gte=live_since()).order_by("host", "pid")
-    return [{"host": r.host, "pid": r.pid, "version": r.version, "generation": r.generation,
-             "seen_at": r.seen_at, "error": r.error or None} for r in rows]
+    """Every live serving process and what it serves of ``app``: host, pid, version, generation, seen_at,
+    error. One that has never loaded the app (or unloaded it) serves version "" at generation 0."""
+    live = list(ServingProcess.objects.filter(seen_at__gte=live_since()).order_by("host", "pid"))
+    beats = {b.process: b for b in Heartbeat.objects.filter(app__name=app, process__in=[p.process for p in live])}
+    rows = []
+    for process in live:
+        beat = beats.get(process.process)
+        rows.append({"host": process.host, "pid": process.pid, "version": beat.version if beat else "",
+                     "generation": beat.generation if beat else 0, "seen_at": process.seen_at,
+                     "error": (beat.error or None) if beat else None})
+    return rows
 
 
 def host_pids() -> list[int]:
     """The pids of this host's live serving processes (to wake them)."""
-    return list(Heartbeat.objects.filter(host=HOST, seen_at__gte=live_since()).values_list("pid", flat=True)
+    return list(ServingProcess.objects.filter(host=HOST, seen_at__gte=live_since()).values_list("pid", flat=True)
                 .distinct())
 
 
 @dataclass(frozen=True)
 class FleetReport:
-    """Where the live processes stand on one app's target."""
+    """Where the live processes stand on one app's target (``version`` "": the app removed everywhere)."""
 
     version: str
     generation: int

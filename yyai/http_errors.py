@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from yyai.runtime.errors import AppNotAvailable, Overloaded, ServingError
+from yyai.runtime.errors import AppNotAvailable, Overloaded, RepositoryUnavailable, ServingError
 
 STATUS_BY_CODE = {
     "bad_input": 400,
@@ -25,6 +25,7 @@ STATUS_BY_CODE = {
     "no_model": 404,
     "version_not_found": 404,
     "app_not_available": 503,
+    "repository_unavailable": 503,
     "overloaded": 503,
     "reload_in_progress": 409,
     "reload_superseded": 409,
@@ -75,7 +76,7 @@ def failure_of(exc: BaseException) -> Failure | None:
     """
     if isinstance(exc, ServingError):
         headers = {}
-        if isinstance(exc, (Overloaded, AppNotAvailable)):
+        if isinstance(exc, (Overloaded, AppNotAvailable, RepositoryUnavailable)):
             headers["Retry-After"] = str(getattr(exc, "retry_after", 5))
         return Failure(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message, headers)
     if isinstance(exc, ApiError):

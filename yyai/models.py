@@ -13,7 +13,9 @@ class ModelApp(models.Model):
 
     ``target_version`` is what every serving process must load, exactly: a
     version number, or a flat layout's snapshot id; empty until a process first
-    loads the app.
+    loads the app, and once it is removed. ``removed_at``: a reload found the app
+    gone from the repository, and every process unloads it; the row stays for
+    its history, and a reload of the app brought back revives it.
     """
 
     name = models.SlugField(max_length=64, unique=True)
@@ -22,6 +24,8 @@ class ModelApp(models.Model):
                                       help_text="The version every process serves: a number or a snapshot id.")
     pinned_version = models.CharField(max_length=64, blank=True, default="",
                                       help_text="Version served regardless of policy; empty = manifest policy.")
+    removed_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="When a reload found the app gone from the repository.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -42,6 +46,7 @@ class ReloadEvent(models.Model):
         SYNC = "sync"
         POLL = "poll"
         UPLOAD = "upload"
+        STARTUP = "startup"
 
     class Status(models.TextChoices):
         OK = "ok"
@@ -54,6 +59,7 @@ class ReloadEvent(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     status = models.CharField(max_length=16, choices=Status.choices)
     error = models.TextField(blank=True, default="")
+    note = models.TextField(blank=True, default="", help_text="Why, when the server chose the version itself.")
     duration_ms = models.FloatField(default=0.0)
     host = models.CharField(max_length=255, blank=True, default="")
     pid = models.PositiveIntegerField(default=0)
@@ -65,6 +71,24 @@ class ReloadEvent(models.Model):
 
     def __str__(self):
         return f"{self.app} {self.from_version or '-'} -> {self.to_version or '-'} ({self.status})"
+
+
+class ServingProcess(models.Model):
+    """One serving process, live while ``seen_at`` is recent: what a reload counts, whether or not the process
+    has ever loaded the app (one that has not lags)."""
+
+    process = models.CharField(max_length=32, unique=True, help_text="A random id of the process, new at each start.")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["host", "pid"]
+        verbose_name = "serving process"
+
+    def __str__(self):
+        return f"{self.host}:{self.pid}"
 
 
 class Heartbeat(models.Model):

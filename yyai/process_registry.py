@@ -10,6 +10,9 @@ import gc
 import threading
 import time
 import weakref
+from pathlib import Path
+
+from django.conf import settings
 
 from yyai.conf import yyai_settings
 from yyai.runtime.handlers import AppCaller, HandlerSettings
@@ -27,6 +30,7 @@ _lock = threading.Lock()
 def registry_config() -> RegistryConfig:
     return RegistryConfig(
         store=yyai_settings.MODEL_STORE,
+        cache_dir=yyai_settings.CACHE_DIR or Path(settings.DATA_DIR) / "model-cache",
         settle_seconds=yyai_settings.SETTLE_SECONDS,
         batching_defaults=BatchingSpec(
             max_batch_size=yyai_settings.MAX_ROWS_PER_BATCH,

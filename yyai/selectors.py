@@ -11,7 +11,7 @@ from yyai.process_registry import get_registry
 def app_queryset() -> QuerySet[ModelApp]:
     """The apps of the model store that have a database row: every app at start-up, and one copied in since
     once it is reloaded (the reload writes its row; reading never writes)."""
-    return ModelApp.objects.filter(name__in=get_registry().names())
+    return ModelApp.objects.filter(name__in=get_registry().names(), removed_at__isnull=True)
 
 
 HIDDEN = "failed; the reason is shown to staff"

@@ -8,6 +8,11 @@ back on the current one. An app without a target yet is loaded by its pin or
 policy (a flat layout frozen into a snapshot) and that becomes its target,
 unless another process set one first; then that one is loaded.
 
+Start-up always serves: when an app's target is gone everywhere (neither in the
+repository nor in this host's cache), the process serves what the repository
+holds now and makes that the target (yyai.services.reloads.serve_what_is_there).
+The same files restored hash to the same id: that is the target, served again.
+
 A tool that loads the store without serving (``manage.py predict``,
 ``yyai_status``) passes ``serving=False``: it follows the targets but keeps no
 heartbeat, sets no target and starts no watcher.
@@ -24,9 +29,9 @@ from django.db.utils import DatabaseError
 from yyai import fleet, process_registry
 from yyai.conf import yyai_settings
 from yyai.models import ModelApp
-from yyai.runtime.errors import ServingError
-from yyai.runtime.registry import Plan, Registry
-from yyai.services.reloads import follow_app, sync_apps
+from yyai.runtime.errors import ServingError, VersionNotFound
+from yyai.runtime.registry import LoadResult, Plan, Registry
+from yyai.services.reloads import follow_app, serve_what_is_there, sync_apps
 from yyai.sync import GenerationWatcher
 from yyai.wakeup import Wakeup, is_postgres
 
@@ -44,9 +49,10 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
     names = registry.names()
     log.info("loading %d model apps from %s: %s", len(names), registry.store, ", ".join(names) or "none")
     known = _database_state()
-    registry.load_all({name: Plan(version=target or None, pinned=pinned or None)
-                       for name, (_, target, pinned) in known.items() if name in names})
+    results = registry.load_all({name: Plan(version=target or None, pinned=pinned or None)
+                                 for name, (_, target, pinned) in known.items() if name in names})
     if serving_process:
+        _recover_lost_targets(registry, known, results)
         _claim_targets(registry, known)
     for util in registry.all():
         status = util.status()
@@ -80,6 +86,23 @@ def _database_state() -> dict[str, tuple[int, str, str]]:
         return {}
 
 
+def _recover_lost_targets(registry: Registry, known: dict[str, tuple[int, str, str]],
+                          results: dict[str, LoadResult]) -> None:
+    """Every app that serves nothing here because its target is gone everywhere serves what is there now."""
+    for name, result in results.items():
+        generation, target, _ = known.get(name, (0, "", ""))
+        if not target or not isinstance(result.error, VersionNotFound) or registry.get(name).current is not None:
+            continue
+        try:
+            serve_what_is_there(app=name, lost=target, generation=generation)
+        except (DatabaseError, ServingError) as exc:
+            log.warning("app %s: its target %s is gone and nothing else could be served (%s); the watcher retries",
+                        name, target, getattr(exc, "message", exc))
+            continue
+        known[name] = ModelApp.objects.filter(name=name).values_list("generation", "target_version",
+                                                                     "pinned_version").get()
+
+
 def _claim_targets(registry: Registry, known: dict[str, tuple[int, str, str]]) -> None:
     """What this process loaded becomes the target of every app that has none; another's claim wins a race."""
     for util in registry.all():
@@ -89,9 +112,11 @@ def _claim_targets(registry: Registry, known: dict[str, tuple[int, str, str]]) -
         try:
             with transaction.atomic():
                 row, _ = ModelApp.objects.select_for_update().get_or_create(name=util.name)
-                if not row.target_version:
-                    row.target_version, row.pinned_version = current.id, util.pinned or ""
-                    row.save(update_fields=["target_version", "pinned_version", "updated_at"])
+                if not row.target_version:  # a new app, or one removed and now back in the repository
+                    row.generation += 1 if row.removed_at else 0
+                    row.target_version, row.pinned_version, row.removed_at = current.id, util.pinned or "", None
+                    row.save(update_fields=["generation", "target_version", "pinned_version", "removed_at",
+                                            "updated_at"])
             known[util.name] = (row.generation, row.target_version, row.pinned_version)
             if row.target_version != current.id:
                 follow_app(app=util.name, version=row.target_version, pinned=row.pinned_version or None,

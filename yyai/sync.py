@@ -8,7 +8,11 @@ One background thread per serving process:
   loads exactly the target of every app that serves something else here:
   a version number, or a flat layout's snapshot id, never a fresh scan;
 * a target it cannot load is retried with backoff (1 s, 2 s, 4 s ... 60 s);
-  meanwhile it keeps serving what it has, and its heartbeat says why;
+  meanwhile it keeps serving what it has, and its heartbeat says why; when it
+  serves nothing of the app and the target is gone everywhere, it serves what
+  the repository holds now instead (start-up always serves);
+* an app marked removed (a reload found it gone from the repository) is
+  unloaded here and its heartbeat deleted;
 * it writes this process's heartbeats (:mod:`yyai.fleet`) on change and when due;
 * if ``YYAI_POLL_SECONDS`` is set, it also scans the model store that often and
   reloads, for every process, an app whose chosen version on disk is not the one
@@ -25,10 +29,11 @@ from django.db.utils import DatabaseError
 
 from yyai import fleet
 from yyai.models import ModelApp, ReloadEvent
-from yyai.runtime.errors import AppNotFound, ServingError, VersionNotFound
+from yyai.process_registry import release_when_idle
+from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.registry import Registry
-from yyai.runtime.source import choose_version, scan_versions
-from yyai.services.reloads import follow_app, reload_app
+from yyai.runtime.source import choose_version
+from yyai.services.reloads import dropped, follow_app, reload_app, serve_what_is_there
 from yyai.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -98,11 +103,14 @@ class GenerationWatcher:
         """Load every target this process does not serve yet; returns the apps loaded successfully."""
         loaded = []
         beats = fleet.beats()
-        for name, generation, target, pinned in ModelApp.objects.values_list(
-                "name", "generation", "target_version", "pinned_version"):
+        for name, generation, target, pinned, removed in ModelApp.objects.values_list(
+                "name", "generation", "target_version", "pinned_version", "removed_at"):
+            if removed is not None:
+                self._unload(name, generation)
+                continue
             try:
                 util = self.registry.get(name)
-            except AppNotFound:
+            except ServingError:  # AppNotFound, or the repository cannot say (RepositoryUnavailable)
                 continue
             current = util.current
             if not target or (current is not None and current.id == target):
@@ -117,6 +125,12 @@ class GenerationWatcher:
         beats.write()
         return loaded
 
+    def _unload(self, name: str, generation: int) -> None:
+        """``name`` was removed at ``generation``: forget it here (once)."""
+        if generation > self.applied(name):
+            release_when_idle(self.registry.forget(name))
+            dropped(name, generation)
+
     def _due(self, name: str, generation: int) -> bool:
         """A new generation is due at once; a target that failed here, when its backoff has passed."""
         with self._lock:
@@ -129,7 +143,12 @@ class GenerationWatcher:
         with self._lock:
             first = name not in self._retry or generation > self._applied.get(name, 0)
         try:
-            follow_app(app=name, version=target, pinned=pinned, generation=generation, record=first)
+            try:
+                follow_app(app=name, version=target, pinned=pinned, generation=generation, record=first)
+            except VersionNotFound:
+                if self.registry.get(name).current is not None:
+                    raise  # it keeps serving what it has; the fleet status shows it lagging
+                serve_what_is_there(app=name, lost=target, generation=generation)
         except ServingError as exc:
             with self._lock:
                 _, backoff = self._retry.get(name, (0.0, 0.0))
@@ -146,12 +165,12 @@ class GenerationWatcher:
         changed = []
         for util in self.registry.all():
             current = util.current
-            if current is None or (util.pinned is not None and util.is_snapshot(util.pinned)):
+            if current is None or (util.pinned is not None and util.source.is_snapshot(util.pinned)):
                 continue  # nothing serves yet, or pinned to a snapshot: the files on disk do not matter
             try:
-                wanted = choose_version(scan_versions(util.app_dir, settle_seconds=util.settle_seconds),
+                wanted = choose_version(util.source.candidates(settle_seconds=util.settle_seconds),
                                         policy=current.spec.versions, pinned=util.pinned)
-            except (VersionNotFound, OSError):
+            except (ServingError, OSError):  # nothing complete, or the repository is away: nothing to poll now
                 continue
             if wanted.id != current.id:
                 changed.append(util.name)

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from tests import modelkit
 from yyai import fleet, process_registry
-from yyai.models import Heartbeat, ModelApp, ReloadEvent
+from yyai.models import Heartbeat, ModelApp, ReloadEvent, ServingProcess
 from yyai.runtime.snapshots import freeze
 from yyai.sync import GenerationWatcher
 
@@ -28,6 +28,12 @@ def announce(app, target, pinned=""):
     row.target_version, row.pinned_version = target, pinned
     row.save()
     return row.generation
+
+
+def other_process(app: ModelApp, **state) -> None:
+    """Another serving process (host-b:4242) as its heartbeats write it, serving ``app`` in ``state``."""
+    ServingProcess.objects.create(process="other", host="host-b", pid=4242, seen_at=timezone.now())
+    Heartbeat.objects.create(process="other", host="host-b", pid=4242, app=app, seen_at=timezone.now(), **state)
 
 
 def heartbeat(app="calc") -> Heartbeat:
@@ -105,8 +111,7 @@ def test_own_reload_is_not_repeated_and_waits_for_the_fleet(store, staff_client)
 def test_a_lagging_process_makes_the_reload_answer_202_with_it(store, staff_client, settings, yyai):
     yyai.RELOAD_WAIT_SECONDS = 0.3
     calc = ModelApp.objects.get(name="calc")
-    Heartbeat.objects.create(process="other", host="host-b", pid=4242, app=calc, version="old", generation=0,
-                             seen_at=timezone.now())
+    other_process(calc, version="old", generation=0)
     modelkit.regressor(store / "calc" / "a.h5", weight=5.0)
     started = time.monotonic()
     response = staff_client.post("/api/apps/calc/reload/")
@@ -115,15 +120,14 @@ def test_a_lagging_process_makes_the_reload_answer_202_with_it(store, staff_clie
     assert [(p["host"], p["pid"], p["version"]) for p in lagging] == [("host-b", 4242, "old")]
     detail = staff_client.get("/api/apps/calc/").json()
     assert detail["degraded"] and {p["host"] for p in detail["processes"]} == {"host-b", fleet.HOST}
-    Heartbeat.objects.filter(process="other").update(seen_at=timezone.now() - timedelta(minutes=5))
+    ServingProcess.objects.filter(process="other").update(seen_at=timezone.now() - timedelta(minutes=5))
     assert not staff_client.get("/api/apps/calc/").json()["degraded"], "a silent process is not live"
 
 
 def test_a_process_that_failed_ends_the_wait_early_with_its_error(store, staff_client, settings, yyai):
     yyai.RELOAD_WAIT_SECONDS = 30
     calc = ModelApp.objects.get(name="calc")
-    Heartbeat.objects.create(process="other", host="host-b", pid=4242, app=calc, version="old", generation=1,
-                             error="disk full", seen_at=timezone.now())
+    other_process(calc, version="old", generation=1, error="disk full")
     modelkit.regressor(store / "calc" / "a.h5", weight=5.0)
     started = time.monotonic()
     response = staff_client.post("/api/apps/calc/reload/")

@@ -128,7 +128,7 @@ class ReloadEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ReloadEvent
-        fields = ["id", "app", "from_version", "to_version", "trigger", "user", "status", "error",
+        fields = ["id", "app", "from_version", "to_version", "trigger", "user", "status", "error", "note",
                   "duration_ms", "host", "pid", "created_at"]
 
 

@@ -130,8 +130,9 @@ class AppViewSet(viewsets.GenericViewSet):
 
 
 def reload_answer(outcome: services.ReloadOutcome) -> tuple[dict, int]:
-    """(body, status) of a reload: 200 once every live process serves the new version, 202 while some lag or
-    failed (listed with their errors); ReloadSuperseded when a newer reload replaced it meanwhile."""
+    """(body, status) of a reload: 200 once every live process serves the new version (or, for an app gone
+    from the repository, none serves it any more), 202 while some lag or failed (listed with their errors);
+    ReloadSuperseded when a newer reload replaced it meanwhile."""
     report, fleet = outcome.report, outcome.fleet
     if fleet is not None and fleet.superseded_by:
         raise ReloadSuperseded(f"a newer reload of app '{report.app}' (generation {fleet.superseded_by}) replaced "
@@ -139,13 +140,16 @@ def reload_answer(outcome: services.ReloadOutcome) -> tuple[dict, int]:
     body = {
         "app": report.app,
         "old_version": report.old_version,
-        "new_version": report.new_version,
+        "new_version": report.new_version or None,
         "generation": outcome.generation,
         "load_ms": round(report.load_seconds * 1000, 1),
         "models": report.models,
         "converged": fleet is None or fleet.converged,
         "processes": fleet.processes if fleet is not None else [],
     }
+    if outcome.removed:
+        body.update(removed=True, message=f"app '{report.app}' is gone from the repository: it was removed from "
+                                          f"every process, every list, the admin and the web page")
     if fleet is not None and not fleet.converged:
         body["lagging"] = fleet.lagging
     return body, 200 if body["converged"] else 202

@@ -6,6 +6,12 @@ generation; every other process loads exactly that target
 (:func:`follow_app`, called by yyai.sync). The reload answers once every live
 process serves the target (:mod:`yyai.fleet`), or after
 ``YYAI_RELOAD_WAIT_SECONDS`` with the processes that lag or failed.
+
+A reload of an app that is gone from the repository removes it: from every
+process (:func:`remove_app`), every list, the admin and the web page. A
+process that serves nothing of an app whose target is gone everywhere serves
+what the repository holds now and makes that the target
+(:func:`serve_what_is_there`): start-up always serves.
 """
 from __future__ import annotations
 
@@ -16,14 +22,14 @@ import time
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from yyai import fleet, metrics, wakeup
 from yyai.conf import yyai_settings
 from yyai.models import ModelApp, ReloadEvent
 from yyai.process_registry import get_registry, mark_applied, release_when_idle
-from yyai.runtime import snapshots
 from yyai.runtime.errors import ReloadInProgress, ServingError
-from yyai.runtime.model_util import ReloadReport
+from yyai.runtime.model_util import LATEST, ReloadReport
 
 HOST = socket.gethostname()
 log = logging.getLogger(__name__)
@@ -36,6 +42,7 @@ class ReloadOutcome:
     report: ReloadReport
     generation: int
     fleet: fleet.FleetReport | None  # None: not waited for
+    removed: bool = False  # the app was gone from the repository: every process unloaded it
 
 
 def reload_app(*, app: str, version: str | int | None = None, user=None, trigger: str = ReloadEvent.Trigger.API,
@@ -44,9 +51,12 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
 
     ``version``: None keeps the pin, a number or a snapshot id pins it,
     ``"latest"`` unpins. A failed reload is recorded and re-raised; the old
-    version keeps serving everywhere and no target changes.
+    version keeps serving everywhere and no target changes. An app gone from
+    the repository is removed (:func:`remove_app`).
     """
     util = get_registry().get(app)
+    if not util.source.exists():
+        return remove_app(app=app, user=user, trigger=trigger, wait_fleet=wait_fleet)
     retiring = util.current
     started = time.perf_counter()
     try:
@@ -59,12 +69,10 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
         raise
     with transaction.atomic():
         row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
-        changed = (row.target_version, row.pinned_version) != (report.new_version, util.pinned or "")
+        changed = (row.target_version, row.pinned_version, row.removed_at) != (report.new_version,
+                                                                              util.pinned or "", None)
         if changed:
-            row.generation += 1
-            row.target_version, row.pinned_version = report.new_version, util.pinned or ""
-            row.save(update_fields=["generation", "target_version", "pinned_version", "updated_at"])
-            wakeup.notify_hosts()
+            _set_target(row, report.new_version, util.pinned or "")
         record_reload(app=app, from_version=report.old_version or "", to_version=report.new_version,
                       trigger=trigger, user=user, error="", started=started)
     _served(app, report.new_version, row.generation)
@@ -73,8 +81,83 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
     release_when_idle(retiring)
     waited = fleet.wait_for(app, version=report.new_version, generation=row.generation,
                             timeout=yyai_settings.RELOAD_WAIT_SECONDS) if wait_fleet else None
-    _prune(util.app_dir, app, keep={report.new_version})
+    _prune(util, keep={report.new_version})
     return ReloadOutcome(report=report, generation=row.generation, fleet=waited)
+
+
+def _set_target(row: ModelApp, version: str, pinned: str) -> None:
+    """Make ``version`` every process's target of ``row``'s app (a new generation; a removed app revived);
+    the caller holds the row's lock, and every process is told once the transaction commits."""
+    row.generation += 1
+    row.target_version, row.pinned_version, row.removed_at = version, pinned, None
+    row.save(update_fields=["generation", "target_version", "pinned_version", "removed_at", "updated_at"])
+    wakeup.notify_hosts()
+
+
+def remove_app(*, app: str, user=None, trigger: str = ReloadEvent.Trigger.API,
+               wait_fleet: bool = True) -> ReloadOutcome:
+    """``app`` is gone from the repository: unload it here, tell every process to, wait until none serves it.
+
+    Its row stays (marked removed) for the reload history; it leaves every list.
+    """
+    started = time.perf_counter()
+    retiring = get_registry().forget(app)
+    with transaction.atomic():
+        row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
+        old = row.target_version or (retiring.id if retiring else "")
+        row.generation += 1
+        row.target_version, row.pinned_version, row.removed_at = "", "", timezone.now()
+        row.save(update_fields=["generation", "target_version", "pinned_version", "removed_at", "updated_at"])
+        wakeup.notify_hosts()
+        record_reload(app=app, from_version=old, to_version="", trigger=trigger, user=user, error="",
+                      started=started, note=f"removed: app '{app}' is gone from the repository")
+    dropped(app, row.generation)
+    wakeup.wake(fleet.host_pids())
+    release_when_idle(retiring)
+    log.info("app %s: gone from the repository; removed from every process (generation %d)", app, row.generation)
+    waited = fleet.wait_for(app, version="", generation=row.generation,
+                            timeout=yyai_settings.RELOAD_WAIT_SECONDS) if wait_fleet else None
+    report = ReloadReport(app=app, old_version=old or None, new_version="", load_seconds=0.0, models=[])
+    return ReloadOutcome(report=report, generation=row.generation, fleet=waited, removed=True)
+
+
+def dropped(app: str, generation: int) -> None:
+    """This process serves ``app`` no more, as of ``generation``: its heartbeat goes, its watcher knows."""
+    mark_applied(app, generation)
+    beats = fleet.beats()
+    beats.drop(app)
+    beats.write(force=True)
+
+
+def serve_what_is_there(*, app: str, lost: str, generation: int) -> ReloadReport:
+    """Serve what the repository holds of ``app`` now, its target ``lost`` being gone everywhere.
+
+    For a process that serves nothing of ``app``: what it loads becomes every
+    process's target as a new generation (trigger ``startup``, the reason in the
+    reload history and a warning in the log), unless another process moved the
+    target meanwhile; then that target is followed instead. ServingError when
+    nothing loadable is there either.
+    """
+    util = get_registry().get(app)
+    started = time.perf_counter()
+    report = util.reload(LATEST)
+    reason = (f"the target version {lost} is in neither the repository nor this host's cache; serving "
+              f"{report.new_version}, what the repository holds now")
+    with transaction.atomic():
+        row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
+        moved = row.generation == generation and row.target_version == lost
+        if moved:
+            _set_target(row, report.new_version, "")
+            record_reload(app=app, from_version=lost, to_version=report.new_version, trigger=ReloadEvent.Trigger.STARTUP,
+                          user=None, error="", started=started, note=reason)
+    if moved:
+        log.warning("app %s: %s (generation %d)", app, reason, row.generation)
+        wakeup.wake(fleet.host_pids())
+    elif row.target_version != report.new_version:
+        return follow_app(app=app, version=row.target_version, pinned=row.pinned_version or None,
+                          generation=row.generation)
+    _served(app, report.new_version, row.generation)
+    return report
 
 
 def follow_app(*, app: str, version: str, pinned: str | None, generation: int, record: bool = True) -> ReloadReport:
@@ -97,15 +180,30 @@ def follow_app(*, app: str, version: str, pinned: str | None, generation: int, r
                   trigger=ReloadEvent.Trigger.SYNC, user=None, error="", started=started)
     _served(app, report.new_version, generation)
     release_when_idle(retiring)
+    _evict(util, keep={report.new_version})
     return report
 
 
-def _prune(app_dir, app: str, *, keep: set[str]) -> None:
-    """Remove the snapshots no live process serves, but the newest YYAI_KEEP_SNAPSHOTS (for rollback)."""
-    served = {p["version"] for p in fleet.processes(app)}
-    removed = snapshots.prune(app_dir, keep=keep | served, keep_last=yyai_settings.KEEP_SNAPSHOTS)
+def _prune(util, *, keep: set[str]) -> None:
+    """Remove the snapshots no live process serves, but the newest YYAI_KEEP_SNAPSHOTS (for rollback), and
+    this host's cached versions that none of its processes serves."""
+    served = {p["version"] for p in fleet.processes(util.name)}
+    try:
+        removed = util.source.prune(keep=keep | served, keep_last=yyai_settings.KEEP_SNAPSHOTS)
+    except ServingError as exc:  # the repository is away: prune next time
+        log.warning("app %s: snapshots not pruned: %s", util.name, exc.message)
+        removed = []
     if removed:
-        log.info("app %s: removed snapshots nobody serves: %s", app, ", ".join(removed))
+        log.info("app %s: removed snapshots nobody serves: %s", util.name, ", ".join(removed))
+    _evict(util, keep=keep)
+
+
+def _evict(util, *, keep: set[str]) -> None:
+    """Remove this host's cached versions of ``util``'s app that no live process of this host serves."""
+    here = {p["version"] for p in fleet.processes(util.name) if p["host"] == HOST}
+    evicted = util.source.evict(keep=keep | here)
+    if evicted:
+        log.info("app %s: removed from this host's cache: %s", util.name, ", ".join(evicted))
 
 
 def _served(app: str, version: str, generation: int) -> None:
@@ -130,12 +228,12 @@ def sync_apps(*, names: list[str]) -> None:
 
 
 def record_reload(*, app: str, from_version: str, to_version: str, trigger: str, user, error: str,
-                  started: float) -> ReloadEvent:
+                  started: float, note: str = "") -> ReloadEvent:
     """Write one ReloadEvent (status from ``error``) for this host and process, and count it."""
     metrics.count_reload(app=app, trigger=trigger, ok=not error)
     return ReloadEvent.objects.create(
         app=ensure_app(name=app), from_version=from_version, to_version=to_version, trigger=trigger,
         user=user if getattr(user, "is_authenticated", False) else None,
-        status=ReloadEvent.Status.FAILED if error else ReloadEvent.Status.OK, error=error[:10_000],
+        status=ReloadEvent.Status.FAILED if error else ReloadEvent.Status.OK, error=error[:10_000], note=note,
         duration_ms=round((time.perf_counter() - started) * 1000, 1), host=HOST, pid=os.getpid(),
     )

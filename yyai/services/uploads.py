@@ -10,7 +10,7 @@ from yyai.models import ReloadEvent
 from yyai.process_registry import get_registry
 from yyai.runtime.errors import InvalidUpload, ServingError
 from yyai.runtime.model_util import LATEST
-from yyai.runtime.publish import discard, publish_version, stage_version
+from yyai.runtime.publish import discard, stage_version
 from yyai.runtime.validate import validate_version
 from yyai.services.reloads import ReloadOutcome, reload_app
 
@@ -36,7 +36,8 @@ def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: byt
     ``activate`` serves it at once everywhere (and removes a pin); otherwise it
     waits for the next reload.
     """
-    app_dir = get_registry().app_dir(app)
+    source = get_registry().source(app)
+    app_dir = source.folder  # staged next to the app-level files (on a remote store: this host's cache)
     new_app = not app_dir.exists()
     staging = None
     published = False
@@ -49,7 +50,7 @@ def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: byt
                                       isolated=yyai_settings.VALIDATE_ISOLATED)
         except ServingError as exc:
             raise InvalidUpload(f"the upload was refused and nothing was kept: {exc.message}") from exc
-        number = publish_version(app_dir, staging)
+        number = source.publish(staging)
         published = True
     finally:
         if staging is not None:
