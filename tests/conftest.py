@@ -107,6 +107,23 @@ def faces_store(faces_demo, yyai):
     process_registry.reset()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3-compatible server on loopback (moto's), for the whole session."""
+    from tests import s3kit
+
+    with s3kit.running() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh bucket on the loopback S3 server, and this process configured for it by the AWS_* variables."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server.bucket()
+
+
 @pytest.fixture
 def client():
     from rest_framework.test import APIClient

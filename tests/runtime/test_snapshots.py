@@ -1,5 +1,6 @@
 """Snapshots of the flat layout: frozen bytes by content id, loaded exactly by every other process."""
 import os
+import shutil
 import time
 
 import numpy as np
@@ -122,3 +123,22 @@ def test_an_app_folder_that_is_itself_a_saved_model_freezes_without_recursion(tm
     report = util.reload()
     assert value(util) == pytest.approx(64.0) and report.models[0]["name"] == "sm"
     assert not (app / SNAPSHOTS / report.new_version / "sm" / SNAPSHOTS).exists()
+
+
+def test_a_restored_folder_serves_its_old_id_and_other_files_are_another_version(make_app, tmp_path):
+    app = make_app(models={"m.h5": 1.0}, manifest='description = "sums"\n')
+    backup = tmp_path / "backup"
+    shutil.copytree(app, backup, ignore=shutil.ignore_patterns(SNAPSHOTS))
+    target = ModelUtil(app).reload().new_version
+    shutil.rmtree(app)  # the folder is lost, snapshots and all, and restored from the backup
+    shutil.copytree(backup, app)
+    restarted = ModelUtil(app)
+    assert restarted.follow(target, pinned=None).new_version == target
+    assert snapshot_ids(app) == [target], "frozen again"
+    assert value(restarted) == pytest.approx(64.0)
+
+    shutil.rmtree(app)
+    shutil.copytree(backup, app)
+    modelkit.regressor(app / "m.h5", weight=3.0)
+    with pytest.raises(VersionNotFound, match="the flat files are another version"):
+        ModelUtil(app).follow(target, pinned=None)

@@ -84,12 +84,14 @@ class Registry:
         return results
 
     def get(self, name: str) -> ModelUtil:
-        """The app's ModelUtil; AppNotFound if it is neither known here nor in the repository."""
+        """The app's ModelUtil; AppNotFound if it is neither known here nor in the repository (its listing, a
+        few seconds old, or else asked now)."""
         with self._lock:
             util = self._apps.get(name)
         if util is not None:
             return util
-        if not APP_NAME.match(name) or not self.repository.app(name).exists():
+        if not APP_NAME.match(name) or (name not in self.repository.names()
+                                        and not self.repository.app(name).exists()):
             raise AppNotFound(f"no model app named '{name}'")
         return self._util(name)
 
