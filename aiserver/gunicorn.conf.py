@@ -102,6 +102,13 @@ def post_worker_init(worker):
     gc.freeze()
 
 
+def worker_exit(server, worker):
+    """In the worker, as it stops: leave the fleet at once, so that no reload waits for it."""
+    from yyai import startup
+
+    startup.stop()
+
+
 def child_exit(server, worker):
     """Drop a dead worker's live gauges (queue depth, availability) from the metrics sums."""
     from prometheus_client import multiprocess

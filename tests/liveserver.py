@@ -101,7 +101,8 @@ class GunicornServer:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def __enter__(self) -> "GunicornServer":
-        return self.start()
+        """Start it (migrated), unless ``start()`` already did: ``with server.start(migrate=False):``."""
+        return self if self.process is not None and self.process.poll() is None else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -18,9 +18,15 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key-id", "AWS_SECRET_ACCESS_KEY": "s3c
 
 @dataclass
 class S3:
-    """One running server; :meth:`bucket` makes a fresh bucket on it."""
+    """One running server; :meth:`bucket` makes a fresh bucket on it, :meth:`stop` makes it unreachable."""
 
     endpoint: str
+    server: object = None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -87,7 +93,8 @@ def running() -> Iterator[S3]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    s3 = S3(f"http://{host}:{port}", server)
     try:
-        yield S3(f"http://{host}:{port}")
+        yield s3
     finally:
-        server.stop()
+        s3.stop()

@@ -107,6 +107,13 @@ class Beats:
             raise
 
 
+def leave() -> None:
+    """This process stops serving: its rows go now (a process that dies without leaving ages out instead)."""
+    process = beats().process
+    Heartbeat.objects.filter(process=process).delete()
+    ServingProcess.objects.filter(process=process).delete()
+
+
 def live_since():
     return timezone.now() - timedelta(seconds=yyai_settings.PROCESS_TIMEOUT_SECONDS)
 

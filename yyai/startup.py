@@ -8,9 +8,9 @@ back on the current one. An app without a target yet is loaded by its pin or
 policy (a flat layout frozen into a snapshot) and that becomes its target,
 unless another process set one first; then that one is loaded.
 
-Start-up always serves: when an app's target is gone everywhere (neither in the
-repository nor in this host's cache), the process serves what the repository
-holds now and makes that the target (yyai.services.reloads.serve_what_is_there).
+Start-up always serves: when an app's target is gone from the repository, the
+process serves what the repository holds now and makes that the target
+(yyai.services.reloads.serve_what_is_there).
 The same files restored hash to the same id: that is the target, served again.
 
 A tool that loads the store without serving (``manage.py predict``,
@@ -74,6 +74,15 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
     if watch:
         watcher.start()
     return registry
+
+
+def stop() -> None:
+    """This serving process is stopping: stop following the fleet and leave it (gunicorn's worker_exit)."""
+    process_registry.reset()
+    try:
+        fleet.leave()
+    except DatabaseError as exc:
+        log.warning("could not leave the fleet (%s); this process ages out of it instead", exc)
 
 
 def _database_state() -> dict[str, tuple[int, str, str]]:

@@ -85,7 +85,7 @@ def test_the_same_files_restored_are_the_same_version_on_a_new_host(s3, tmp_path
 
     flat_app(s3, tmp_path, 5.0)
     s3.delete("calc/.snapshots/")
-    with pytest.raises(VersionNotFound, match="neither in s3://"):
+    with pytest.raises(VersionNotFound, match="is not in s3://"):
         host(s3, tmp_path, "other").get("calc").follow(target, pinned=None)
 
 

@@ -107,6 +107,7 @@ class Registry:
         """Unload app ``name`` and forget it (it is gone from the repository); its retired version, if any."""
         with self._lock:
             util = self._apps.pop(name, None)
+            self.repository.forget(name)
         return util.unload() if util is not None else None
 
     def names(self) -> list[str]:

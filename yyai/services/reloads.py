@@ -141,8 +141,8 @@ def serve_what_is_there(*, app: str, lost: str, generation: int) -> ReloadReport
     util = get_registry().get(app)
     started = time.perf_counter()
     report = util.reload(LATEST)
-    reason = (f"the target version {lost} is in neither the repository nor this host's cache; serving "
-              f"{report.new_version}, what the repository holds now")
+    reason = (f"the target version {lost} is gone from the repository; serving {report.new_version}, what the "
+              f"repository holds now")
     with transaction.atomic():
         row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
         moved = row.generation == generation and row.target_version == lost

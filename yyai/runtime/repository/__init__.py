@@ -61,8 +61,8 @@ class AppSource(ABC):
     def fetch(self, version: str) -> VersionCandidate:
         """Exactly ``version``: a numbered folder, a snapshot, or flat files that hash to it (then frozen).
 
-        VersionNotFound when the repository (and this host's cache) has no such
-        complete version; RepositoryUnavailable when it cannot be asked.
+        VersionNotFound when the repository has no such complete version;
+        RepositoryUnavailable when it cannot be asked and this host has no copy.
         """
 
     @abstractmethod
@@ -110,6 +110,9 @@ class Repository(ABC):
     @abstractmethod
     def app(self, name: str) -> AppSource:
         """App ``name`` (present or not)."""
+
+    def forget(self, name: str) -> None:
+        """App ``name`` is gone: drop it from any listing kept for a few seconds."""
 
 
 def open_repository(location: str | Path, *, cache_dir: Path | None = None) -> Repository:

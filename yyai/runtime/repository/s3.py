@@ -17,7 +17,8 @@ download is never served. A flat layout is frozen from the mirror and the
 snapshot is uploaded to ``<app>/.snapshots/<id>/`` with a ``.manifest.json``
 (each file's size and SHA-256) written last: every other host fetches it from
 there and checks it file by file and against its id. When the bucket cannot
-be reached, a version already cached on this host is served from the cache.
+be reached, a version already cached on this host is served from the cache; a
+version the bucket no longer holds is gone, even where a cache still has it.
 Processes of one host share the cache under a per-app file lock.
 """
 from __future__ import annotations
@@ -74,6 +75,10 @@ class S3Repository(Repository):
             return cached
         self._names = (time.monotonic(), found)
         return found
+
+    def forget(self, name: str) -> None:
+        if self._names is not None:
+            self._names = (self._names[0], [n for n in self._names[1] if n != name])
 
     def app(self, name: str) -> "S3App":
         return S3App(self.bucket, name, self.cache_dir / name)
@@ -161,14 +166,8 @@ class S3App(AppSource):
                 return self._fetch_snapshot(version)
             if not numbered and flat_version_id(self.folder) == version:
                 return self._freeze_locked()  # the same files restored: the same version, its snapshot again
-            cached = self._cached(version)
-            if cached is not None and not cached.numbered:
-                log.warning("app %s: snapshot %s was gone from %s; uploaded again from this host's cache",
-                            self.name, version, self.location)
-                self._upload_snapshot(Path(cached.path), version)
-                return cached
-        raise VersionNotFound(f"version {version} of app '{self.name}' is neither in {self.location} (a numbered "
-                              f"folder, a snapshot or the flat files) nor in this host's cache")
+        raise VersionNotFound(f"version {version} of app '{self.name}' is not in {self.location} (neither a "
+                              f"numbered folder, nor a snapshot, nor the flat files)")
 
     def _cached(self, version: str) -> VersionCandidate | None:
         """This host's complete copy of ``version``, if it has one."""
