@@ -1,5 +1,7 @@
 """Django admin: model apps with their live state and a reload action, and the reload history."""
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 
 from yyai import fleet, services
 from yyai.api.exceptions import json_error
@@ -94,6 +96,34 @@ class ReloadEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class SuperuserWrites:
+    """Users and groups change only by a superuser's hand (the API's rule too: yyai.api.permissions), so no
+    staff member, whatever permissions they hold, can lock a superuser out or give anyone (themselves
+    included) a right; staff with the view permission still see them."""
+
+    def has_add_permission(self, request, *args):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+class SafeUserAdmin(SuperuserWrites, UserAdmin):
+    pass
+
+
+class SafeGroupAdmin(SuperuserWrites, GroupAdmin):
+    pass
+
+
+for _model, _admin in ((User, SafeUserAdmin), (Group, SafeGroupAdmin)):
+    admin.site.unregister(_model)
+    admin.site.register(_model, _admin)
 
 
 def _locked_out_login(login):

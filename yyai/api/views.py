@@ -17,7 +17,7 @@ from yyai.api.authentication import raise_if_locked_out
 from yyai.api.filters import ModelAppFilter, ReloadEventFilter
 from yyai.api.inputs import PredictInput, read_predict_input, sample_image
 from yyai.api.parsers import BoundedJSONParser
-from yyai.api.permissions import CanPredict
+from yyai.api.permissions import CanPredict, StaffReadsSuperuserWrites
 from yyai.api.serializers import (
     AppSerializer,
     GroupSerializer,
@@ -167,17 +167,19 @@ class ReloadEventViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class UserViewSet(viewsets.ModelViewSet):
-    """Users (staff), as in the seed."""
+    """Users, as in the seed: staff read them, superusers change them."""
 
     queryset = User.objects.all().order_by("-date_joined")
     serializer_class = UserSerializer
+    permission_classes = [StaffReadsSuperuserWrites]
 
 
 class GroupViewSet(viewsets.ModelViewSet):
-    """Groups (staff), as in the seed."""
+    """Groups, as in the seed: staff read them, superusers change them."""
 
     queryset = Group.objects.all().order_by("name")
     serializer_class = GroupSerializer
+    permission_classes = [StaffReadsSuperuserWrites]
 
 
 @openapi.TOKEN_DOCS
