@@ -58,11 +58,13 @@ $(BENCH_VENV)/.installed: bench/requirements-bench.txt $(VENV)/.installed
 	touch $@
 
 .PHONY: bench bench-smoke
-## Benchmark aiserver against the seed's design, LitServe and the offline limit; writes bench/RESULTS.md.
+## Benchmark aiserver against the seed's design, LitServe and the offline limit (bench/RESULTS.md), and a new
+## instance's cold start from a folder and from an S3 bucket (bench/COLDSTART.md).
 bench: install $(BENCH_VENV)/.installed
 	command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y wrk; }
 	$(PY) -m bench.run --profile $(BENCH_ARGS)
+	$(PY) -m bench.coldstart
 
 ## A few seconds of the benchmark against our server only (Python load generator; no wrk, no peers).
 bench-smoke: install

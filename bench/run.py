@@ -87,7 +87,7 @@ def drive_all(config: Config, store: Path, workload: models.Workload, peers: tup
             spec = _spec(peer, config, store, workload)
             print(f"== {workload.name}: starting {spec.name}", flush=True)
             started[peer] = stack.enter_context(servers.running(
-                spec, port=_free_port(), workload=workload, log=WORK / f"{peer}-{workload.app}.log"))
+                spec, port=servers.free_port(), workload=workload, log=WORK / f"{peer}-{workload.app}.log"))
             results[peer] = {"name": spec.name, "runs": [], "profile": None}
         for server in started.values():  # warm up, then wait frozen until its turn
             _load(config, server.url, workload, connections=max(config.concurrency),
@@ -199,14 +199,6 @@ def _profiled(config: Config, server: servers.Running, workload: models.Workload
     if not raw.exists():
         return None
     return {"raw": str(raw.relative_to(ROOT)), "steps": profile.summarise(raw)}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _command(argv: list[str] | None) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -115,7 +116,7 @@ def running(spec: ServerSpec, *, port: int, workload: Workload, log: Path, timeo
     finally:
         with suppress(ProcessLookupError):  # gone already when it failed to start
             os.killpg(proc.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
-        _stop(proc)
+        stop(proc)
 
 
 def _wait_ready(proc: subprocess.Popen, url: str, workload: Workload, timeout: float, log: Path) -> None:
@@ -143,7 +144,13 @@ def post(url: str, workload: Workload, *, timeout: float = 10) -> tuple[int, byt
         return exc.code, exc.read()
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
     """SIGTERM the server's process group (the one started here), SIGKILL if it lingers."""
     for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
         try:

@@ -60,9 +60,12 @@ class Store:
         return f"{self.prefix}/{rel}"
 
     def put_tree(self, folder: Path, under: str) -> None:
-        """Upload every file of ``folder`` to ``<prefix>/<under>/`` (``aws s3 cp --recursive``)."""
+        """Upload every file of ``folder`` to ``<prefix>/<under>/`` but hidden ones (a local store's snapshots),
+        as ``aws s3 cp --recursive --exclude '.*'`` does."""
         client = self.s3.client()
-        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        files = (p for p in Path(folder).rglob("*") if p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        for path in sorted(files):
             client.upload_file(str(path), self.bucket, self.key(f"{under}/{path.relative_to(folder).as_posix()}"))
 
     def put(self, rel: str, data: bytes) -> None:

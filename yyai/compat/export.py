@@ -19,9 +19,11 @@ import tensorflow as tf
 from yyai.runtime.errors import ModelLoadError, NoModel
 from yyai.runtime.loader import LoadedModel
 from yyai.runtime.manifest import load_manifest
+from yyai.runtime.repository import AppSource
+from yyai.runtime.repository.local import LocalApp
 from yyai.runtime.servable import ServingVersion
 from yyai.runtime.signature import SERVING_DEFAULT
-from yyai.runtime.source import choose_version, scan_versions
+from yyai.runtime.source import choose_version
 from yyai.runtime.version_models import load_version_models, manifest_for
 from yyai.services.dataplane import Target, output_map
 
@@ -59,18 +61,21 @@ def _graph_call(model: LoadedModel):
                                      "export an app whose only model it is (it is copied as it is)")
 
 
-def export_app(app_dir: Path, out_dir: Path, *, version: str | None = None, number: int | None = None,
+def export_app(app: AppSource | Path, out_dir: Path, *, version: str | None = None, number: int | None = None,
                settle_seconds: float = 0.0, force: bool = False) -> Path:
-    """Export ``version`` (default: the one the app's policy serves) to ``out_dir/<app>/<number>``.
+    """Export ``version`` of ``app`` (an app folder, or any repository's app; default: the version the app's
+    policy serves) to ``out_dir/<app>/<number>``.
 
     ``number`` defaults to the version's folder number (1 for the flat layout).
     The folder appears in one rename, so a TF Serving polling ``out_dir`` never
     sees half of it. Returns the folder written.
     """
-    app_dir = Path(app_dir)
+    source = app if isinstance(app, AppSource) else LocalApp(Path(app))
+    app_dir = source.folder
     base = load_manifest(app_dir)
-    candidate = choose_version(scan_versions(app_dir, settle_seconds=settle_seconds), policy=base.versions,
+    candidate = choose_version(source.candidates(settle_seconds=settle_seconds), policy=base.versions,
                                pinned=version)
+    candidate = source.fetch(candidate.id) if candidate.numbered else candidate
     if not candidate.files:
         raise NoModel(f"app '{app_dir.name}' has only a handler: there is no model to export (its hooks are Python, "
                       f"which a SavedModel cannot carry)")

@@ -13,6 +13,11 @@ class Command(BaseCommand):
     def handle(self, *args, force: bool = False, **options):
         from yyai.demo_models import build_demo_models
 
+        if str(yyai_settings.MODEL_STORE).startswith("s3://"):
+            self.stdout.write(f"the model store is {yyai_settings.MODEL_STORE}: demo apps are built only into a local "
+                              f"one (YYAI_MODEL_STORE=model_store manage.py build_demo_models, then copy it into the "
+                              f"bucket: aws s3 cp --recursive model_store {yyai_settings.MODEL_STORE})")
+            return
         done = build_demo_models(yyai_settings.MODEL_STORE, force=force, log=self.stdout.write)
         for app, what in done.items():
             self.stdout.write(self.style.SUCCESS(f"{app}: {what}"))

@@ -32,8 +32,7 @@ class Command(BaseCommand):
 
         output = output or Path(settings.DATA_DIR) / "export"
         try:
-            app_dir = get_registry().get(app).app_dir
-            folder = export_app(app_dir, output, version=app_version, number=number,
+            folder = export_app(get_registry().get(app).source, output, version=app_version, number=number,
                                 settle_seconds=yyai_settings.SETTLE_SECONDS, force=force)
         except ServingError as exc:
             raise CommandError(exc.message) from exc
