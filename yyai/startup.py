@@ -32,6 +32,7 @@ from yyai.models import ModelApp
 from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.registry import LoadResult, Plan, Registry
 from yyai.services.reloads import follow_app, serve_what_is_there, sync_apps
+from yyai.services.uploads import reserved_name
 from yyai.sync import GenerationWatcher
 from yyai.wakeup import Wakeup, is_postgres
 
@@ -48,6 +49,9 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
     started = time.perf_counter()
     names = registry.names()
     log.info("loading %d model apps from %s: %s", len(names), registry.store, ", ".join(names) or "none")
+    for name in filter(reserved_name, names):
+        log.warning("app %s has the name of one of the server's own routes: its seed routes /%s/ and "
+                    "/%s_loadmodel/ are shadowed (/api/apps/%s/ works); rename its folder", name, name, name, name)
     known = _database_state()
     results = registry.load_all({name: Plan(version=target or None, pinned=pinned or None)
                                  for name, (_, target, pinned) in known.items() if name in names})

@@ -107,6 +107,24 @@ def test_upload_creates_a_new_app(store, client, staff_client, tmp_path):
     assert serving(client, "brandnew") == ("1", [192.0])
 
 
+@pytest.mark.parametrize("name", ["admin", "api", "metrics", "healthz", "v2", "Static"])
+def test_an_app_may_not_take_a_route_name(store, staff_client, tmp_path, name):
+    response = staff_client.post(f"/api/apps/{name}/versions/", {"files": [model_bytes(tmp_path)]},
+                                 format="multipart")
+    assert response.status_code == 400 and "server's own routes" in response.json()["error"], response.content
+    assert not (store / name).exists()
+
+
+def test_start_up_reports_an_app_named_like_a_route(store, caplog):
+    from yyai import process_registry, startup
+
+    modelkit.regressor(store / "metrics" / "m.h5", weight=1.0)
+    process_registry.reset()
+    startup.start()
+    assert any("app metrics has the name of one of the server's own routes" in r.getMessage()
+               and r.levelname == "WARNING" for r in caplog.records)
+
+
 def test_upload_needs_staff(store, client, tmp_path):
     assert client.post(URL, {"files": [model_bytes(tmp_path)]}, format="multipart").status_code == 401
 

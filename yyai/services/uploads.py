@@ -8,11 +8,22 @@ from typing import BinaryIO
 from yyai.conf import yyai_settings
 from yyai.models import ReloadEvent
 from yyai.process_registry import get_registry
-from yyai.runtime.errors import InvalidUpload, ServingError
+from yyai.runtime.errors import InputError, InvalidUpload, ServingError
 from yyai.runtime.model_util import LATEST
 from yyai.runtime.publish import discard, stage_version
 from yyai.runtime.validate import validate_version
 from yyai.services.reloads import ReloadOutcome, reload_app
+
+
+# The server's own top-level routes: an app of one of these names would have its seed routes (/<app>/,
+# /<app>_loadmodel/) shadowed. Refused at upload, reported at start-up (compared without case).
+RESERVED_APP_NAMES = frozenset({"admin", "api", "api-auth", "static", "media", "metrics", "healthz", "readyz",
+                                "samples", "v1", "v2"})
+
+
+def reserved_name(app: str) -> bool:
+    """Whether ``app`` is the name of one of the server's own routes."""
+    return app.lower() in RESERVED_APP_NAMES
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,10 @@ def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: byt
     ``activate`` serves it at once everywhere (and removes a pin); otherwise it
     waits for the next reload.
     """
+    if reserved_name(app):
+        routes = ", ".join(sorted(RESERVED_APP_NAMES))
+        raise InputError(f"'{app}' is the name of one of the server's own routes ({routes}): its seed routes "
+                         f"would be shadowed; choose another app name")
     source = get_registry().source(app)
     app_dir = source.folder  # staged next to the app-level files (on a remote store: this host's cache)
     new_app = not app_dir.exists()
