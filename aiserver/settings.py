@@ -198,9 +198,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}},
+    "filters": {"unavailable_is_a_warning": {"()": "yyai.logging_json.UnavailableIsAWarning"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("YYAI_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {"django.request": {"level": "ERROR", "filters": ["unavailable_is_a_warning"]}},
 }
 # YYAI_LOG_JSON=1: every log line is one JSON object, and each request logs one line (yyai.access).
 if _yyai.LOG_JSON:

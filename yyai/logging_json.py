@@ -1,4 +1,5 @@
-"""JSON log lines (``YYAI_LOG_JSON=1``): one JSON object per record, tagged with the request id.
+"""JSON log lines (``YYAI_LOG_JSON=1``): one JSON object per record, tagged with the request id; and the filter
+that logs the server's designed 503s as warnings.
 
 Light on purpose: ``LOGGING`` and the gunicorn configuration load this module
 before Django apps (and TensorFlow) are imported.
@@ -42,3 +43,15 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             body["stack"] = self.formatStack(record.stack_info)
         return json.dumps(body, default=str, ensure_ascii=False)
+
+
+class UnavailableIsAWarning(logging.Filter):
+    """On ``django.request``: a 503 is one the server gives by design (overloaded, an app not loaded yet, an
+    unreachable model repository or database), with ``Retry-After``: a WARNING without a traceback, not an
+    ERROR (Django logs every 5xx as one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", None) == 503:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True

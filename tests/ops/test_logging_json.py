@@ -58,3 +58,13 @@ def test_formatter_keeps_extras_request_id_and_exceptions():
     assert "\n" not in line
     assert body["message"] == "failed x" and body["request_id"] == "rid-7" and body["app"] == "calc"
     assert "ValueError: boom" in body["exception"]
+
+
+def test_a_designed_503_is_logged_as_a_warning_without_a_trace(client, store, caplog):
+    from yyai.process_registry import get_registry
+
+    get_registry().get("calc").unload()  # the app has no version: 503 app_not_available, by design
+    response = client.post("/api/apps/calc/predict/", {"instances": [[[[1.0]] * 8] * 8]}, format="json")
+    assert response.status_code == 503 and response["Retry-After"]
+    [record] = [r for r in caplog.records if r.name == "django.request"]
+    assert record.levelname == "WARNING" and record.exc_info is None
