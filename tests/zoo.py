@@ -83,6 +83,22 @@ def text(folder: Path) -> Path:
     return folder
 
 
+class _Jpeg(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(self, image_bytes):
+        heights = tf.map_fn(lambda data: tf.shape(tf.io.decode_jpeg(data, channels=3))[0], image_bytes,
+                            fn_output_signature=tf.int32)
+        return {"height": heights}
+
+
+def jpeg(folder: Path) -> Path:
+    """A SavedModel that decodes JPEG bytes itself (``image_bytes``, string) -> each image's ``height``."""
+    module = _Jpeg()
+    _fresh(folder)
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
 def tf1_detector(folder: Path, *, weight: float = 2.0) -> Path:
     """A TF1 graph: placeholder ``image`` (8, 8, 3), no batch dimension; signature ``detected_model`` with
     ``score = weight * sum(image)`` (float32 scalar), ``boxes`` (1, 4) float32 and ``classes`` (1,) int64."""
@@ -126,6 +142,7 @@ def build_store(root: Path) -> Path:
     any_size(root / "anysize" / "fcn.keras")
     tokens(root / "tokens" / "t.keras")
     text(root / "text" / "strings")
+    jpeg(root / "jpeg" / "decoder")
     ready(tf1_detector(root / "detector" / "1"))
     (root / "detector" / "app.toml").write_text('signature = "detected_model"\n')
     return root

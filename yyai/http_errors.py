@@ -17,6 +17,7 @@ STATUS_BY_CODE = {
     "bad_input": 400,
     "bad_base64": 400,
     "bad_tensor_shape": 400,
+    "model_rejected_input": 400,
     "invalid_upload": 400,
     "not_an_image": 415,
     "image_too_large": 413,

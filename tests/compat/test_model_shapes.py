@@ -186,3 +186,34 @@ def test_kserve_metadata_and_unbatched_tf1_graph(kserve):
     with pytest.raises(InferenceServerException, match="takes shape"):
         kserve.infer("meta", [infer_input("image", FACE[None], "FP32"),
                               infer_input("meta", np.ones((1, 3), np.float32), "FP32")])
+
+
+# -- the model refuses the input: the caller's error on every protocol ---------------------------------
+
+JPEG = cv2.imencode(".jpg", np.full((6, 4, 3), 128, np.uint8))[1].tobytes()
+OUT_OF_RANGE = [[1, 2, 3, 4, 5000]]  # the Embedding's table has 10 rows
+
+
+def test_rest_a_token_id_past_the_table_and_bytes_the_graph_cannot_decode_are_400(v1, live_server):
+    refused = v1("tokens:predict", {"instances": OUT_OF_RANGE})
+    assert refused.status_code == 400 and "5000 is not in [0, 10)" in refused.json()["error"], refused.text
+    assert "/" not in refused.json()["error"].split("refused the input:")[1].replace("[0, 10)", "")
+    bad = v1("jpeg:predict", {"instances": [{"b64": base64.b64encode(b"not a jpeg").decode()}]})
+    assert bad.status_code == 400 and "jpeg" in bad.json()["error"].lower(), bad.text
+    good = v1("jpeg:predict", {"instances": [{"b64": base64.b64encode(JPEG).decode()}]})
+    assert good.status_code == 200 and good.json()["predictions"] == [6]
+    canonical = requests.post(f"{live_server.url}/api/apps/tokens/predict/", json={"instances": OUT_OF_RANGE},
+                              timeout=30)
+    assert canonical.status_code == 400 and canonical.json()["code"] == "model_rejected_input", canonical.text
+
+
+def test_grpc_a_refused_input_is_invalid_argument(stub):
+    with pytest.raises(grpc.RpcError) as raised:
+        grpc_predict(stub, "tokens", {"ids": tf.make_tensor_proto(np.array(OUT_OF_RANGE, np.int32))})
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "5000" in raised.value.details()
+
+
+def test_kserve_a_refused_input_is_400(kserve):
+    with pytest.raises(InferenceServerException) as raised:
+        kserve.infer("jpeg", [infer_input("image_bytes", np.array([b"\xff\xd8 broken"], dtype=object), "BYTES")])
+    assert raised.value.status() == "400" and "jpeg" in raised.value.message().lower()

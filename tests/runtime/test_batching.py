@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from yyai.runtime.batching import Batcher, Job
-from yyai.runtime.errors import Overloaded
+from yyai.runtime.errors import ModelRejectedInput, Overloaded
 from yyai.runtime.manifest import BatchingSpec
 
 
 class Recorder:
     """Two fixed-weight 'models' (row sum times 2 and times 3) that record their batch sizes and shapes."""
 
-    def __init__(self, delay=0.0, fail_on=None):
-        self.sizes, self.shapes, self.delay, self.fail_on = [], [], delay, fail_on
+    def __init__(self, delay=0.0, fail_on=None, refuse=None):
+        self.sizes, self.shapes, self.delay, self.fail_on, self.refuse = [], [], delay, fail_on, refuse
 
     def __call__(self, signature, inputs):
         batch = inputs["x"]
@@ -24,6 +24,8 @@ class Recorder:
         time.sleep(self.delay)
         if self.fail_on is not None and np.any(batch == self.fail_on):
             raise ValueError("poisoned batch")
+        if self.refuse is not None and np.any(batch == self.refuse):
+            raise ModelRejectedInput(f"model refused the input: {self.refuse} is not in [0, 10)")
         sums = batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
         return [{"y": sums * 2}, {"y": sums * 3}]
 
@@ -127,6 +129,21 @@ def test_failure_fails_only_its_batch_and_worker_survives():
         submit(batcher, np.full((1, 2), -1.0, np.float32))
     twice, _ = submit(batcher, np.ones((1, 2), np.float32))
     assert twice.tolist() == [[4.0]]
+
+
+def test_a_refused_input_fails_only_its_own_callers_and_the_rest_of_the_batch_runs_again():
+    recorder = Recorder(delay=0.05, refuse=99.0)
+    batcher = Batcher(recorder, BatchingSpec(max_batch_size=8, batch_timeout_micros=0))
+    blocker = threading.Thread(target=submit, args=(batcher, np.zeros((1, 2), np.float32)))
+    blocker.start()  # holds the worker while the four callers queue up behind it: they meet in one batch
+    time.sleep(0.02)
+    requests = [np.full((1, 2), value, np.float32) for value in (1.0, 99.0, 2.0, 99.0)]
+    results, errors = submit_all(batcher, requests)
+    blocker.join()
+    assert [type(e).__name__ if e else None for e in errors] == [None, "ModelRejectedInput", None,
+                                                                 "ModelRejectedInput"]
+    assert results[0][0].tolist() == [[4.0]] and results[2][0].tolist() == [[8.0]]
+    assert 4 in recorder.sizes and recorder.sizes.count(1) >= 5, recorder.sizes  # the batch, then each alone
 
 
 def test_oversized_request_runs_alone():

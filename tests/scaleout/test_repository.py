@@ -125,6 +125,15 @@ def test_an_s3_store_serves_every_instance_from_its_own_cache(tmp_path, postgres
                             database_url=postgres_url, env=env).start(migrate=False) as server:
             info = detail(server)
             assert info["target_version"] != target and versions([server]) == {info["target_version"]}
+            target, generation = info["target_version"], info["generation"]
+
+        store.delete("calc/")  # lost, snapshots and all, and the very same files copied back
+        put_app(store, "calc", 5.0)
+        with GunicornServer(store=tmp_path / "unused", data_dir=tmp_path / "d", workers=2,
+                            database_url=postgres_url, env=env) as server:  # a host with an empty cache
+            info = detail(server)
+            assert (info["target_version"], info["generation"]) == (target, generation)
+            assert versions([server]) == {target} and not info["degraded"]
             s3.stop()  # the bucket is unreachable: what serves keeps serving, a reload says why
             assert versions([server], 20) == {info["target_version"]}
             refused = requests.post(server.url("/api/apps/calc/reload/"), json={}, auth=AUTH, timeout=90)

@@ -17,6 +17,10 @@ base64 string before decoding, the number of images before any decoding.
 """
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +30,10 @@ from yyai.conf import yyai_settings
 from yyai.http_errors import ApiError
 from yyai.runtime import preprocess
 from yyai.runtime.errors import PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+MAX_PATH_BYTES, MAX_NAME_BYTES = 1024, 255  # imgPath: the whole, and one name in it (the usual NAME_MAX)
 
 FILE_FIELDS = ("img", "image")
 IMAGE_KEYS = ("img", "image", "images", "imgPath")
@@ -100,19 +108,55 @@ def _inputs_field(value: Any, *, form: bool) -> Any:
 
 
 def read_image_path(value: Any) -> bytes:
-    """Bytes of a server-side image, confined to YYAI_IMAGE_ROOT by real path (symlinks resolved)."""
+    """Bytes of a server-side image, confined to YYAI_IMAGE_ROOT.
+
+    The name is checked without the disk first (a string, encodable, not too long, inside the root once
+    normalised), then resolved (symlinks followed, loops and missing parts refused) and checked again.
+    Every failure is a 4xx, logged as one line without a traceback, naming the path as the caller gave it.
+    """
     root = yyai_settings.IMAGE_ROOT
     if root is None:
         raise ApiError("'imgPath' is disabled on this server (YYAI_IMAGE_ROOT is not set)",
                        code="image_path_disabled", status=403)
+    try:
+        return _read_image_path(root, value)
+    except ApiError as exc:
+        log.warning("imgPath %.200r refused: %s (%s)", value, exc.message, exc.code)
+        raise
+
+
+def _read_image_path(root: Path, value: Any) -> bytes:
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ApiError("'imgPath' must be a non-empty path string", code="bad_input")
-    path = (root / value).resolve()
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeError:
+        raise ApiError("'imgPath' is not a valid file name (it cannot be encoded)", code="bad_input") from None
+    if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise ApiError(f"'imgPath' is too long (at most {MAX_PATH_BYTES} bytes, {MAX_NAME_BYTES} per name)",
+                       code="bad_input")
+    outside = ApiError("'imgPath' points outside the image root", code="path_outside_root", status=403)
+    if not Path(os.path.normpath(root / value)).is_relative_to(root):
+        raise outside  # before anything outside the root is asked of the disk
+    missing = ApiError(f"no image at imgPath '{value}'", code="path_not_found", status=404)
+    try:
+        path = Path(os.path.realpath(root / value, strict=True))
+    except (FileNotFoundError, NotADirectoryError):
+        raise missing from None
+    except OSError as exc:  # a symlink loop, a name the file system refuses, no permission
+        raise ApiError(f"imgPath '{value}' cannot be resolved: {exc.strerror or 'refused'}",
+                       code="bad_input") from None
     if not path.is_relative_to(root):
-        raise ApiError("'imgPath' points outside the image root", code="path_outside_root", status=403)
-    if not path.is_file():
-        raise ApiError(f"no image at imgPath '{value}'", code="path_not_found", status=404)
-    return _read_limited(path)
+        raise outside
+    try:
+        return _read_limited(path)
+    except IsADirectoryError:
+        raise missing from None
+    except PermissionError:
+        raise ApiError(f"imgPath '{value}' cannot be read by the server", code="path_not_readable",
+                       status=403) from None
+    except OSError as exc:
+        raise ApiError(f"imgPath '{value}' cannot be read: {exc.strerror or 'refused'}", code="bad_input") from None
 
 
 def sample_path(app_dir: Path) -> Path | None:
@@ -142,7 +186,14 @@ def _read_upload(upload) -> bytes:
 
 
 def _read_limited(path: Path) -> bytes:
-    size = path.stat().st_size
-    if size > yyai_settings.MAX_IMAGE_BYTES:
-        raise PayloadTooLarge(f"the image is {size} bytes; the limit is {yyai_settings.MAX_IMAGE_BYTES}")
-    return path.read_bytes()
+    """A regular file's bytes, refused from its size past MAX_IMAGE_BYTES; IsADirectoryError for anything but a
+    regular file (a folder, a device, a pipe), other OSErrors as they come."""
+    limit = yyai_settings.MAX_IMAGE_BYTES
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hold the request
+    with os.fdopen(fd, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+        if status.st_size > limit:
+            raise PayloadTooLarge(f"the image is {status.st_size} bytes; the limit is {limit}")
+        return handle.read(limit + 1)

@@ -18,7 +18,10 @@ alone.
   their inputs, waiting: :class:`Overloaded` at once, never a hang. One
   request larger than ``max_enqueued_bytes`` alone is :class:`PayloadTooLarge`.
 * A request larger than ``max_batch_size`` runs as a batch of its own.
-* An error in a batch fails exactly the callers in that batch.
+* An error in a batch fails exactly the callers in that batch; when it is the
+  input's fault (:class:`InputError`, such as a model refusing a token id),
+  each caller of the batch runs again alone, so only those whose own rows the
+  model refuses get the error.
 
 Callers wait in one of two ways: :meth:`Batcher.submit` blocks its thread;
 :meth:`Batcher.submit_async` awaits on an asyncio event loop, which the batch
@@ -35,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import AppNotAvailable, Overloaded, PayloadTooLarge
+from .errors import AppNotAvailable, InputError, Overloaded, PayloadTooLarge
 from .feed import aligned_concatenate
 from .manifest import BatchingSpec
 
@@ -224,6 +227,14 @@ class Batcher:
             inputs = first.inputs if len(batch) == 1 else {
                 name: aligned_concatenate([p.job.inputs[name] for p in batch]) for name in first.inputs}
             outputs = self._run(first.signature, inputs)
+        except InputError as exc:  # some caller's own rows: each caller again alone, so only theirs fail
+            if len(batch) > 1:
+                for pending in batch:
+                    self._execute([pending])
+                return
+            batch[0].error = exc
+            batch[0].done.set()
+            return
         except BaseException as exc:  # hand every caller the failure, never kill the worker
             for pending in batch:
                 pending.error = exc

@@ -86,6 +86,13 @@ class BadTensor(InputError):
     code = "bad_tensor_shape"
 
 
+class ModelRejectedInput(InputError):
+    """The model itself refused a request's rows while running them (TensorFlow's InvalidArgumentError and
+    kin: a token id past an Embedding's table, bytes its own ``decode_jpeg`` cannot decode): the caller's error."""
+
+    code = "model_rejected_input"
+
+
 class InvalidUpload(InputError):
     """Uploaded model files failed validation; nothing was kept."""
 

@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import tensorflow as tf
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, ModelRejectedInput
 from .feed import Feed
 from .filecheck import check_model_file
 from .keras_models import open_keras
 from .limits import DEFAULT_MAX_FILE_BYTES
-from .opened import Runner, reason_of
+from .opened import Runner, reason_of, refusal_of
 from .saved_models import SAVED_MODEL_FILE, open_saved_model
 from .signature import Signature, TensorSpec, pick_signature
 
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 MODEL_SUFFIXES = (".h5", ".keras")
 MAX_ROW_ELEMENTS = 1 << 25  # 32 Mi values (128 MiB of float32) per input or output row
 WARMUP_FREE_DIM = 32  # the length warm-up gives a dimension of any length
+# what TensorFlow raises when the values it runs on are wrong (an index out of range, undecodable bytes): the
+# caller's error, not the server's
+REFUSALS = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError)
 
 
 def is_model_path(path: Path) -> bool:
@@ -71,8 +75,14 @@ class LoadedModel:
     keep: object = None
 
     def run(self, signature: str, feed: Feed) -> dict[str, np.ndarray]:
-        """Named outputs of ``signature`` on ``feed`` (rows first when the signature is batched)."""
-        return self.runners[signature](feed)
+        """Named outputs of ``signature`` on ``feed`` (rows first when the signature is batched).
+
+        ModelRejectedInput when TensorFlow refuses the values themselves while running them.
+        """
+        try:
+            return self.runners[signature](feed)
+        except REFUSALS as exc:
+            raise ModelRejectedInput(f"model {self.name} refused the input: {refusal_of(exc)}") from None
 
     def close(self) -> None:
         self.release()

@@ -1,6 +1,7 @@
 """What opening a model gives the loader, whatever its format: signatures, runners, a way to release it."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,6 +32,20 @@ class Opened:
     params: int
     close: Callable[[], None] = field(default=_nothing)
     keep: object = None  # the Keras model or the restored trackable the runners call
+
+
+_TRACE_LINE = re.compile(r"^\s*(File \"|Detected at node|Graph execution error|\[\[\{\{node)")
+_NOISE = re.compile(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]|\[\[[^\]]*\]\]")
+_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]*")
+
+
+def refusal_of(exc: BaseException) -> str:
+    """What a model's own error (TensorFlow's, while running a request) says about the input, without the
+    traceback TensorFlow appends, node and op names, or file paths."""
+    text = getattr(exc, "message", None) or str(exc)
+    lines = [line for line in text.splitlines() if line.strip() and not _TRACE_LINE.match(line)]
+    text = _PATH.sub("<path>", _NOISE.sub("", " ".join(" ".join(lines).split()))).strip()
+    return (text or type(exc).__name__)[:500]
 
 
 def reason_of(exc: BaseException) -> str:
