@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "yyai.request_context.RequestContextMiddleware",  # first: request id, metrics, access log for every response
     "django.middleware.security.SecurityMiddleware",
     "yyai.middleware.BodySizeLimitMiddleware",
+    "yyai.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -100,7 +101,8 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several gunicorn workers share the file: wait for locks instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Past it a request that needs the database answers 503 database_unavailable with Retry-After.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = env_int("DATABASE_SQLITE_TIMEOUT", 20)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Throttle counters live in the cache: per process by default, shared by every

@@ -93,6 +93,8 @@ SETTINGS = (
     Setting("MAX_IMAGE_PIXELS", LIMITS.max_pixels, _int(1), "pixels of one image, from its header (413)"),
     Setting("MAX_REQUEST_PIXELS", LIMITS.max_request_pixels, _int(1), "pixels of all the images of a request (413)"),
     Setting("MAX_ROWS_PER_REQUEST", LIMITS.max_rows, _int(1), "images or instances in one request"),
+    Setting("MAX_STRING_ELEMENTS", limits.DEFAULT_MAX_STRING_ELEMENTS, _int(1),
+            "string elements of one request tensor (KServe BYTES, gRPC DT_STRING), from its shape (413)"),
     Setting("CPU_THREADS", lambda: max(2, os.cpu_count() or 1), _int(1),
             "threads per worker for parsing, base64, decoding and resizing, off the event loop"),
     # batching (an app's [batching] overrides)

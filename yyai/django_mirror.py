@@ -27,6 +27,7 @@ MIRRORED_MIDDLEWARE = (
     "yyai.request_context.RequestContextMiddleware",  # request id, metrics, access log: finish_request
     "django.middleware.security.SecurityMiddleware",  # security_headers, SECURE_SSL_REDIRECT
     "yyai.middleware.BodySizeLimitMiddleware",  # the Content-Length limit
+    "yyai.middleware.DatabaseUnavailableMiddleware",  # a predict reads no database
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files only: never a predict
     "django.contrib.sessions.middleware.SessionMiddleware",  # no effect on an anonymous JSON answer
     "corsheaders.middleware.CorsMiddleware",  # requests with an Origin go to Django

@@ -27,6 +27,7 @@ STATUS_BY_CODE = {
     "version_not_found": 404,
     "app_not_available": 503,
     "repository_unavailable": 503,
+    "insufficient_storage": 507,
     "overloaded": 503,
     "reload_in_progress": 409,
     "reload_superseded": 409,
@@ -64,7 +65,9 @@ class ApiError(Exception):
 
 
 def error_body(message: str, code: str) -> dict:
-    return {"error": message, "code": code}
+    """The canonical error; a message that quotes the caller's text keeps what UTF-8 cannot carry (a lone
+    surrogate) as an escape, so that the answer can always be written."""
+    return {"error": message.encode("utf-8", "backslashreplace").decode("utf-8"), "code": code}
 
 
 INTERNAL = Failure(500, "internal_error", INTERNAL_ERROR)  # the answer to a bug, whichever path met it

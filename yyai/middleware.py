@@ -1,7 +1,13 @@
-"""Refuse request bodies above YYAI_MAX_BODY_BYTES before anything reads them."""
+"""The server's own middleware: bodies above YYAI_MAX_BODY_BYTES refused before anything reads them, and a
+database that cannot be reached answered as 503 by every Django view."""
+import logging
 
-from yyai.api.exceptions import json_error
+from django.db import DatabaseError
+
+from yyai.api.exceptions import DATABASE_UNAVAILABLE, json_error
 from yyai.conf import yyai_settings
+
+log = logging.getLogger(__name__)
 
 UPLOAD_SUFFIX = "/versions/"  # version uploads: YYAI_MAX_UPLOAD_BYTES
 
@@ -25,3 +31,21 @@ class BodySizeLimitMiddleware:
         if length > limit:
             return json_error(f"the request body is {length} bytes; the limit is {limit}", "payload_too_large", 413)
         return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A view (the admin, the web page; DRF's own views map it in their exception handler) that meets a
+    DatabaseError answers 503 ``database_unavailable`` with Retry-After, logged as one warning line."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, DatabaseError):
+            return None
+        log.warning("%s %s: the database is unavailable: %s", request.method, request.path, exception)
+        failure = DATABASE_UNAVAILABLE
+        return json_error(failure.message, failure.code, failure.status, failure.headers)

@@ -7,11 +7,15 @@ and renders the result. Nothing here ever puts a stack trace in a response.
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from yyai.http_errors import INTERNAL, Failure, error_body, failure_of
+
+DATABASE_UNAVAILABLE = Failure(503, "database_unavailable", "the database cannot be reached or stayed locked; "
+                               "predictions go on, retry this in a few seconds", {"Retry-After": "5"})
 
 DRF_CODES = {
     drf.ParseError: "malformed_body",
@@ -75,6 +79,8 @@ def known_failure(exc: BaseException) -> Failure | None:
         return Failure(403, "permission_denied", "you do not have permission to do this")
     if isinstance(exc, SuspiciousOperation):
         return Failure(400, "bad_request", "the request was refused as malformed")
+    if isinstance(exc, DatabaseError):  # PostgreSQL away, SQLite locked past its timeout
+        return DATABASE_UNAVAILABLE
     return None
 
 

@@ -76,7 +76,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             spec = request.model_spec
             if not request.inputs:
                 raise BadTensor("the request has no inputs")
-            inputs = {name: protos.tensor_to_array(tensor, max_bytes=yyai_settings.MAX_BODY_BYTES)
+            inputs = {name: protos.tensor_to_array(tensor, max_bytes=yyai_settings.MAX_BODY_BYTES,
+                                                   max_strings=yyai_settings.MAX_STRING_ELEMENTS)
                       for name, tensor in request.inputs.items()}
             result = services.infer(services.InferRequest(
                 target=spec.name, inputs=inputs, version=_version(spec), signature=spec.signature_name or None,

@@ -101,7 +101,8 @@ class InferView(ProtocolView):
         parsed = v2tensors.parse_body(request.body, header_length=request.headers.get(v2tensors.HEADER_LENGTH),
                                       encoding=request.headers.get("Content-Encoding"),
                                       max_bytes=yyai_settings.MAX_BODY_BYTES, max_depth=yyai_settings.MAX_JSON_DEPTH)
-        inputs = v2tensors.read_inputs(parsed, max_bytes=yyai_settings.MAX_BODY_BYTES)
+        inputs = v2tensors.read_inputs(parsed, max_bytes=yyai_settings.MAX_BODY_BYTES,
+                                       max_strings=yyai_settings.MAX_STRING_ELEMENTS)
         wanted, binary = _requested_outputs(parsed.header)
         parameters = v2tensors.parameters_of(parsed.header)
         result = services.infer(services.InferRequest(target=name, version=version, inputs=inputs,

@@ -100,10 +100,11 @@ def model_status(target: Target,
     return response
 
 
-def tensor_to_array(proto: tensor_pb2.TensorProto, *, max_bytes: int) -> np.ndarray:
+def tensor_to_array(proto: tensor_pb2.TensorProto, *, max_bytes: int, max_strings: int) -> np.ndarray:
     """A request tensor as an array; DT_STRING elements as :class:`EncodedImage` bytes.
 
-    The declared shape is checked against ``max_bytes`` before anything is allocated.
+    The declared shape is checked against ``max_bytes`` (DT_STRING: its elements against ``max_strings``)
+    before anything is allocated.
     """
     if proto.tensor_shape.unknown_rank or len(proto.tensor_shape.dim) > MAX_RANK:
         raise BadTensor(f"a tensor must have a known shape of at most {MAX_RANK} dimensions")
@@ -118,6 +119,9 @@ def tensor_to_array(proto: tensor_pb2.TensorProto, *, max_bytes: int) -> np.ndar
     except TypeError:
         raise BadTensor(f"unsupported tensor dtype {proto.dtype}") from None
     if proto.dtype == types_pb2.DT_STRING:
+        if max(elements, len(proto.string_val)) > max_strings:
+            raise PayloadTooLarge(f"a DT_STRING tensor of {max(elements, len(proto.string_val))} elements; the "
+                                  f"limit is {max_strings}")
         values = list(proto.string_val)
         if len(values) != elements:
             raise BadTensor(f"a DT_STRING tensor of shape {shape} needs {elements} values, got {len(values)}")

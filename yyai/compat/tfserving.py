@@ -31,6 +31,7 @@ from yyai.compat import protos
 from yyai.compat.http import ProtocolError, ProtocolView
 from yyai.conf import yyai_settings
 from yyai.runtime import preprocess
+from yyai.runtime.errors import BadTensor
 from yyai.runtime.servable import ServingVersion
 from yyai.runtime.tensors import EncodedImage
 from yyai.services import dataplane
@@ -102,6 +103,9 @@ class PredictView(TFServingView):
             raise ProtocolError("Missing 'inputs' or 'instances' key" if "inputs" not in body
                                 else "Both 'inputs' and 'instances' keys are present; send only one")
         rows = "instances" in body
+        limit = yyai_settings.MAX_ROWS_PER_REQUEST
+        if rows and isinstance(body["instances"], list) and len(body["instances"]) > limit:
+            raise BadTensor(f"'instances' has {len(body['instances'])} rows; the limit is {limit}")  # none decoded
         result = services.infer(services.InferRequest(
             target=name, version=version, signature=_signature_name(body),
             instances=decode_b64(body["instances"]) if rows else None,

@@ -78,10 +78,11 @@ def parse_body(body: bytes, *, header_length: str | None, encoding: str | None, 
     return Request(header=header, binary=binary)
 
 
-def read_inputs(request: Request, *, max_bytes: int) -> dict[str, np.ndarray]:
+def read_inputs(request: Request, *, max_bytes: int, max_strings: int) -> dict[str, np.ndarray]:
     """Each input as an array of its declared shape, by name; ``BYTES`` elements as :class:`EncodedImage`.
 
-    Declared shapes are checked (rank, sign, size against ``max_bytes``) before anything is allocated.
+    Declared shapes are checked (rank, sign, size against ``max_bytes``, ``BYTES`` elements against
+    ``max_strings``) before anything is decoded or allocated.
     """
     inputs = request.header.get("inputs")
     if not isinstance(inputs, list) or not inputs:
@@ -104,13 +105,16 @@ def read_inputs(request: Request, *, max_bytes: int) -> dict[str, np.ndarray]:
         elements = math.prod(shape)
         if datatype != "BYTES" and elements * DTYPES[datatype].itemsize > max_bytes:
             raise PayloadTooLarge(f"input '{name}' of shape {shape} holds more than the limit of {max_bytes} bytes")
+        if datatype == "BYTES" and elements > max_strings:
+            raise PayloadTooLarge(f"input '{name}' of shape {shape} holds {elements} BYTES elements; the limit is "
+                                  f"{max_strings}")
         parameters = _object(tensor.get("parameters"), f"input '{name}': 'parameters'")
         size = parameters.get("binary_data_size")
         if size is not None:
             if type(size) is not int or size < 0 or offset + size > len(request.binary):
                 raise ProtocolError(f"input '{name}': binary_data_size {size} runs past the end of the body")
             raw, offset = request.binary[offset:offset + size], offset + size
-            value = (_strings(_bytes_elements(raw, name), shape, name) if datatype == "BYTES"
+            value = (_strings(_bytes_elements(raw, name, elements), shape, name) if datatype == "BYTES"
                      else _from_raw(raw, datatype, shape, name))
         elif "data" in tensor:
             value = _from_json(tensor["data"], datatype, shape, name)
@@ -170,9 +174,12 @@ def _strings(items: list[bytes], shape: list[int], name: str) -> np.ndarray:
     return array.reshape(shape)
 
 
-def _bytes_elements(raw: bytes, name: str) -> list[bytes]:
+def _bytes_elements(raw: bytes, name: str, count: int) -> list[bytes]:
+    """The ``count`` length-prefixed elements of ``raw``; ProtocolError when it holds more or fewer."""
     items, pos = [], 0
     while pos < len(raw):
+        if len(items) == count:
+            raise ProtocolError(f"input '{name}': more BYTES elements than its shape holds ({count})")
         if pos + 4 > len(raw):
             raise ProtocolError(f"input '{name}': a BYTES element length is cut off")
         (length,) = struct.unpack_from("<I", raw, pos)

@@ -5,6 +5,10 @@ statuses, so the runtime knows nothing of HTTP.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+from typing import Iterator
+
 
 class ServingError(Exception):
     """Base of every error the runtime raises on purpose."""
@@ -132,6 +136,25 @@ class RepositoryUnavailable(ServingError):
     def __init__(self, message: str, retry_after: int = 5):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StorageFull(ServingError):
+    """The disk filled up while writing a version (a snapshot, an upload, a download into the cache)."""
+
+    code = "insufficient_storage"
+
+
+@contextlib.contextmanager
+def storage_errors(app: str, doing: str) -> Iterator[None]:
+    """A full disk (ENOSPC, EDQUOT) while ``doing`` for ``app`` becomes :class:`StorageFull`; every writer
+    stages in a folder of its own and removes it on failure, so nothing is left half-written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StorageFull(f"no space left on the device while {doing} app '{app}': nothing was half-written, "
+                          f"and what serves keeps serving") from None
 
 
 class ReloadInProgress(ServingError):

@@ -12,6 +12,7 @@ DEFAULT_SETTLE_SECONDS = 5.0  # a numbered version without READY counts once unc
 DEFAULT_VALIDATE_TIMEOUT_SECONDS = 300.0  # the upload validation child's time ...
 DEFAULT_VALIDATE_MEMORY_BYTES = 4 << 30  # ... and address space
 DEFAULT_LOAD_WORKERS = 2  # apps loaded in parallel at start-up
+DEFAULT_MAX_STRING_ELEMENTS = 1 << 16  # string (BYTES, DT_STRING) elements of one request tensor
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .errors import (
     ModelLoadError,
     ReloadInProgress,
     ServingError,
+    storage_errors,
 )
 from .handlers import HandlerSettings, LoadedHandler, load_handler
 from .limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
@@ -154,7 +155,8 @@ class ModelUtil:
         wanted: str | None = exact or pinned
         try:
             base = load_manifest(self.app_dir, batching_defaults=self.batching_defaults)
-            candidate = self._exact(exact) if exact is not None else self._choose(base, pinned)
+            with storage_errors(self.name, "fetching or freezing a version of"):
+                candidate = self._exact(exact) if exact is not None else self._choose(base, pinned)
             wanted = candidate.id
             spec = self._manifest(base, candidate)
             self._loading = candidate.id

@@ -8,7 +8,7 @@ from typing import BinaryIO
 from yyai.conf import yyai_settings
 from yyai.models import ReloadEvent
 from yyai.process_registry import get_registry
-from yyai.runtime.errors import InputError, InvalidUpload, ServingError
+from yyai.runtime.errors import InputError, InvalidUpload, ServingError, storage_errors
 from yyai.runtime.model_util import LATEST
 from yyai.runtime.publish import discard, stage_version
 from yyai.runtime.validate import validate_version
@@ -57,7 +57,8 @@ def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: byt
     staging = None
     published = False
     try:
-        staging = stage_version(app_dir, files, manifest)
+        with storage_errors(app, "staging an upload of"):
+            staging = stage_version(app_dir, files, manifest)
         try:
             models = validate_version(staging, app_dir=app_dir, timeout=yyai_settings.VALIDATE_TIMEOUT_SECONDS,
                                       memory_bytes=yyai_settings.VALIDATE_MEMORY_BYTES,
@@ -65,7 +66,8 @@ def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: byt
                                       isolated=yyai_settings.VALIDATE_ISOLATED)
         except ServingError as exc:
             raise InvalidUpload(f"the upload was refused and nothing was kept: {exc.message}") from exc
-        number = source.publish(staging)
+        with storage_errors(app, "publishing an upload of"):
+            number = source.publish(staging)
         published = True
     finally:
         if staging is not None:
