@@ -38,7 +38,7 @@ class ModelApp(models.Model):
 
 
 class ReloadEvent(models.Model):
-    """One attempted reload of one app in one process."""
+    """One attempted reload of one app in one process, from the moment it starts loading."""
 
     class Trigger(models.TextChoices):
         API = "api"
@@ -49,8 +49,10 @@ class ReloadEvent(models.Model):
         STARTUP = "startup"
 
     class Status(models.TextChoices):
+        RUNNING = "running"  # written before the load: a process killed mid-way leaves it visible
         OK = "ok"
         FAILED = "failed"
+        INTERRUPTED = "interrupted"  # its process stopped before it finished (found at the next start)
 
     app = models.ForeignKey(ModelApp, on_delete=models.CASCADE, related_name="reload_events")
     from_version = models.CharField(max_length=64, blank=True, default="")

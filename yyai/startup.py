@@ -31,7 +31,7 @@ from yyai.conf import yyai_settings
 from yyai.models import ModelApp
 from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.registry import LoadResult, Plan, Registry
-from yyai.services.reloads import follow_app, serve_what_is_there, sync_apps
+from yyai.services.reloads import follow_app, mark_interrupted, serve_what_is_there, sync_apps
 from yyai.services.uploads import reserved_name
 from yyai.sync import GenerationWatcher
 from yyai.wakeup import Wakeup, is_postgres
@@ -75,6 +75,14 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
             watcher.mark_applied(name, generation)
     process_registry.install_watcher(watcher)
     _beat(registry, known)
+    try:
+        interrupted = mark_interrupted()
+    except DatabaseError as exc:
+        log.warning("cannot look for interrupted reloads (%s)", exc)
+    else:
+        if interrupted:
+            log.warning("reloads %s were interrupted: their process stopped before they finished",
+                        ", ".join(map(str, interrupted)))
     if watch:
         watcher.start()
     return registry

@@ -216,3 +216,65 @@ def test_a_database_locked_past_its_timeout_is_503_while_predicts_go_on(server):
     assert unavailable and all(" WARNING " in line for line in unavailable), unavailable  # by design: no ERROR
     assert requests.post(server.url("/api/apps/calc/reload/"), json={}, auth=AUTH, timeout=60).status_code == 200
     healthy(server)
+
+
+SLOW = """
+import time
+
+
+class Slow:
+    def setup(self, context):
+        if context.path("slow-setup").exists():  # the operator's switch: this load takes a while
+            time.sleep(8)
+
+    def postprocess(self, outputs, request, context):
+        return {"ok": True}
+"""
+
+
+def test_a_reload_whose_worker_is_killed_stays_in_the_history_and_its_retry_is_safe(server):
+    app = server.store / "slow"
+    app.mkdir()
+    (app / "app.toml").write_text('handler = "handler.py"\n')
+    (app / "handler.py").write_text(SLOW)
+    first = requests.post(server.url("/api/apps/slow/reload/"), json={}, auth=AUTH, timeout=60)
+    assert first.status_code == 200, first.text
+    (app / "slow-setup").touch()
+    answers = []
+
+    def call():
+        try:
+            answers.append(requests.post(server.url("/api/apps/slow/reload/"), json={}, auth=AUTH, timeout=60))
+        except requests.ConnectionError:
+            pass  # the connection died with the worker
+
+    caller = threading.Thread(target=call)
+    caller.start()
+
+    def running():
+        rows = requests.get(server.url("/api/reloads/?app=slow&status=running"), auth=AUTH, timeout=10).json()
+        return rows["results"]
+
+    deadline = time.monotonic() + 20
+    while not running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (event,) = running()
+    os.kill(event["pid"], 9)  # the worker that answers the reload dies while it loads
+    caller.join()
+    assert not answers or answers[0].status_code >= 500
+    (app / "slow-setup").unlink()
+
+    def interrupted():
+        rows = requests.get(server.url("/api/reloads/?app=slow"), auth=AUTH, timeout=10).json()["results"]
+        return next((r for r in rows if r["id"] == event["id"] and r["status"] == "interrupted"), None)
+
+    deadline = time.monotonic() + 60
+    while not interrupted() and time.monotonic() < deadline:  # gunicorn's new worker marks it at its start
+        time.sleep(0.5)
+    found = interrupted()
+    assert found and "retry with the same body is safe" in found["error"], found
+    retry = requests.post(server.url("/api/apps/slow/reload/"), json={}, auth=AUTH, timeout=60)
+    assert retry.status_code == 200 and retry.json()["converged"], retry.text
+    assert retry.json()["new_version"] == first.json()["new_version"]
+    assert requests.post(server.url("/api/apps/slow/predict/"), json={"instances": [1]}, timeout=10).json()["ok"]
+    healthy(server)

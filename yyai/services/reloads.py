@@ -59,13 +59,15 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
         return remove_app(app=app, user=user, trigger=trigger, wait_fleet=wait_fleet)
     retiring = util.current
     started = time.perf_counter()
+    event = begin_reload(app=app, from_version=retiring.id if retiring else "", to_version=str(version or ""),
+                         trigger=trigger, user=user)
     try:
         report = util.reload(version, wait=wait)
     except ReloadInProgress:
+        event.delete()  # nothing was attempted: the other reload's row tells
         raise
     except ServingError as exc:
-        record_reload(app=app, from_version=retiring.id if retiring else "", to_version=str(version or ""),
-                      trigger=trigger, user=user, error=exc.message, started=started)
+        finish_reload(event, to_version=event.to_version, error=exc.message, started=started)
         raise
     with transaction.atomic():
         row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
@@ -73,8 +75,7 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
                                                                               util.pinned or "", None)
         if changed:
             _set_target(row, report.new_version, util.pinned or "")
-        record_reload(app=app, from_version=report.old_version or "", to_version=report.new_version,
-                      trigger=trigger, user=user, error="", started=started)
+        finish_reload(event, to_version=report.new_version, error="", started=started)
     _served(app, report.new_version, row.generation)
     if changed:
         wakeup.wake(fleet.host_pids())
@@ -227,13 +228,49 @@ def sync_apps(*, names: list[str]) -> None:
         ModelApp.objects.bulk_create([ModelApp(name=n) for n in sorted(missing)], ignore_conflicts=True)
 
 
-def record_reload(*, app: str, from_version: str, to_version: str, trigger: str, user, error: str,
-                  started: float, note: str = "") -> ReloadEvent:
-    """Write one ReloadEvent (status from ``error``) for this host and process, and count it."""
-    metrics.count_reload(app=app, trigger=trigger, ok=not error)
+def begin_reload(*, app: str, from_version: str, to_version: str, trigger: str, user) -> ReloadEvent:
+    """The reload's row, written before it loads (status ``running``, this host and pid): a process killed
+    mid-way leaves it in the history (:func:`mark_interrupted`)."""
     return ReloadEvent.objects.create(
         app=ensure_app(name=app), from_version=from_version, to_version=to_version, trigger=trigger,
-        user=user if getattr(user, "is_authenticated", False) else None,
-        status=ReloadEvent.Status.FAILED if error else ReloadEvent.Status.OK, error=error[:10_000], note=note,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1), host=HOST, pid=os.getpid(),
-    )
+        user=user if getattr(user, "is_authenticated", False) else None, status=ReloadEvent.Status.RUNNING,
+        host=HOST, pid=os.getpid())
+
+
+def finish_reload(event: ReloadEvent, *, to_version: str, error: str, started: float, note: str = "") -> ReloadEvent:
+    """Record how ``event`` ended (status from ``error``), and count it."""
+    metrics.count_reload(app=event.app.name, trigger=event.trigger, ok=not error)
+    event.to_version, event.error, event.note = to_version, error[:10_000], note
+    event.status = ReloadEvent.Status.FAILED if error else ReloadEvent.Status.OK
+    event.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    event.save(update_fields=["to_version", "error", "note", "status", "duration_ms"])
+    return event
+
+
+def record_reload(*, app: str, from_version: str, to_version: str, trigger: str, user, error: str,
+                  started: float, note: str = "") -> ReloadEvent:
+    """One ReloadEvent for a reload this process did in one step (following, start-up, removal)."""
+    event = begin_reload(app=app, from_version=from_version, to_version=to_version, trigger=trigger, user=user)
+    return finish_reload(event, to_version=to_version, error=error, started=started, note=note)
+
+
+def mark_interrupted() -> list[int]:
+    """The reloads a process of this host left running when it stopped (killed mid-way): ``interrupted``.
+    Their ids; a retry with the same body is safe (a reload of what serves already changes nothing)."""
+    running = ReloadEvent.objects.filter(status=ReloadEvent.Status.RUNNING, host=HOST).values_list("id", "pid")
+    gone = [event for event, pid in running if not _alive(pid)]
+    ReloadEvent.objects.filter(id__in=gone).update(
+        status=ReloadEvent.Status.INTERRUPTED,
+        error="the process that ran this reload stopped before it finished; nothing of it serves, and a retry "
+              "with the same body is safe")
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
