@@ -27,6 +27,8 @@ def as_(who, request):
 def test_matrix_default(store, request, who, predict, reload, users):
     client = as_(who, request)
     assert client.get("/api/apps/").status_code == 200
+    root = client.get("/api/")
+    assert root.status_code == 200 and set(root.json()) == {"apps", "reloads", "users", "groups"}
     assert client.post("/api/apps/calc/predict/", IMAGE, format="json").status_code == predict
     assert client.post("/api/apps/calc/reload/").status_code == reload
     assert client.get("/api/users/").status_code == users
@@ -76,3 +78,9 @@ def test_session_login_and_admin_pages(store, client, staff):
                            follow=True)
     assert response.status_code == 200 and b'<li class="success">Calc: ' in response.content
     assert ReloadEvent.objects.filter(trigger="admin", user=staff).count() == 2
+
+
+def test_an_anonymous_browser_sees_the_api_root_and_the_apps_with_a_login_link(store, client):
+    for path in ("/api/", "/api/apps/"):
+        page = client.get(path, HTTP_ACCEPT="text/html")
+        assert page.status_code == 200 and "/api-auth/login/" in page.content.decode(), path
