@@ -5,16 +5,26 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install demo migrate clean browser nginx
+.PHONY: run test install install-test demo migrate clean browser nginx
 
-$(VENV)/.installed: requirements.txt requirements-test.txt requirements-nodeps.txt requirements-test-nodeps.txt
+# Serving needs only requirements*.txt without "-test"; the test tools come on top, for make test and make bench.
+$(VENV)/.serving: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-test.txt
-	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt -r requirements-test-nodeps.txt
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.testing: $(VENV)/.serving requirements-test.txt requirements-test-nodeps.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-test-nodeps.txt
+	touch $@
+
+## The serving requirements only (what make run needs).
+install: $(VENV)/.serving
+
+## The serving requirements and the test tools.
+install-test: $(VENV)/.testing
 
 migrate: install
 	$(PY) manage.py migrate --noinput
@@ -28,7 +38,7 @@ run: migrate demo
 	DJANGO_HTTPS=$${DJANGO_HTTPS:-0} PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py
 
 ## Check the layers (.importlinter), then run the whole test suite (slow-marked tests included).
-test: install browser nginx
+test: install-test browser nginx
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
@@ -50,7 +60,7 @@ BENCH_VENV := bench/.work/venv-bench
 BENCH_ARGS ?=
 
 # LitServe and py-spy live in their own venv; a .pth file lets it import .venv's TensorFlow and Keras.
-$(BENCH_VENV)/.installed: bench/requirements-bench.txt $(VENV)/.installed
+$(BENCH_VENV)/.installed: bench/requirements-bench.txt $(VENV)/.testing
 	test -x $(BENCH_VENV)/bin/python || $$($(PY) -c 'import sys; print(sys._base_executable)') -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-bench.txt
 	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
@@ -60,7 +70,7 @@ $(BENCH_VENV)/.installed: bench/requirements-bench.txt $(VENV)/.installed
 .PHONY: bench bench-smoke
 ## Benchmark aiserver against the seed's design, LitServe and the offline limit (bench/RESULTS.md), and a new
 ## instance's cold start from a folder and from an S3 bucket (bench/COLDSTART.md).
-bench: install $(BENCH_VENV)/.installed
+bench: install-test $(BENCH_VENV)/.installed
 	command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y wrk; }
 	$(PY) -m bench.run --profile $(BENCH_ARGS)

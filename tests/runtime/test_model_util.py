@@ -238,3 +238,13 @@ def test_flat_copy_then_reload_while_serving(make_app):
     shutil.copy(staged, app / "m.h5")
     util.reload()
     assert_outputs(util, 4.0)
+
+
+def test_a_rollback_to_a_number_that_is_only_loose_files_says_how_to_make_it_one(make_app):
+    app = make_app(models={"m.h5": 1.0})
+    modelkit.regressor(app / "2" / "m.h5", weight=2.0)
+    (app / "2" / "READY").touch()
+    util = ModelUtil(app)
+    assert util.reload().new_version == "2"
+    with pytest.raises(VersionNotFound, match=r"loose files \(m.h5\) are ignored .* move them into one \(1/\)"):
+        util.reload(1)

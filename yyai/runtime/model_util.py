@@ -32,6 +32,7 @@ from .errors import (
     ModelLoadError,
     ReloadInProgress,
     ServingError,
+    VersionNotFound,
     storage_errors,
 )
 from .handlers import HandlerSettings, LoadedHandler, load_handler
@@ -41,7 +42,7 @@ from .publish import UPLOADED_MARKER
 from .servable import ServingVersion, State
 from .repository import AppSource
 from .repository.local import LocalApp
-from .source import VersionCandidate, choose_version
+from .source import VersionCandidate, choose_version, model_files
 from .version_models import load_version_models, manifest_for
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class ModelUtil:
         try:
             base = load_manifest(self.app_dir, batching_defaults=self.batching_defaults)
             with storage_errors(self.name, "fetching or freezing a version of"):
-                candidate = self._exact(exact) if exact is not None else self._choose(base, pinned)
+                candidate = self.source.fetch(exact) if exact is not None else self._choose(base, pinned)
             wanted = candidate.id
             spec = self._manifest(base, candidate)
             self._loading = candidate.id
@@ -207,14 +208,17 @@ class ModelUtil:
         """The pinned version or the policy's choice, fetched; a flat layout frozen into a snapshot."""
         if pinned is not None and self.source.is_snapshot(pinned):
             return self.source.fetch(pinned)
-        chosen = choose_version(self.source.candidates(settle_seconds=self.settle_seconds),
-                                policy=base.versions, pinned=pinned)
+        candidates = self.source.candidates(settle_seconds=self.settle_seconds)
+        try:
+            chosen = choose_version(candidates, policy=base.versions, pinned=pinned)
+        except VersionNotFound as exc:
+            loose = [p.name for p in model_files(self.app_dir)] if any(c.numbered for c in candidates) else []
+            if loose:
+                exc.message += (f"; the app's loose files ({', '.join(loose)}) are ignored once it has numbered "
+                                f"folders: move them into one (1/) to serve them as a version")
+                exc.args = (exc.message,)
+            raise
         return self.source.fetch(chosen.id) if chosen.numbered else self.source.freeze()
-
-    def _exact(self, version: str) -> VersionCandidate:
-        """Exactly ``version`` from the repository (AppSource.fetch: a snapshot id of 12 decimal digits is
-        still a snapshot when no numbered folder has that name)."""
-        return self.source.fetch(version)
 
     def unload(self) -> ServingVersion | None:
         """Stop serving (the app is gone from the repository); the retired version, which in-flight requests
