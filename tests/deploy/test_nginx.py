@@ -151,8 +151,7 @@ def fleet(tmp_path_factory):
     with fresh_database() as database_url:
         a, b = (GunicornServer(store=store, data_dir=root / name, database_url=database_url, env=env)
                 for name in ("a", "b"))
-        a.manage("migrate", "--noinput")  # once: two migrations at once on one database would race
-        a.manage("ensure_admin")
+        a.manage(("migrate", "--noinput"), ("ensure_admin",))  # once: two migrations at once would race
         b.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with ThreadPoolExecutor(2) as pool:  # both load TensorFlow at once

@@ -161,8 +161,7 @@ class S3App(AppSource):
             numbered = _numbered(objects)
             if version in numbered:
                 return self._fetch_numbered(version, numbered[version])
-            manifest = _snapshot_manifests(objects).get(version)
-            if manifest is not None:
+            if version in _snapshot_manifests(objects):
                 return self._fetch_snapshot(version)
             if not numbered and flat_version_id(self.folder) == version:
                 return self._freeze_locked()  # the same files restored: the same version, its snapshot again
