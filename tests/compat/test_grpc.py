@@ -99,3 +99,14 @@ def test_a_reload_reaches_grpc(stub, numbered):
     with pytest.raises(grpc.RpcError) as caught:
         predict(stub, "num", tf.make_tensor_proto(ONES), version=1)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_string_elements_past_the_limit_are_refused_from_the_shape(stub):
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    many = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=100_000)]))
+    many.string_val.extend([b""] * 100_000)
+    with pytest.raises(grpc.RpcError) as caught:
+        predict(stub, "calc", many)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit is 65536" in caught.value.details()

@@ -278,3 +278,34 @@ def test_a_reload_whose_worker_is_killed_stays_in_the_history_and_its_retry_is_s
     assert retry.json()["new_version"] == first.json()["new_version"]
     assert requests.post(server.url("/api/apps/slow/predict/"), json={"instances": [1]}, timeout=10).json()["ok"]
     healthy(server)
+
+
+def test_postgres_away_is_503_while_predicts_go_on(tmp_path):
+    from tests.scaleout.conftest import fresh_database
+    from tests.tcprelay import Relay
+
+    store = tmp_path / "store"
+    modelkit.regressor(store / "calc" / "m.h5", weight=1.0)
+    relay = Relay(("127.0.0.1", 5432))
+    try:
+        with fresh_database() as url:
+            through = url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{relay.port}/")
+            with GunicornServer(store=store, data_dir=tmp_path / "data", workers=2, database_url=through) as server:
+                relay.cut()  # the database is away
+                for response in (requests.post(server.url("/api/apps/calc/reload/"), json={}, auth=AUTH, timeout=60),
+                                 requests.get(server.url("/api/apps/calc/"), timeout=60)):
+                    error(response, 503, "database_unavailable")
+                    assert response.headers["Retry-After"]
+                for _ in range(4):
+                    assert requests.post(server.url("/api/apps/calc/predict/"), json=TENSOR, timeout=10).ok
+                relay.mend()
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    answer = requests.post(server.url("/api/apps/calc/reload/"), json={}, auth=AUTH, timeout=60)
+                    if answer.status_code == 200:
+                        break
+                    time.sleep(0.5)
+                assert answer.status_code == 200, answer.text
+                assert "Traceback" not in server.log()
+    finally:
+        relay.close()
