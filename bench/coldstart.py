@@ -1,7 +1,9 @@
 """Cold start: how long a new instance takes to serve every app, from a local store and from an S3 bucket.
 
 ``python -m bench.coldstart`` (run by ``make bench``) builds the benchmark's
-store (bench/models.py), copies it into a bucket of moto's S3 server on
+store (bench/models.py) and a store of its own from it with one more app
+holding a large model (``--large-mb``, 50 by default: what the bucket's transfer
+and the checks cost shows), copies that into a bucket of moto's S3 server on
 loopback, then starts aiserver (gunicorn, its default workers) three times,
 each time on a fresh database: from the local folder; from the bucket with an
 empty cache (every app fetched, checked and frozen); and again from the bucket
@@ -65,6 +67,22 @@ def folder_bytes(folder: Path, *, hidden: bool = True) -> int:
                and (hidden or not any(part.startswith(".") for part in p.relative_to(folder).parts)))
 
 
+def with_large_app(store: Path, folder: Path, *, megabytes: int) -> Path:
+    """A copy of ``store`` (no snapshots) in ``folder`` with an app ``large``: one Dense layer of about
+    ``megabytes`` MB of float32 weights (built once)."""
+    if not (folder / "large" / "dense.keras").exists():
+        import keras
+
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(store, folder, ignore=shutil.ignore_patterns(".*"))
+        side = int((megabytes * 2**20 / 4) ** 0.5)
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((side,), name="x"), keras.layers.Dense(side, name="y")])
+        (folder / "large").mkdir()
+        model.save(folder / "large" / "dense.keras")
+    return folder
+
+
 def measure(store: Path, *, workers: int) -> list[dict]:
     """The three starts (see the module docstring), each with its time and cache size."""
     rows = []
@@ -102,9 +120,11 @@ def render(rows: list[dict], *, workers: int, command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--large-mb", type=int, default=50, help="the large app's model size")
     parser.add_argument("--out", type=Path, default=servers.ROOT / "bench" / "COLDSTART.md")
     args = parser.parse_args(argv)
-    store = models.build_store(servers.ROOT / "bench" / ".work" / "store")
+    work = servers.ROOT / "bench" / ".work"
+    store = with_large_app(models.build_store(work / "store"), work / "coldstart-store", megabytes=args.large_mb)
     rows = measure(store, workers=args.workers)
     args.out.write_text(render(rows, workers=args.workers, command="python -m bench.coldstart "
                                                                   + " ".join(argv or [])))
