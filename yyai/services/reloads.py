@@ -86,11 +86,12 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
     return ReloadOutcome(report=report, generation=row.generation, fleet=waited)
 
 
-def _set_target(row: ModelApp, version: str, pinned: str) -> None:
-    """Make ``version`` every process's target of ``row``'s app (a new generation; a removed app revived);
-    the caller holds the row's lock, and every process is told once the transaction commits."""
+def _set_target(row: ModelApp, version: str, pinned: str, *, removed_at=None) -> None:
+    """Make ``version`` every process's target of ``row``'s app as a new generation (a removed app revived;
+    with ``removed_at``, version "": removed); the caller holds the row's lock, and every process is told once
+    the transaction commits."""
     row.generation += 1
-    row.target_version, row.pinned_version, row.removed_at = version, pinned, None
+    row.target_version, row.pinned_version, row.removed_at = version, pinned, removed_at
     row.save(update_fields=["generation", "target_version", "pinned_version", "removed_at", "updated_at"])
     wakeup.notify_hosts()
 
@@ -106,10 +107,7 @@ def remove_app(*, app: str, user=None, trigger: str = ReloadEvent.Trigger.API,
     with transaction.atomic():
         row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
         old = row.target_version or (retiring.id if retiring else "")
-        row.generation += 1
-        row.target_version, row.pinned_version, row.removed_at = "", "", timezone.now()
-        row.save(update_fields=["generation", "target_version", "pinned_version", "removed_at", "updated_at"])
-        wakeup.notify_hosts()
+        _set_target(row, "", "", removed_at=timezone.now())
         record_reload(app=app, from_version=old, to_version="", trigger=trigger, user=user, error="",
                       started=started, note=f"removed: app '{app}' is gone from the repository")
     dropped(app, row.generation)
@@ -188,7 +186,8 @@ def follow_app(*, app: str, version: str, pinned: str | None, generation: int, r
 def _prune(util, *, keep: set[str]) -> None:
     """Remove the snapshots no live process serves, but the newest YYAI_KEEP_SNAPSHOTS (for rollback), and
     this host's cached versions that none of its processes serves."""
-    served = {p["version"] for p in fleet.processes(util.name)}
+    processes = fleet.processes(util.name)
+    served = {p["version"] for p in processes}
     try:
         removed = util.source.prune(keep=keep | served, keep_last=yyai_settings.KEEP_SNAPSHOTS)
     except ServingError as exc:  # the repository is away: prune next time
@@ -196,12 +195,14 @@ def _prune(util, *, keep: set[str]) -> None:
         removed = []
     if removed:
         log.info("app %s: removed snapshots nobody serves: %s", util.name, ", ".join(removed))
-    _evict(util, keep=keep)
+    _evict(util, keep=keep, processes=processes)
 
 
-def _evict(util, *, keep: set[str]) -> None:
-    """Remove this host's cached versions of ``util``'s app that no live process of this host serves."""
-    here = {p["version"] for p in fleet.processes(util.name) if p["host"] == HOST}
+def _evict(util, *, keep: set[str], processes: list[dict] | None = None) -> None:
+    """Remove this host's cached versions of ``util``'s app that no live process of this host serves
+    (``processes``: the fleet as the caller just read it)."""
+    processes = fleet.processes(util.name) if processes is None else processes
+    here = {p["version"] for p in processes if p["host"] == HOST}
     evicted = util.source.evict(keep=keep | here)
     if evicted:
         log.info("app %s: removed from this host's cache: %s", util.name, ", ".join(evicted))
