@@ -62,9 +62,17 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
         status = util.status()
         log.info("app %s: %s version=%s%s", util.name, status["state"], status["version"],
                  f" error={status['last_error']}" if status["last_error"] else "")
-    log.info("model store ready in %.1f s", time.perf_counter() - started)
-    if not serving_process:
-        return registry
+    watcher = _join_fleet(registry, known, names, watch) if serving_process else None
+    log.info("model store ready in %.1f s", time.perf_counter() - started)  # and, serving, in the fleet
+    if watcher is not None:
+        watcher.start()
+    return registry
+
+
+def _join_fleet(registry: Registry, known: dict[str, tuple[int, str, str]], names: list[str],
+                watch: bool | None) -> GenerationWatcher | None:
+    """Install the watcher, write this process's first heartbeats and close the reloads a stopped process left
+    running; the watcher to start (None when not watching)."""
     watch = watch if watch is not None else yyai_settings.SYNC_SECONDS > 0
     wakeup = Wakeup(settings.DATABASES["default"] if is_postgres() else None) if watch else None
     watcher = GenerationWatcher(registry, sync_seconds=yyai_settings.SYNC_SECONDS,
@@ -83,9 +91,7 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
         if interrupted:
             log.warning("reloads %s were interrupted: their process stopped before they finished",
                         ", ".join(map(str, interrupted)))
-    if watch:
-        watcher.start()
-    return registry
+    return watcher if watch else None
 
 
 def stop() -> None:
