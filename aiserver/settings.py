@@ -100,9 +100,13 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several gunicorn workers share the file: wait for locks instead of failing at once.
-    # Past it a request that needs the database answers 503 database_unavailable with Retry-After.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = env_int("DATABASE_SQLITE_TIMEOUT", 20)
+    # Several gunicorn workers share the file. WAL lets reads go on while one process writes; IMMEDIATE
+    # transactions take the write lock when they begin, so they wait for it (up to the timeout) instead of
+    # failing at once when two read-then-write transactions meet. Past the timeout a request that needs
+    # the database answers 503 database_unavailable with Retry-After.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=env_int("DATABASE_SQLITE_TIMEOUT", 20), transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Throttle counters live in the cache: per process by default, shared by every
