@@ -56,21 +56,13 @@ clean:
 	rm -rf $(VENV) data
 
 # -- benchmark (bench/) --------------------------------------------------------
-BENCH_VENV := bench/.work/venv-bench
 BENCH_ARGS ?=
 
-# LitServe and py-spy live in their own venv; a .pth file lets it import .venv's TensorFlow and Keras.
-$(BENCH_VENV)/.installed: bench/requirements-bench.txt $(VENV)/.testing
-	test -x $(BENCH_VENV)/bin/python || $$($(PY) -c 'import sys; print(sys._base_executable)') -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-bench.txt
-	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
-	  $$($(BENCH_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_aiserver_venv.pth
-	touch $@
-
 .PHONY: bench bench-smoke
-## Benchmark aiserver against the seed's design, LitServe and the offline limit (bench/RESULTS.md), and a new
-## instance's cold start from a folder and from an S3 bucket (bench/COLDSTART.md).
-bench: install-test $(BENCH_VENV)/.installed
+## Benchmark aiserver against Triton, MLServer, KServe, BentoML, Ray Serve, LitServe, the seed's design and the
+## offline limit (bench/RESULTS.md; each peer in a venv of its own under bench/.work, made by the bench), and a
+## new instance's cold start from a folder and from an S3 bucket (bench/COLDSTART.md).
+bench: install-test
 	command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y wrk; }
 	$(PY) -m bench.run --profile $(BENCH_ARGS)

@@ -32,18 +32,22 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int  # non-2xx answers plus socket errors and timeouts
+    spread: float = 0.0  # of merged runs: (highest - lowest req/s) / mean
 
 
 def merge(runs: list[LoadResult]) -> LoadResult:
-    """One result from equally long runs: summed requests and errors, mean req/s, median p50, worst p99.
+    """One result from equally long runs: summed requests and errors, mean req/s and its spread, median p50,
+    worst p99.
 
     A run that completed no request (a server slower than the run) has no latencies to count.
     """
     timed = [r for r in runs if r.requests] or runs
     p50s = sorted(r.p50_ms for r in timed)
-    return LoadResult(connections=runs[0].connections, requests=sum(r.requests for r in runs),
-                      rps=sum(r.rps for r in runs) / len(runs), p50_ms=p50s[len(p50s) // 2],
-                      p99_ms=max(r.p99_ms for r in timed), errors=sum(r.errors for r in runs))
+    rps = sum(r.rps for r in runs) / len(runs)
+    spread = (max(r.rps for r in runs) - min(r.rps for r in runs)) / rps if rps else 0.0
+    return LoadResult(connections=runs[0].connections, requests=sum(r.requests for r in runs), rps=rps,
+                      p50_ms=p50s[len(p50s) // 2], p99_ms=max(r.p99_ms for r in timed),
+                      errors=sum(r.errors for r in runs), spread=spread)
 
 
 def have_wrk() -> bool:

@@ -37,6 +37,7 @@ BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
 class Workload:
     """One benchmark workload: which app, and the exact HTTP body every request sends."""
 
+    key: str  # a, b or c
     name: str
     app: str
     content_type: str
@@ -126,18 +127,18 @@ def _multipart(image: bytes, filename: str) -> bytes:
 def workload_a() -> Workload:
     image = gray_image()
     body = json.dumps({"image": base64.b64encode(image).decode()}).encode()
-    return Workload("a: gray64 base64 JSON", GRAY_APP, "application/json", body, image)
+    return Workload("a", "a: gray64 base64 JSON", GRAY_APP, "application/json", body, image)
 
 
 def workload_b() -> Workload:
     image = face_image()
-    return Workload("b: facescore JPEG multipart", FACE_APP, f"multipart/form-data; boundary={BOUNDARY}",
+    return Workload("b", "b: facescore JPEG multipart", FACE_APP, f"multipart/form-data; boundary={BOUNDARY}",
                     _multipart(image, "face.jpg"), image)
 
 
 def workload_c() -> Workload:
     image = astronaut_photo()
-    return Workload("c: faces pipeline, photo multipart", FACES_APP, f"multipart/form-data; boundary={BOUNDARY}",
+    return Workload("c", "c: faces pipeline, photo multipart", FACES_APP, f"multipart/form-data; boundary={BOUNDARY}",
                     _multipart(image, "astronaut.jpg"), image)
 
 

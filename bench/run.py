@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from bench import load, models, report, servers
+from bench import check, load, models, report, servers, venvs
 
 ROOT = servers.ROOT
 WORK = ROOT / "bench" / ".work"
-PEERS = ("aiserver", "litserve", "seed")
+PEERS = ("aiserver", "triton", "mlserver", "kserve", "bentoml", "rayserve", "litserve", "seed")
 ROUNDS = 3  # runs per server and concurrency, servers taken in turn
 SEED_THREADS = 32
 
@@ -73,46 +73,71 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def drive_all(config: Config, store: Path, workload: models.Workload, peers: tuple[str, ...]) -> dict[str, dict]:
-    """Start every peer at once, then drive them in turn: ROUNDS short runs each per concurrency.
+    """Start every peer at once, check each answers what aiserver answers, then drive them in turn: ROUNDS
+    short runs each per concurrency. A peer that cannot run is reported with its error.
 
     The machine's speed drifts by tens of percent over minutes (a shared VM);
     interleaving puts that drift on every server alike, so the ratios hold.
     """
-    body = WORK / f"body-{workload.app}.bin"
     round_seconds = config.seconds / ROUNDS
     with ExitStack() as stack:
         started: dict[str, servers.Running] = {}
         results: dict[str, dict] = {}
         for peer in peers:
-            spec = _spec(peer, config, store, workload)
-            print(f"== {workload.name}: starting {spec.name}", flush=True)
-            started[peer] = stack.enter_context(servers.running(
-                spec, port=servers.free_port(), workload=workload, log=WORK / f"{peer}-{workload.app}.log"))
-            results[peer] = {"name": spec.name, "runs": [], "profile": None}
-        for server in started.values():  # warm up, then wait frozen until its turn
-            _load(config, server.url, workload, connections=max(config.concurrency),
-                  seconds=min(3.0, config.seconds), body=body)
-            _settle(server, workload)
+            results[peer] = {"name": servers.NAMES.get(peer, peer), "runs": [], "profile": None, "error": None}
+            try:
+                spec = _spec(peer, config, store, workload)
+                print(f"== {workload.name}: starting {spec.name}", flush=True)
+                started[peer] = stack.enter_context(servers.running(
+                    spec, port=servers.free_port(), log=WORK / f"{peer}-{workload.app}.log"))
+            except (servers.PeerUnavailable, RuntimeError, OSError) as exc:
+                print(f"   {peer} cannot run: {exc}", flush=True)
+                results[peer]["error"] = str(exc)
+        _check_answers(started, results)
+        started = {peer: server for peer, server in started.items() if not results[peer]["error"]}
+        for peer, server in started.items():  # warm up, then wait frozen until its turn
+            _load(config, server, connections=max(config.concurrency), seconds=min(3.0, config.seconds))
+            _settle(server)
+            results[peer]["memory_mib"] = round(server.memory_mib())
             server.pause()
         for connections in config.concurrency:
             if config.profile and "aiserver" in started and connections == 32:
-                with _turn(started["aiserver"], workload):
-                    results["aiserver"]["profile"] = _profiled(config, started["aiserver"], workload, body)
+                with _turn(started["aiserver"]):
+                    results["aiserver"]["profile"] = _profiled(config, started["aiserver"])
             slow = {peer: _too_slow_for_rounds(results[peer]["runs"], round_seconds) for peer in started}
             rounds: dict[str, list[load.LoadResult]] = {peer: [] for peer in started}
             for turn in range(ROUNDS):
                 for peer, server in started.items():
                     if slow[peer] and turn:
                         continue  # its one full-length run is done
-                    with _turn(server, workload):
-                        rounds[peer].append(_load(config, server.url, workload, connections=connections,
-                                                  seconds=config.seconds if slow[peer] else round_seconds, body=body))
+                    with _turn(server):
+                        rounds[peer].append(_load(config, server, connections=connections,
+                                                  seconds=config.seconds if slow[peer] else round_seconds))
             for peer, runs in rounds.items():
                 result = load.merge(runs)
-                print(f"   {results[peer]['name']:<12} c={connections:<3} {result.rps:8.1f} req/s  "
-                      f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
+                print(f"   {results[peer]['name']:<18} c={connections:<3} {result.rps:8.1f} req/s  "
+                      f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  "
+                      f"spread {result.spread:.0%}", flush=True)
                 results[peer]["runs"].append(asdict(result))
     return results
+
+
+def _check_answers(started: dict[str, servers.Running], results: dict[str, dict]) -> None:
+    """Every peer must answer what aiserver answers (each result's numbers to 2 decimals); one that does not is
+    reported and not measured."""
+    if "aiserver" not in started:
+        return
+    expected = servers.predictions(*servers.post(started["aiserver"].url, started["aiserver"].workload))
+    for peer, server in started.items():
+        status, body = servers.post(server.url, server.workload)
+        try:
+            got = server.spec.answer(status, body)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            got = f"an answer it could not read ({exc!r}): {body[:300]!r}"
+        difference = check.difference(expected, got)
+        if difference:
+            print(f"   {peer} answers differently: {difference}", flush=True)
+            results[peer]["error"] = f"wrong answer: {difference}"
 
 
 def _too_slow_for_rounds(earlier_runs: list[dict], round_seconds: float) -> bool:
@@ -122,20 +147,20 @@ def _too_slow_for_rounds(earlier_runs: list[dict], round_seconds: float) -> bool
 
 
 @contextmanager
-def _turn(server: servers.Running, workload: models.Workload) -> Iterator[None]:
+def _turn(server: servers.Running) -> Iterator[None]:
     """Run ``server`` for the block, frozen before and after (the others stay frozen meanwhile)."""
     server.resume()
     try:
         yield
-        _settle(server, workload)
+        _settle(server)
     finally:
         server.pause()
 
 
-def _settle(server: servers.Running, workload: models.Workload) -> None:
+def _settle(server: servers.Running) -> None:
     """Wait for the requests a load left in flight (its clients gone): one more request is answered after them.
     Else a slow server carries that backlog, seconds of it, into the next measured run."""
-    servers.post(server.url, workload, timeout=300)
+    servers.post(server.url, server.workload, timeout=300)
 
 
 def offline(store: Path, app: str, workload: str, *, seconds: float) -> list[dict]:
@@ -166,35 +191,42 @@ def machine() -> dict:
 
 def _spec(peer: str, config: Config, store: Path, workload: models.Workload) -> servers.ServerSpec:
     if peer == "aiserver":
-        return servers.ours(store=store, data_dir=WORK / "data", threads=config.threads, workers=config.workers,
-                            batch_timeout_micros=config.batch_timeout_micros, max_batch_size=config.max_batch_size)
-    if peer == "litserve":
-        return servers.litserve(app_dir=store / workload.app, batch_timeout_micros=config.batch_timeout_micros,
-                                max_batch_size=config.max_batch_size)
-    return servers.seed(app_dir=store / workload.app, threads=config.threads or SEED_THREADS)
+        return servers.ours(store=store, data_dir=WORK / "data", workload=workload, threads=config.threads,
+                            workers=config.workers, batch_timeout_micros=config.batch_timeout_micros,
+                            max_batch_size=config.max_batch_size)
+    if peer == "seed":
+        return servers.seed(app_dir=store / workload.app, workload=workload, threads=config.threads or SEED_THREADS)
+    return servers.peer(peer, app_dir=store / workload.app, workload=workload,
+                        batch_timeout_micros=config.batch_timeout_micros, max_batch_size=config.max_batch_size)
 
 
-def _load(config: Config, url: str, workload: models.Workload, *, connections: int, seconds: float, body: Path
-          ) -> load.LoadResult:
+def _load(config: Config, server: servers.Running, *, connections: int, seconds: float) -> load.LoadResult:
+    workload = server.workload
     if config.loader == "wrk":
-        return load.run_wrk(url, workload, connections=connections, seconds=seconds, body_file=body)
-    return load.run_python(url, workload, connections=connections, seconds=seconds)
+        body = WORK / f"body-{server.pid}.bin"  # wrk reads the body from a file: one per server
+        body.write_bytes(workload.body)
+        return load.run_wrk(server.url, workload, connections=connections, seconds=seconds, body_file=body)
+    return load.run_python(server.url, workload, connections=connections, seconds=seconds)
 
 
-def _profiled(config: Config, server: servers.Running, workload: models.Workload, body: Path) -> dict | None:
+def _profiled(config: Config, server: servers.Running) -> dict | None:
     """py-spy samples (GIL holder only) of one of our workers under the c=32 load, summarised by step."""
     from bench import profile
 
-    spy = WORK / "venv-bench" / "bin" / "py-spy"
+    try:
+        spy = venvs.ensure("tools", ROOT / "bench" / "requirements-tools.txt").parent / "py-spy"
+    except venvs.VenvFailed as exc:
+        print(f"   no profile: {exc}", flush=True)
+        return None
     pids = server.children()
     if not spy.exists() or not pids:
         return None
-    raw = WORK / f"profile-{workload.app}.raw"
+    raw = WORK / f"profile-{server.workload.app}.raw"
     seconds = max(3, round(config.seconds))
     proc = subprocess.Popen([str(spy), "record", "--pid", str(pids[0]), "--duration", str(seconds), "--rate", "250",
                              "--format", "raw", "--output", str(raw), "--nonblocking", "--gil"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _load(config, server.url, workload, connections=32, seconds=seconds + 1, body=body)
+    _load(config, server, connections=32, seconds=seconds + 1)
     proc.wait(timeout=60)
     if not raw.exists():
         return None

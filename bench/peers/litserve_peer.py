@@ -2,22 +2,41 @@
 
 The models run through the same compiled function as in aiserver
 (:func:`yyai.runtime.loader.load_model`, one input conversion per batch), so only the serving design
-differs. Run: ``python -m bench.peers.litserve_peer`` with $BENCH_APP_DIR,
-$PORT, $BENCH_MAX_BATCH_SIZE and $BENCH_BATCH_TIMEOUT_MICROS.
+differs. It takes aiserver's own requests (base64 JSON, multipart ``img``).
+One worker: LitServe's inference worker is a process of its own beside the
+HTTP server, which on 2 cores already fills both.
 """
 from __future__ import annotations
 
+import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import litserve as ls  # noqa: E402
-import numpy as np  # noqa: E402
+from bench.peers import common
 
-from bench.peers import common  # noqa: E402
+PATH = "/predict"
 
 
-class KerasAppAPI(ls.LitAPI):
+def request(workload) -> tuple[str, bytes]:
+    return workload.content_type, workload.body
+
+
+def results(status: int, body: bytes) -> list[list[dict]]:
+    return [json.loads(body)["result"]]
+
+
+def main() -> None:
+    import litserve as ls
+
+    api_class = type("KerasAppAPI", (KerasApp, ls.LitAPI), {})  # litserve is only in the peer's venv
+    api = api_class(max_batch_size=int(os.environ.get("BENCH_MAX_BATCH_SIZE", "32")),
+                    batch_timeout=int(os.environ.get("BENCH_BATCH_TIMEOUT_MICROS", "0")) / 1e6, api_path=PATH)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=30)
+    server.run(host="127.0.0.1", port=int(os.environ["PORT"]), generate_client_file=False, log_level="warning")
+
+
+class KerasApp:
     """decode (base64 JSON or multipart ``img``) -> batch -> every model -> unbatch -> encode."""
 
     def setup(self, device: str) -> None:
@@ -54,14 +73,6 @@ class KerasAppAPI(ls.LitAPI):
 
     def encode_response(self, result: list[dict]) -> dict:
         return {"result": result}
-
-
-def main() -> None:
-    api = KerasAppAPI(max_batch_size=int(os.environ.get("BENCH_MAX_BATCH_SIZE", "32")),
-                      batch_timeout=int(os.environ.get("BENCH_BATCH_TIMEOUT_MICROS", "0")) / 1e6,
-                      api_path="/predict")
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=30)
-    server.run(host="127.0.0.1", port=int(os.environ["PORT"]), generate_client_file=False, log_level="warning")
 
 
 if __name__ == "__main__":
