@@ -30,7 +30,7 @@ def _fresh_throttle_counters():
 
 
 @pytest.fixture(scope="module")
-def zoo_store(tmp_path_factory, django_db_blocker):
+def zoo_store(tmp_path_factory, django_db_setup, django_db_blocker):
     """A model store of every model shape (tests/zoo.py), served by this process's registry, per module."""
     from django.conf import settings
 

@@ -24,13 +24,13 @@ def regressor(path: Path, *, weight: float, input_shape=SHAPE) -> Path:
     return _save(keras.Model(inputs, out), path)
 
 
-def classifier(path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE) -> Path:
-    """Save a seeded random softmax classifier."""
+def classifier(path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE, activation="softmax") -> Path:
+    """Save a seeded random classifier: softmax probabilities, or raw logits with ``activation=None``."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, name=INPUT)
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(classes, activation="softmax", name="probs")(x)
+    out = keras.layers.Dense(classes, activation=activation, bias_initializer="random_normal", name="probs")(x)
     return _save(keras.Model(inputs, out), path)
 
 

@@ -74,7 +74,7 @@ def test_columnar_inputs_and_dict_rows(both):
 def test_images_of_any_size(both):
     status, answer = predict(both, "anysize", {"images": [png(4, 3, 51), png(9, 7, 102), png(4, 3, 255)]})
     assert status == 200
-    assert [row[0]["value"] for row in answer["predictions"]] == [0.6, 1.2, 3.0]
+    assert [row[0]["value"] for row in answer["predictions"]] == pytest.approx([0.6, 1.2, 3.0])
 
 
 def test_int_string_and_unbatched_models(both):

@@ -14,7 +14,7 @@ def test_missing_manifest_gives_defaults(tmp_path):
     spec = load_manifest(tmp_path)
     assert spec.name == tmp_path.name
     assert spec.input.size is None and spec.input.color is None
-    assert spec.output.kind is None and spec.output.decimals == 2
+    assert spec.output.kind is None and spec.output.decimals is None  # the model's floats as they are
     assert spec.batching == BatchingSpec()
     assert spec.versions.policy == "latest"
 

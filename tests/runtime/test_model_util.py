@@ -248,3 +248,17 @@ def test_a_rollback_to_a_number_that_is_only_loose_files_says_how_to_make_it_one
     assert util.reload().new_version == "2"
     with pytest.raises(VersionNotFound, match=r"loose files \(m.h5\) are ignored .* move them into one \(1/\)"):
         util.reload(1)
+
+
+def test_only_a_softmax_is_guessed_a_classification_raw_logits_are_plain_values(tmp_path):
+    app = tmp_path / "store" / "guess"
+    modelkit.classifier(app / "a_probs.keras", classes=5)
+    modelkit.classifier(app / "b_logits.keras", classes=5, activation=None)
+    util = ModelUtil(app)
+    util.load()
+    with util.serving() as version:
+        probs, logits = version.format(version.infer(version.prepare({"x": BATCH[:1]}, columnar=True)))[0]
+    assert probs["label"] in {"0", "1", "2", "3", "4"} and probs["score"] == max(probs["value"])
+    assert sum(probs["value"]) == pytest.approx(1, abs=1e-5)
+    assert set(logits) == {"name", "value"} and len(logits["value"]) == 5  # no label or score made up
+    assert round(sum(logits["value"]), 3) != 1

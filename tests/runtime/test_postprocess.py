@@ -29,14 +29,23 @@ def strict_json(results):
         (OutputSpec(labels=("only",)), (1,), "regression"),
         (OutputSpec(labels=("a", "b", "c")), (1,), "regression"),
         (OutputSpec(labels=SEX), (1,), "classification"),
-        (OutputSpec(), (2,), "classification"),
-        (OutputSpec(), (10,), "classification"),
+        (OutputSpec(), (2,), "regression"),  # raw logits or scores: plain values
+        (OutputSpec(), (10,), "regression"),
+        (OutputSpec(labels=("a", "b", "c")), (3,), "classification"),  # a label per unit: the operator said so
+        (OutputSpec(labels=("a", "b")), (3,), "regression"),
         (OutputSpec(kind="regression"), (4,), "regression"),
         (OutputSpec(kind="classification"), (1,), "classification"),
     ],
 )
 def test_infer_kind(spec, shape, kind):
     assert infer_kind(spec, shape) == kind
+
+
+@pytest.mark.parametrize("shape, kind", [((10,), "classification"), ((2,), "classification"),
+                                         ((1,), "regression"), ((None,), "regression")])
+def test_an_output_seen_as_a_probability_distribution_is_a_classification(shape, kind):
+    assert infer_kind(OutputSpec(), shape, "float32", distribution=True) == kind
+    assert infer_kind(OutputSpec(kind="regression"), shape, "float32", distribution=True) == "regression"
 
 
 # --- check_labels ---------------------------------------------------------------------
@@ -95,7 +104,17 @@ def test_regression_decimals_from_spec():
 
 def test_regression_of_a_flat_batch():
     results = format_results("m", np.array([1.234, 5.678]), spec=OutputSpec(), kind="regression")
-    assert [r["value"] for r in results] == [1.23, 5.68]
+    assert [r["value"] for r in results] == [1.234, 5.678]
+
+
+def test_floats_keep_the_models_precision_unless_the_manifest_rounds_them():
+    outputs = np.array([[0.57, 1 / 3]], np.float32)
+    (plain,) = format_results("m", outputs, spec=OutputSpec(), kind="regression")
+    assert plain["value"] == [float(np.float32(0.57)), float(np.float32(1 / 3))]  # the float32s, exactly
+    (rounded,) = format_results("m", outputs, spec=OutputSpec(decimals=2), kind="regression")
+    assert rounded["value"] == [0.57, 0.33]
+    (scored,) = format_results("m", outputs, spec=OutputSpec(), kind="classification")
+    assert scored["score"] == float(np.float32(0.57))
 
 
 def test_regression_vector_keeps_row_shape():
@@ -119,7 +138,7 @@ def test_non_finite_outputs_become_null():
 
 def test_classification_with_labels():
     outputs = np.array([[0.1, 0.7, 0.2], [0.333333, 0.333334, 0.333333], [0.9, 0.05, 0.05]], np.float32)
-    spec = OutputSpec(labels=("cat", "dog", "bird"))
+    spec = OutputSpec(labels=("cat", "dog", "bird"), decimals=4)
     results = format_results("cls.keras", outputs, spec=spec, kind="classification")
     assert results == [
         {"name": "cls.keras", "value": [0.1, 0.7, 0.2], "label": "dog", "score": 0.7},
@@ -131,7 +150,7 @@ def test_classification_with_labels():
 
 def test_classification_without_labels_uses_index():
     outputs = np.array([[0.2, 0.1, 0.05, 0.65]], np.float32)
-    (result,) = format_results("m", outputs, spec=OutputSpec(), kind="classification")
+    (result,) = format_results("m", outputs, spec=OutputSpec(decimals=4), kind="classification")
     assert result == {"name": "m", "value": [0.2, 0.1, 0.05, 0.65], "label": "3", "score": 0.65}
     assert type(result["label"]) is str
 
@@ -147,7 +166,7 @@ def test_two_unit_softmax_matches_the_design_example():
 )
 def test_binary_sigmoid(p, label, score):
     outputs = np.array([[p]], np.float32)
-    (result,) = format_results("sex.h5", outputs, spec=OutputSpec(labels=SEX), kind="classification")
+    (result,) = format_results("sex.h5", outputs, spec=OutputSpec(labels=SEX, decimals=4), kind="classification")
     assert result == {"name": "sex.h5", "value": round(p, 4), "label": label, "score": score}
     assert type(result["value"]) is float
 

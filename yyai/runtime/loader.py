@@ -73,6 +73,7 @@ class LoadedModel:
     runners: dict[str, Runner]
     release: Callable[[], None]
     keep: object = None
+    distributions: frozenset[str] = frozenset()  # outputs whose warm-up rows were probability distributions
 
     def run(self, signature: str, feed: Feed) -> dict[str, np.ndarray]:
         """Named outputs of ``signature`` on ``feed`` (rows first when the signature is batched).
@@ -124,7 +125,7 @@ def load_model(
         serving = opened.signatures[chosen]
         _check_row_size(path, serving)
         loaded = time.perf_counter()
-        serving = _warm_up(path, serving, opened.runners[chosen])
+        serving, distributions = _warm_up(path, serving, opened.runners[chosen])
     except BaseException:
         opened.close()
         raise
@@ -132,7 +133,7 @@ def load_model(
     return LoadedModel(name=name or path.name, path=str(path), fmt=opened.fmt, signature=serving,
                        signatures=signatures, params=opened.params, load_seconds=loaded - started,
                        warmup_seconds=time.perf_counter() - loaded, runners=opened.runners, release=opened.close,
-                       keep=opened.keep)
+                       keep=opened.keep, distributions=distributions)
 
 
 def _check_file(path: Path, max_file_bytes: int) -> None:
@@ -160,9 +161,11 @@ def _check_row_size(path: Path, signature: Signature) -> None:
                                            f"{spec.known_elements()} values per row; the limit is {MAX_ROW_ELEMENTS}")
 
 
-def _warm_up(path: Path, signature: Signature, runner: Runner) -> Signature:
-    """Run the signature on zeros; returns it, marked unbatched if its outputs do not follow the batch."""
+def _warm_up(path: Path, signature: Signature, runner: Runner) -> tuple[Signature, frozenset[str]]:
+    """Run the signature on zeros; returns it, marked unbatched if its outputs do not follow the batch, and
+    the outputs whose rows were probability distributions (see :func:`_distributions`)."""
     certain = all(s.fully_defined and s.dtype != "string" for s in signature.inputs)
+    distributions: frozenset[str] = frozenset()
     try:
         for rows in ((1, 2) if signature.batched else (None,)):
             outputs = runner(Feed({s.name: _zeros(s, rows) for s in signature.inputs}))
@@ -171,6 +174,7 @@ def _warm_up(path: Path, signature: Signature, runner: Runner) -> Signature:
                          path, signature.name)
                 return _warm_up(path, _unbatched(signature), runner)
             _check_outputs(path, signature, outputs, rows, certain)
+            distributions = _distributions(outputs, rows)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -178,7 +182,21 @@ def _warm_up(path: Path, signature: Signature, runner: Runner) -> Signature:
             raise ModelLoadError(path, f"warm-up failed: {reason_of(exc)}") from exc
         log.warning("%s: warm-up on synthetic inputs failed (%s); its first requests warm it up instead",
                     path, reason_of(exc))
-    return signature
+    return signature, distributions
+
+
+def _distributions(outputs: dict[str, np.ndarray], rows: int | None) -> frozenset[str]:
+    """Outputs of several float units per row, each row in [0, 1] and summing to 1: a softmax's, whatever the
+    input (raw logits of zeros are the biases, which almost never do)."""
+    found = set()
+    for name, value in outputs.items():
+        value = np.asarray(value)
+        if value.dtype.kind != "f" or value.size == 0:
+            continue
+        flat = value.reshape(len(value) if rows is not None else 1, -1).astype(np.float64)
+        if flat.shape[1] > 1 and np.all((flat >= 0) & (flat <= 1)) and np.allclose(flat.sum(axis=1), 1, atol=1e-3):
+            found.add(name)
+    return frozenset(found)
 
 
 def _zeros(spec: TensorSpec, rows: int | None) -> np.ndarray:

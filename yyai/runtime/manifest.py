@@ -54,7 +54,7 @@ class OutputSpec:
     """How a model's raw output row becomes a result. ``kind=None`` = infer from shape."""
 
     kind: str | None = None
-    decimals: int = 2
+    decimals: int | None = None  # None: the model's floats as they are; else rounded (the operator's choice)
     labels: tuple[str, ...] | None = None
 
 
@@ -173,7 +173,7 @@ def parse_manifest(
 
     out = reader.table("output", {"kind", "decimals", "labels"})
     decimals = reader.get(out, "output.decimals", int, OutputSpec.decimals)
-    if not 0 <= decimals <= 12:
+    if decimals is not None and not 0 <= decimals <= 12:
         reader.fail("output.decimals", "must be between 0 and 12")
     labels = reader.get(out, "output.labels", list, None)
     if labels is not None:

@@ -2,14 +2,15 @@
 
 A model with one output gets a result of one of two kinds (the manifest's ``[output] kind``):
 
-* ``regression``: the value (or nested list of values), floats rounded to
-  ``decimals``; integers, booleans and strings as they are;
+* ``regression``: the value (or nested list of values); integers, booleans and
+  strings as they are;
 * ``classification``: the probabilities, the winning ``label`` and its ``score``.
   A single-unit output is a binary sigmoid: ``p`` is the probability of
   ``labels[1]``, ``1 - p`` that of ``labels[0]``.
 
 A model with several outputs gets ``{"outputs": {<name>: <value>}}``, each value
-as a regression's. Results hold only plain Python values and ``None`` (for a
+as a regression's. Floats are the model's own (a float32 as the float64 of the
+same value), unless the manifest's ``decimals`` rounds them. Results hold only plain Python values and ``None`` (for a
 non-finite model output); text that is not UTF-8 becomes ``{"b64": ...}`` (TF
 Serving's rule), so results serialise to strict JSON as they are.
 """
@@ -24,23 +25,26 @@ import numpy as np
 from .errors import ManifestError
 from .manifest import OutputSpec
 
-PROBABILITY_DECIMALS = 4
 _BINARY_LABELS = ("0", "1")
 
 
-def infer_kind(spec: OutputSpec, output_shape: tuple[int | None, ...] | None, dtype: str = "float32") -> str:
+def infer_kind(spec: OutputSpec, output_shape: tuple[int | None, ...] | None, dtype: str = "float32",
+               distribution: bool = False) -> str:
     """Return ``spec.kind``, or guess it from the output (shape without the batch dimension).
 
-    One unit is regression unless there are exactly two labels (a binary
-    sigmoid); more than one unit is classification. An output that is not
-    floats, or whose size is not fixed, is regression.
+    Classification only where it is unmistakable: several units whose rows are probability distributions
+    (``distribution``: a softmax, seen at warm-up), or as many labels as units; a single unit with exactly
+    two labels (a binary sigmoid). Anything else is regression: raw logits, scores, outputs that are not
+    floats or not of a fixed size.
     """
     if spec.kind is not None:
         return spec.kind
     if not dtype.startswith("float") or output_shape is None or None in output_shape:
         return "regression"
-    if math.prod(output_shape) > 1:
-        return "classification"
+    units = math.prod(output_shape)
+    if units > 1:
+        labelled = spec.labels is not None and len(spec.labels) == units
+        return "classification" if distribution or labelled else "regression"
     return "classification" if spec.labels is not None and len(spec.labels) == 2 else "regression"
 
 
@@ -86,11 +90,11 @@ def format_results(name: str, outputs: np.ndarray | list[np.ndarray], *, spec: O
         values = _rounded(rows[:, 0] if rows.shape[1] == 1 else outputs, spec.decimals)
         return [{"name": name, "value": value} for value in values]
     if rows.shape[1] == 1:
-        return _binary(name, rows[:, 0], spec.labels or _BINARY_LABELS)
+        return _binary(name, rows[:, 0], spec.labels or _BINARY_LABELS, spec.decimals)
     labels = spec.labels or tuple(str(i) for i in range(rows.shape[1]))
     winners = rows.argmax(axis=1)
-    scores = _rounded(rows[np.arange(len(rows)), winners], PROBABILITY_DECIMALS)
-    values = _rounded(rows, PROBABILITY_DECIMALS)
+    scores = _rounded(rows[np.arange(len(rows)), winners], spec.decimals)
+    values = _rounded(rows, spec.decimals)
     return [
         {"name": name, "value": value, "label": labels[winner], "score": score}
         for value, winner, score in zip(values, winners.tolist(), scores)
@@ -98,7 +102,7 @@ def format_results(name: str, outputs: np.ndarray | list[np.ndarray], *, spec: O
 
 
 def format_outputs(name: str, outputs: dict[str, np.ndarray | list[np.ndarray]], *,
-                   decimals: int) -> list[dict[str, Any]]:
+                   decimals: int | None) -> list[dict[str, Any]]:
     """Results of a model with several outputs: per row, ``{"name", "outputs": {<output>: <value>}}``.
 
     As for a regression, an output of one value per row is that value, not a list of one.
@@ -114,8 +118,9 @@ def _unit(row: np.ndarray) -> np.ndarray:
     return row[0] if row.shape == (1,) else row
 
 
-def json_values(array: np.ndarray, decimals: int) -> Any:
-    """Plain Python values of ``array`` (nested lists): floats rounded, text decoded, NaN as ``None``."""
+def json_values(array: np.ndarray, decimals: int | None) -> Any:
+    """Plain Python values of ``array`` (nested lists): floats rounded if ``decimals``, text decoded, NaN as
+    ``None``."""
     array = np.asarray(array)
     if array.dtype.kind == "f":
         return _rounded(array.astype(np.float64), decimals)
@@ -133,20 +138,22 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _binary(name: str, probabilities: np.ndarray, labels: tuple[str, ...]) -> list[dict[str, Any]]:
+def _binary(name: str, probabilities: np.ndarray, labels: tuple[str, ...], decimals: int | None
+            ) -> list[dict[str, Any]]:
     """Results of a single-unit sigmoid: ``p >= 0.5`` picks ``labels[1]``."""
     positive = probabilities >= 0.5
-    scores = _rounded(np.where(positive, probabilities, 1.0 - probabilities), PROBABILITY_DECIMALS)
-    values = _rounded(probabilities, PROBABILITY_DECIMALS)
+    scores = _rounded(np.where(positive, probabilities, 1.0 - probabilities), decimals)
+    values = _rounded(probabilities, decimals)
     return [
         {"name": name, "value": value, "label": labels[int(is_positive)], "score": score}
         for value, is_positive, score in zip(values, positive.tolist(), scores)
     ]
 
 
-def _rounded(values: np.ndarray, decimals: int) -> list[Any]:
-    """Round in one vectorised step and return plain Python values; NaN and infinity become ``None``."""
-    rounded = np.round(values, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+def _rounded(values: np.ndarray, decimals: int | None) -> list[Any]:
+    """Round (``decimals`` given) in one vectorised step and return plain Python values; NaN and infinity
+    become ``None``."""
+    rounded = (values if decimals is None else np.round(values, decimals)) + 0.0  # + 0.0 turns -0.0 into 0.0
     finite = np.isfinite(rounded)
     if finite.all():
         return rounded.tolist()

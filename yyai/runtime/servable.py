@@ -173,7 +173,8 @@ def _kind(spec: AppSpec, model: LoadedModel) -> str | None:
     outputs = model.signature.outputs
     if len(outputs) != 1:
         return None
-    return postprocess.infer_kind(spec.output, outputs[0].shape, outputs[0].dtype)
+    return postprocess.infer_kind(spec.output, outputs[0].shape, outputs[0].dtype,
+                                  outputs[0].name in model.distributions)
 
 
 def _reassemble(prepared: Prepared, results: list[Outputs]) -> ModelOutputs:

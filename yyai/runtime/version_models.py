@@ -76,7 +76,8 @@ def check_compatible(spec: AppSpec, models: tuple[LoadedModel, ...]) -> None:
     for model in models:
         outputs = model.signature.outputs
         if len(outputs) == 1:
-            kind = postprocess.infer_kind(spec.output, outputs[0].shape, outputs[0].dtype)
+            kind = postprocess.infer_kind(spec.output, outputs[0].shape, outputs[0].dtype,
+                                          outputs[0].name in model.distributions)
             postprocess.check_labels(spec.output, outputs[0].shape, kind, outputs[0].dtype)
 
 
