@@ -38,6 +38,22 @@ def test_predictor_takes_a_data_url_and_refuses_garbage(url):
     assert not_image.status_code == 415
 
 
+def test_both_take_what_the_canonical_api_takes(url):
+    image = png_bytes(255)
+    drawn = requests.post(f"{url}/calc/predictor", json={"image": base64.b64encode(image).decode()}, timeout=30)
+    assert drawn.status_code == 200 and base64.b64decode(drawn.content)[:3] == b"\xff\xd8\xff"
+    uploaded = requests.post(f"{url}/calc/predictor", files={"image": ("x.png", image, "image/png")}, timeout=30)
+    assert uploaded.status_code == 200 and uploaded.content == drawn.content
+    as_form = requests.post(f"{url}/calc/predictor", data=base64.b64encode(image),  # curl -d @image.b64
+                            headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
+    assert as_form.status_code == 200 and as_form.content == drawn.content
+    two = requests.post(f"{url}/calc/predictor", json={"images": [base64.b64encode(image).decode()] * 2},
+                        timeout=30)
+    assert two.status_code == 400 and "one image" in two.json()["error"]
+    inferred = requests.post(f"{url}/cls/infer", json={"image": base64.b64encode(image).decode()}, timeout=30)
+    assert inferred.status_code == 200 and inferred.json()["data"]["result"][0]["label"] in ("x", "y", "z")
+
+
 def test_infer_answers_code_message_data(url):
     r = requests.post(f"{url}/cls/infer", files={"img": ("x.png", png_bytes(255), "image/png")}, timeout=30)
     assert r.status_code == 200
@@ -49,7 +65,9 @@ def test_infer_answers_code_message_data(url):
 @pytest.mark.parametrize("kwargs, status, words", [
     ({"files": {"other": ("x.png", b"x", "image/png")}}, 400, "'img'"),
     ({"files": {"img": ("x.png", b"not an image", "image/png")}}, 415, "not an image"),
-    ({"json": {"img": "x"}}, 415, "Unsupported media type"),
+    ({"json": {"img": "%%%"}}, 400, "base64"),
+    ({"json": {"instances": [[1.0]]}}, 400, "one image"),
+    ({"data": "a=b", "headers": {"Content-Type": "text/csv"}}, 415, "Unsupported media type"),
 ])
 def test_infer_errors_are_code_minus_one(url, kwargs, status, words):
     r = requests.post(f"{url}/calc/infer", timeout=30, **kwargs)

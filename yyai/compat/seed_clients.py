@@ -1,11 +1,13 @@
 """The other seed projects' clients: ``/<app>/predictor`` and ``/<app>/infer``.
 
 * ``POST /<app>/predictor``: the body is the image as base64 text (a data URL
-  is fine; no JSON, no form). The answer body is base64 text of a JPEG: that
+  is fine), or any image input of the canonical API (JSON ``image``, a multipart
+  upload, ``imgPath``). The answer body is base64 text of a JPEG: that
   image, at its own size, with each model's result written on it; when the
   answer marks regions (a handler's entries with a ``box``, as the ``faces``
   app's), each box is drawn with its own results beside it. Errors: ``{"error": ...}``.
-* ``POST /<app>/infer``: multipart file field ``img``. The answer is
+* ``POST /<app>/infer``: multipart file field ``img``, or any image input of the
+  canonical API. The answer is
   ``{"code": 0, "message": "success", "data": <the canonical predict body>}``,
   or ``{"code": -1, "message": "<reason>"}`` with the canonical error status.
 
@@ -14,28 +16,41 @@ Both run :func:`yyai.services.predict`, like every other route.
 from __future__ import annotations
 
 import base64
+import re
 
 import cv2
 import numpy as np
 from django.http import HttpResponse, JsonResponse
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 
 from yyai import services
-from yyai.api.inputs import FILE_FIELDS
+from yyai.api.inputs import read_predict_input
 from yyai.compat.http import ProtocolError, ProtocolView
 from yyai.conf import yyai_settings
 from yyai.process_registry import get_registry
 from yyai.runtime import preprocess
-from yyai.runtime.errors import PayloadTooLarge
 
 TEXT_COLOR = (0, 255, 255)  # BGR yellow on a dark band
 BAND_COLOR = (0, 0, 0)
 BOX_COLOR = (0, 255, 0)
 
 
+CANONICAL_TYPES = ("application/json", "multipart/form-data")
+CANONICAL_FORM = re.compile(rb"^(img|image|imgPath)=")  # base64 text has no '=' but its final padding
+
+
 def _predict(app: str, image: bytes) -> services.PredictionResult:
     return services.predict(app=app, images=[image])
+
+
+def canonical_image(request: Request) -> bytes:
+    """The one image of a canonical predict body (JSON, multipart or form); ProtocolError for anything else."""
+    given = read_predict_input(request)
+    if not given.images or len(given.images) != 1 or given.inputs is not None:
+        raise ProtocolError("this route runs the app on one image: send 'image' (base64), a file 'img' or "
+                            "'imgPath'")
+    return given.images[0]
 
 
 def result_lines(result: list[dict]) -> list[str]:
@@ -112,13 +127,11 @@ def _write(image: np.ndarray, lines: list[str], x: int, y: int, scale: float) ->
 class PredictorView(ProtocolView):
     """``POST /<app>/predictor``: base64 image in, base64 annotated JPEG out."""
 
+    parser_classes = [JSONParser, MultiPartParser, FormParser]  # for the canonical bodies only
+
     def post(self, request: Request, app: str) -> HttpResponse:
         get_registry().get(app)  # 404 before reading the body
-        try:
-            text = request.body.decode("ascii")
-        except UnicodeDecodeError:
-            raise ProtocolError("the body must be the image as base64 text (no JSON, no form)") from None
-        image = preprocess.decode_base64(text, max_bytes=yyai_settings.MAX_IMAGE_BYTES)
+        image = canonical_image(request) if self._canonical(request) else self._text()
         result = _predict(app, image)
         photo = preprocess.decode_image(image, max_pixels=yyai_settings.MAX_IMAGE_PIXELS)
         if result.answer is None:
@@ -134,21 +147,34 @@ class PredictorView(ProtocolView):
         response["X-Model-Version"] = result.version
         return response
 
+    @staticmethod
+    def _canonical(request: Request) -> bool:
+        """JSON, multipart, or a form with a canonical field (``curl -d imgPath=...``); else base64 text, even
+        under a form's content type (``curl -d @image.b64`` sends one)."""
+        return request.content_type.startswith(CANONICAL_TYPES) or (
+            request.content_type.startswith("application/x-www-form-urlencoded")
+            and CANONICAL_FORM.match(request.body) is not None)
+
+    def _text(self) -> bytes:
+        """The seed client's body: the image as base64 text (a data URL is fine)."""
+        try:
+            text = self.request.body.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError("the body must be the image as base64 text, or a canonical predict body "
+                                "(JSON 'image', a file 'img')") from None
+        return preprocess.decode_base64(text, max_bytes=yyai_settings.MAX_IMAGE_BYTES)
+
 
 class InferView(ProtocolView):
-    """``POST /<app>/infer``: multipart ``img`` in, ``{"code", "message", "data"}`` out."""
+    """``POST /<app>/infer``: multipart ``img`` (or any canonical image input) in, ``{"code", "message", "data"}``
+    out."""
 
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def error_body(self, message: str, code: str) -> dict:
         return {"code": -1, "message": message}
 
     def post(self, request: Request, app: str) -> JsonResponse:
         get_registry().get(app)
-        upload = next((request.FILES[f] for f in FILE_FIELDS if f in request.FILES), None)
-        if upload is None:
-            raise ProtocolError("no image: send the image as the multipart file field 'img'")
-        if upload.size > yyai_settings.MAX_IMAGE_BYTES:
-            raise PayloadTooLarge(f"the upload is {upload.size} bytes; the limit is {yyai_settings.MAX_IMAGE_BYTES}")
-        result = _predict(app, upload.read())
+        result = _predict(app, canonical_image(request))
         return JsonResponse({"code": 0, "message": "success", "data": result.to_body(many=False)})
