@@ -110,3 +110,18 @@ def test_force_rebuilds_and_the_build_is_deterministic(built, held_out):
     assert all(after[name] != before[name] for name in before)
     np.testing.assert_allclose(digits_probabilities(store, x_test), probabilities, atol=1e-6)
     assert {name: (store / name).read_bytes() for name in samples} == samples
+
+
+def test_demo_answers_true_only_while_the_demos_own_weights_serve(built, tmp_path):
+    import shutil
+
+    from tests import modelkit
+    from yyai.runtime.model_util import ModelUtil
+
+    app = shutil.copytree(built[0] / "predictsex", tmp_path / "store" / "predictsex")
+    util = ModelUtil(app)
+    util.load()
+    assert util.current.spec.demo and util.status()["demo"]
+    modelkit.classifier(app / "predictsex_cnn.h5", classes=2, input_shape=(350, 350, 3))  # real weights copied in
+    util.reload()
+    assert not util.current.spec.demo and not util.status()["demo"]

@@ -32,6 +32,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from yyai.runtime.manifest import MANIFEST_NAME  # first: the runtime package quiets TensorFlow's logs
+from yyai.runtime.version_models import DEMO_MODEL_PREFIX
 
 Log = Callable[[str], None]
 
@@ -157,20 +158,20 @@ def _score_head(features: keras.KerasTensor) -> keras.KerasTensor:
 
 def _build_facescore(folder: Path, log: Log) -> None:
     inputs = _face_input()
-    _save_model(keras.Model(inputs, _score_head(_strided_features(inputs)), name="facescore_cnn"),
+    _save_model(keras.Model(inputs, _score_head(_strided_features(inputs)), name=f"{DEMO_MODEL_PREFIX}facescore_cnn"),
                 folder / "facescore_cnn.h5")
     inputs = _face_input()
     x = keras.layers.AveragePooling2D(10)(inputs)
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
     x = keras.layers.GlobalMaxPooling2D()(x)
-    _save_model(keras.Model(inputs, _score_head(x), name="facescore_small"), folder / "facescore_small.keras")
+    _save_model(keras.Model(inputs, _score_head(x), name=f"{DEMO_MODEL_PREFIX}facescore_small"), folder / "facescore_small.keras")
     _save_image(_face_picture(), folder / "sample.jpg")
 
 
 def _build_predictsex(folder: Path, log: Log) -> None:
     inputs = _face_input()
     outputs = keras.layers.Dense(2, activation="softmax")(_strided_features(inputs))
-    _save_model(keras.Model(inputs, outputs, name="predictsex_cnn"), folder / "predictsex_cnn.h5")
+    _save_model(keras.Model(inputs, outputs, name=f"{DEMO_MODEL_PREFIX}predictsex_cnn"), folder / "predictsex_cnn.h5")
     _save_image(_face_picture(), folder / "sample.jpg")
 
 

@@ -43,7 +43,7 @@ from .servable import ServingVersion, State
 from .repository import AppSource
 from .repository.local import LocalApp
 from .source import VersionCandidate, choose_version, model_files
-from .version_models import load_version_models, manifest_for
+from .version_models import demo_checked, load_version_models, manifest_for
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ class ModelUtil:
             spec = self._manifest(base, candidate)
             self._loading = candidate.id
             models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
+            spec = demo_checked(spec, models)
             try:
                 handler = self._handler(spec, candidate)
             except BaseException:

@@ -8,6 +8,7 @@ the models already loaded are closed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 from . import postprocess
@@ -17,6 +18,8 @@ from .loader import LoadedModel, load_model
 from .manifest import MANIFEST_NAME, AppSpec, BatchingSpec, load_manifest
 from .request import image_input, image_shape
 from .source import VersionCandidate
+
+log = logging.getLogger(__name__)
 
 
 def manifest_for(app_dir: Path, version_dir: Path, *, base: AppSpec,
@@ -53,6 +56,21 @@ def load_version_models(spec: AppSpec, candidate: VersionCandidate, *,
             model.close()
         raise
     return tuple(models)
+
+
+DEMO_MODEL_PREFIX = "yyai_demo_"  # the Keras name of every placeholder model `make demo` builds
+
+
+def demo_checked(spec: AppSpec, models: tuple[LoadedModel, ...]) -> AppSpec:
+    """``spec``, its ``demo`` cleared when the models are not the placeholders `make demo` built (real weights
+    copied over them): ``demo = true`` in app.toml holds only while the demo's own weights serve. SavedModels
+    carry no name and are taken at the manifest's word."""
+    keras_names = [getattr(model.keep, "name", "") for model in models if model.fmt == "keras"]
+    if not spec.demo or all(name.startswith(DEMO_MODEL_PREFIX) for name in keras_names):
+        return spec
+    log.info("app %s: app.toml says demo = true but its models are not the demo's placeholders; answering "
+             "demo: false (remove demo = true from app.toml)", spec.name)
+    return dataclasses.replace(spec, demo=False)
 
 
 def check_compatible(spec: AppSpec, models: tuple[LoadedModel, ...]) -> None:
