@@ -30,6 +30,7 @@ def store(tmp_path):
         for i, weight in enumerate(weights):
             modelkit.regressor(store / "app" / version / f"m{i}.h5", weight=weight)
         (store / "app" / version / "READY").touch()
+    (store / "app" / "app.toml").write_text("[output]\ndecimals = 2\n")  # answers compared exactly
     modelkit.regressor(tmp_path / "good.h5", weight=5.0)
     return store
 
