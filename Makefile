@@ -38,9 +38,19 @@ run: migrate demo
 	DJANGO_HTTPS=$${DJANGO_HTTPS:-0} PORT=$(PORT) $(VENV)/bin/gunicorn -c aiserver/gunicorn.conf.py
 
 ## Check the layers (.importlinter), then run the whole test suite (slow-marked tests included).
-test: install-test browser nginx
-	$(VENV)/bin/lint-imports --no-cache
+test: install-test browser nginx lint
 	$(PY) -m pytest
+
+.PHONY: lint format
+## The tree's layers (.importlinter) and style (ruff.toml); `make format` applies the style.
+lint: install-test
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install-test
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 ## Debian's Chromium for the web page's browser test (apt; sudo when not root). Never downloads a browser.
 browser:

@@ -8,6 +8,7 @@ probes and reads every body whole, in bounds and in time; outermost,
 :class:`aiserver.proxy.TrustedProxies` settles the client's scheme and address.
 Models are not loaded here: gunicorn loads them after fork.
 """
+
 import os
 
 from aiserver import bootstrap

@@ -7,6 +7,7 @@ collected static files, Prometheus' files) and, unless
 ``DJANGO_SECRET_KEY`` is set, ``<data>/secret_key`` (0600), so that every
 worker and restart signs sessions with the same key.
 """
+
 from __future__ import annotations
 
 import os

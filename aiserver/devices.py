@@ -17,6 +17,7 @@ The gunicorn master must not initialise TensorFlow (CUDA does not survive
 driver is present at all: a CPU host pays nothing. :func:`plan` and
 :func:`assign_gpu` are the pure decisions, unit-tested without a GPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ class Plan:
     gpu_ids: tuple[str, ...]  # CUDA_VISIBLE_DEVICES value of each GPU TensorFlow sees; empty: CPU only
 
 
-def plan(*, gpus: Sequence[str], cores: int, requested_workers: int | None = None,
-         cuda_visible_devices: str | None = None) -> Plan:
+def plan(
+    *, gpus: Sequence[str], cores: int, requested_workers: int | None = None, cuda_visible_devices: str | None = None
+) -> Plan:
     """One worker per GPU when there are GPUs, else one per core; ``requested_workers`` (WEB_CONCURRENCY) wins.
 
     ``gpus`` are TensorFlow's device names (``/physical_device:GPU:0``...), in
@@ -88,8 +90,13 @@ def visible_gpus(environ: Mapping[str, str] = os.environ, timeout: float = 120.0
     if not driver_present():
         return []
     try:
-        done = subprocess.run([sys.executable, "-c", PROBE], env={**environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                              capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE],
+            env={**environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         gpus = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
     except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
         log.warning("could not ask TensorFlow for GPUs (%s); using the CPU defaults", exc)

@@ -1,4 +1,5 @@
 """Typed reads of environment variables, for the project's settings and the gunicorn configuration."""
+
 from __future__ import annotations
 
 import os

@@ -24,6 +24,7 @@ Metrics: Prometheus multiprocess mode. Every worker writes its series to files
 in ``PROMETHEUS_MULTIPROC_DIR`` (default ``<YYAI_DATA_DIR>/prometheus``, emptied
 when the master starts); a scrape of ``/metrics`` on any worker sums the live ones.
 """
+
 import os
 from pathlib import Path
 
@@ -31,14 +32,16 @@ from aiserver import bootstrap, devices
 from aiserver.env import env_bool, env_int, env_str
 
 # Before any worker imports prometheus_client (workers inherit the master's environment).
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(
-    bootstrap.data_dir() / "prometheus"))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(bootstrap.data_dir() / "prometheus"))
 
 bind = f"{env_str('HOST', '0.0.0.0')}:{env_int('PORT', 8000, minimum=1)}"
 # One worker per core, or one per GPU when TensorFlow sees GPUs (aiserver/devices.py); WEB_CONCURRENCY overrides.
-_plan = devices.plan(gpus=devices.visible_gpus(), cores=os.cpu_count() or 1,
-                     requested_workers=env_int("WEB_CONCURRENCY", 0, minimum=1) or None,
-                     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+_plan = devices.plan(
+    gpus=devices.visible_gpus(),
+    cores=os.cpu_count() or 1,
+    requested_workers=env_int("WEB_CONCURRENCY", 0, minimum=1) or None,
+    cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+)
 workers = _plan.workers
 # Read by TensorFlow when a worker first runs an op (workers inherit the master's environment).
 for _pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
@@ -58,8 +61,10 @@ if env_bool("YYAI_LOG_JSON"):
         "formatters": {"json": {"()": "yyai.logging_json.JsonFormatter"}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
         "root": {"level": "INFO", "handlers": ["console"]},
-        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-                    "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False}},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+        },
     }
 
 
@@ -76,7 +81,8 @@ def on_starting(server):
 def pre_fork(server, worker):
     """Give the new worker a GPU (the least used by the live workers); nothing on a CPU host."""
     worker.aiserver_gpu = devices.assign_gpu(
-        _plan.gpu_ids, (getattr(live, "aiserver_gpu", None) for live in server.WORKERS.values()))
+        _plan.gpu_ids, (getattr(live, "aiserver_gpu", None) for live in server.WORKERS.values())
+    )
 
 
 def post_fork(server, worker):

@@ -10,6 +10,7 @@
 Both answers are JSON in the error format. Bodies have their own deadline, in
 the ASGI front (``yyai/front.py``), where the route is known.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False
         self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
         if len(self.connections) > MAX_CONNECTIONS:
-            self._refuse(503, "too_many_connections", f"this worker has {MAX_CONNECTIONS} connections open; "
-                                                      f"retry shortly")
+            self._refuse(
+                503, "too_many_connections", f"this worker has {MAX_CONNECTIONS} connections open; retry shortly"
+            )
 
     def connection_lost(self, exc) -> None:
         self._cancel_header_timer()
@@ -66,14 +68,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _count(self, size: int) -> None:
         self._header_bytes += size
         if self._header_bytes > MAX_HEADER_BYTES and not self._refused:
-            self._refuse(431, "headers_too_large",
-                         f"the request line and headers are larger than {MAX_HEADER_BYTES} bytes")
+            self._refuse(
+                431, "headers_too_large", f"the request line and headers are larger than {MAX_HEADER_BYTES} bytes"
+            )
 
     def _headers_late(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
-            self._refuse(408, "request_timeout", f"the request headers did not arrive within "
-                                                 f"{HEADER_TIMEOUT_SECONDS:g} s")
+            self._refuse(
+                408, "request_timeout", f"the request headers did not arrive within {HEADER_TIMEOUT_SECONDS:g} s"
+            )
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -89,9 +93,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         body = json.dumps({"error": message, "code": code}).encode()
-        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large",
-                  503: b"Service Unavailable\r\nretry-after: 1"}[status]
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n" % (status, reason, len(body)) + body)
+        reason = {
+            408: b"Request Timeout",
+            431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable\r\nretry-after: 1",
+        }[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status, reason, len(body)) + body
+        )
         self.transport.close()
-

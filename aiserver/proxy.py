@@ -21,6 +21,7 @@ face value: the connection's own address and scheme.
 This replaces uvicorn's own proxy-header handling, which trusts ``127.0.0.1``
 by default and leaves the headers in place (turned off in ``aiserver/workers.py``).
 """
+
 from __future__ import annotations
 
 import ipaddress

@@ -6,6 +6,7 @@ yyai's own settings are one dict, ``YYAI``, read from the ``YYAI_*`` variables
 (``yyai/conf.py`` holds every default). Importing this module writes nothing:
 the data folder and the secret key file are made by ``aiserver.bootstrap.prepare()``.
 """
+
 from __future__ import annotations
 
 import dj_database_url
@@ -32,8 +33,10 @@ def _secret_key() -> str:
     try:
         return (DATA_DIR / SECRET_KEY_FILE).read_text().strip()
     except FileNotFoundError:
-        raise ImproperlyConfigured(f"no DJANGO_SECRET_KEY and no {DATA_DIR / SECRET_KEY_FILE}: start through "
-                                   f"manage.py or gunicorn (they create it), or set DJANGO_SECRET_KEY") from None
+        raise ImproperlyConfigured(
+            f"no DJANGO_SECRET_KEY and no {DATA_DIR / SECRET_KEY_FILE}: start through "
+            f"manage.py or gunicorn (they create it), or set DJANGO_SECRET_KEY"
+        ) from None
 
 
 SECRET_KEY = _secret_key()
@@ -105,15 +108,20 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # failing at once when two read-then-write transactions meet. Past the timeout a request that needs
     # the database answers 503 database_unavailable with Retry-After.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        timeout=env_int("DATABASE_SQLITE_TIMEOUT", 20), transaction_mode="IMMEDIATE",
-        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        timeout=env_int("DATABASE_SQLITE_TIMEOUT", 20),
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Throttle counters live in the cache: per process by default, shared by every
 # worker and host when REDIS_URL is set.
 _REDIS_URL = env_str("REDIS_URL")
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _REDIS_URL}
-          if _REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _REDIS_URL}
+    if _REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 
 # Cross-origin browser calls: none unless listed (e.g. "https://app.example.com").
 CORS_ALLOWED_ORIGINS = env_list("DJANGO_CORS_ALLOWED_ORIGINS", [])
@@ -164,7 +172,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
     ],
     "EXCEPTION_HANDLER": "yyai.api.exceptions.exception_handler",
-    # Throttles key on REMOTE_ADDR only: X-Forwarded-For is believed from YYAI_TRUSTED_PROXIES alone (aiserver/proxy.py).
+    # Throttles key on REMOTE_ADDR only: X-Forwarded-For is believed from YYAI_TRUSTED_PROXIES alone
+    # (aiserver/proxy.py).
     "NUM_PROXIES": 0,
     # Scoped throttles ("100/second", "30/minute"; unset = unlimited), per user or client IP.
     "DEFAULT_THROTTLE_RATES": {
@@ -198,7 +207,8 @@ TRUSTED_PROXY_NETWORKS = parse_networks(_yyai.TRUSTED_PROXIES)  # YYAI_TRUSTED_P
 if env_bool("DJANGO_BEHIND_TLS_PROXY"):
     raise ImproperlyConfigured(
         "DJANGO_BEHIND_TLS_PROXY is gone: it believed X-Forwarded-Proto from any client. Set "
-        "YYAI_TRUSTED_PROXIES to the proxy's addresses or network instead (docs/deploy.md).")
+        "YYAI_TRUSTED_PROXIES to the proxy's addresses or network instead (docs/deploy.md)."
+    )
 
 LOGGING = {
     "version": 1,
@@ -217,7 +227,7 @@ if _yyai.LOG_JSON:
 SPECTACULAR_SETTINGS = {
     "TITLE": "aiserver",
     "DESCRIPTION": "Keras model apps over HTTP: list apps, predict on images or tensors, reload from disk. "
-                   'Every error is JSON: {"error": "<what was wrong>", "code": "<stable_slug>"}.',
+    'Every error is JSON: {"error": "<what was wrong>", "code": "<stable_slug>"}.',
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

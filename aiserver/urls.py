@@ -1,4 +1,5 @@
 """Root URLs: the API, the admin, health probes, then the seed's per-app routes last."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView

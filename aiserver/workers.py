@@ -1,4 +1,5 @@
 """The gunicorn worker class: uvicorn on uvloop with httptools, serving ``aiserver.asgi:application``."""
+
 import signal
 import sys
 

@@ -1,4 +1,5 @@
 """WSGI entry point. Models are not loaded here: gunicorn loads them after fork (gunicorn.conf.py)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application

@@ -4,6 +4,7 @@ An answer is aiserver's ``predictions``: per row, one result dict per model. A
 peer's result may leave out fields of ours (its format is its own) but every
 field it gives must match, and it must give each model's numbers.
 """
+
 from __future__ import annotations
 
 DECIMALS = 2

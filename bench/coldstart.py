@@ -11,6 +11,7 @@ with the cache the previous start left (nothing downloaded again). It times
 start-to-ready (``/readyz`` 200 and every worker logged "model store ready")
 and reports the bytes the cache holds. Writes bench/COLDSTART.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,16 +31,36 @@ READY_LINE = "model store ready in"
 
 def start_to_ready(*, store: str, data_dir: Path, env: dict[str, str], workers: int, timeout: float = 300) -> float:
     """Seconds from starting gunicorn until every worker serves every app (migrations excluded)."""
-    env = {**os.environ, **env, "YYAI_MODEL_STORE": store, "YYAI_DATA_DIR": str(data_dir), "DJANGO_HTTPS": "0",
-           "GUNICORN_ACCESS_LOG": "", "WEB_CONCURRENCY": str(workers), "HOST": "127.0.0.1",
-           "PORT": str(servers.free_port()), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.run([str(servers.VENV_PY), "manage.py", "migrate", "--noinput"], cwd=servers.ROOT, check=True,
-                   env=env, stdout=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        **env,
+        "YYAI_MODEL_STORE": store,
+        "YYAI_DATA_DIR": str(data_dir),
+        "DJANGO_HTTPS": "0",
+        "GUNICORN_ACCESS_LOG": "",
+        "WEB_CONCURRENCY": str(workers),
+        "HOST": "127.0.0.1",
+        "PORT": str(servers.free_port()),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    subprocess.run(
+        [str(servers.VENV_PY), "manage.py", "migrate", "--noinput"],
+        cwd=servers.ROOT,
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     log = data_dir / "gunicorn.log"
     started = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(servers.VENV_GUNICORN), "-c", "aiserver/gunicorn.conf.py"], cwd=servers.ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(servers.VENV_GUNICORN), "-c", "aiserver/gunicorn.conf.py"],
+            cwd=servers.ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         url = f"http://127.0.0.1:{env['PORT']}/readyz"
         while time.monotonic() - started < timeout:
@@ -63,8 +84,11 @@ def _ok(url: str) -> bool:
 
 def folder_bytes(folder: Path, *, hidden: bool = True) -> int:
     """Bytes of the files in ``folder`` (``hidden=False``: not counting hidden ones, such as snapshots)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()
-               and (hidden or not any(part.startswith(".") for part in p.relative_to(folder).parts)))
+    return sum(
+        p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and (hidden or not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    )
 
 
 def with_large_app(store: Path, folder: Path, *, megabytes: int) -> Path:
@@ -93,26 +117,39 @@ def measure(store: Path, *, workers: int) -> list[dict]:
             bucket.put_tree(store / app, app)
         work = Path(tmp)
         for label, location, data, env in (
-                ("local folder", str(store), work / "local", {}),
-                ("S3, empty cache", bucket.url, work / "s3", s3.env),
-                ("S3, warm cache (restart)", bucket.url, work / "s3", s3.env)):
+            ("local folder", str(store), work / "local", {}),
+            ("S3, empty cache", bucket.url, work / "s3", s3.env),
+            ("S3, warm cache (restart)", bucket.url, work / "s3", s3.env),
+        ):
             if label != "S3, warm cache (restart)":
                 shutil.rmtree(data, ignore_errors=True)
             data.mkdir(parents=True, exist_ok=True)
             (data / "aiserver.sqlite3").unlink(missing_ok=True)  # a fresh database: no targets to follow
             seconds = start_to_ready(store=location, data_dir=data, env=env, workers=workers)
             cache = data / "model-cache"
-            rows.append({"start": label, "apps": len(apps), "seconds": round(seconds, 2),
-                         "store_mb": round(folder_bytes(store, hidden=False) / 2**20, 2),
-                         "cache_mb": round(folder_bytes(cache) / 2**20, 2) if cache.exists() else 0.0})
+            rows.append(
+                {
+                    "start": label,
+                    "apps": len(apps),
+                    "seconds": round(seconds, 2),
+                    "store_mb": round(folder_bytes(store, hidden=False) / 2**20, 2),
+                    "cache_mb": round(folder_bytes(cache) / 2**20, 2) if cache.exists() else 0.0,
+                }
+            )
     return rows
 
 
 def render(rows: list[dict], *, workers: int, command: str) -> str:
-    lines = ["# Cold start of a new instance", "", f"Command: `{command}`; {workers} gunicorn workers, "
-             f"each loading every app; moto's S3 server on loopback (no network latency: a real bucket adds its "
-             f"transfer time).", "", "| start | apps | store MB | cache MB after | start to ready s |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Cold start of a new instance",
+        "",
+        f"Command: `{command}`; {workers} gunicorn workers, "
+        f"each loading every app; moto's S3 server on loopback (no network latency: a real bucket adds its "
+        f"transfer time).",
+        "",
+        "| start | apps | store MB | cache MB after | start to ready s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     lines += [f"| {r['start']} | {r['apps']} | {r['store_mb']} | {r['cache_mb']} | {r['seconds']} |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -126,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     work = servers.ROOT / "bench" / ".work"
     store = with_large_app(models.build_store(work / "store"), work / "coldstart-store", megabytes=args.large_mb)
     rows = measure(store, workers=args.workers)
-    args.out.write_text(render(rows, workers=args.workers, command="python -m bench.coldstart "
-                                                                  + " ".join(argv or [])))
+    args.out.write_text(render(rows, workers=args.workers, command="python -m bench.coldstart " + " ".join(argv or [])))
     print(args.out.read_text())
     return 0
 

@@ -3,6 +3,7 @@
 Both keep ``connections`` persistent connections busy for ``seconds``, every
 request POSTing the workload's body, and report the same :class:`LoadResult`.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -45,9 +46,15 @@ def merge(runs: list[LoadResult]) -> LoadResult:
     p50s = sorted(r.p50_ms for r in timed)
     rps = sum(r.rps for r in runs) / len(runs)
     spread = (max(r.rps for r in runs) - min(r.rps for r in runs)) / rps if rps else 0.0
-    return LoadResult(connections=runs[0].connections, requests=sum(r.requests for r in runs), rps=rps,
-                      p50_ms=p50s[len(p50s) // 2], p99_ms=max(r.p99_ms for r in timed),
-                      errors=sum(r.errors for r in runs), spread=spread)
+    return LoadResult(
+        connections=runs[0].connections,
+        requests=sum(r.requests for r in runs),
+        rps=rps,
+        p50_ms=p50s[len(p50s) // 2],
+        p99_ms=max(r.p99_ms for r in timed),
+        errors=sum(r.errors for r in runs),
+        spread=spread,
+    )
 
 
 def have_wrk() -> bool:
@@ -58,14 +65,25 @@ def run_wrk(url: str, workload: Workload, *, connections: int, seconds: float, b
     """Drive ``url`` with wrk (one thread; wrk's C event loop is far from the limit here)."""
     body_file.write_bytes(workload.body)
     env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_CONTENT_TYPE": workload.content_type}
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s",
-            "-s", str(LUA), url]
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+    ]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     return parse_wrk(out, connections)
 
 
 def parse_wrk(out: str, connections: int) -> LoadResult:
     """Read requests, req/s, p50, p99 and errors from ``wrk --latency`` output."""
+
     def latency(pct: str) -> float:
         value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()
         return float(value) * _UNITS[unit]

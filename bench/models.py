@@ -12,6 +12,7 @@
 Every server in the benchmark (ours and the peers) loads its model from this
 store, so they all run the very same weights.
 """
+
 from __future__ import annotations
 
 import base64
@@ -120,8 +121,14 @@ def astronaut_photo() -> bytes:
 
 
 def _multipart(image: bytes, filename: str) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"img\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="img"; filename="{filename}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def workload_a() -> Workload:
@@ -132,14 +139,26 @@ def workload_a() -> Workload:
 
 def workload_b() -> Workload:
     image = face_image()
-    return Workload("b", "b: facescore JPEG multipart", FACE_APP, f"multipart/form-data; boundary={BOUNDARY}",
-                    _multipart(image, "face.jpg"), image)
+    return Workload(
+        "b",
+        "b: facescore JPEG multipart",
+        FACE_APP,
+        f"multipart/form-data; boundary={BOUNDARY}",
+        _multipart(image, "face.jpg"),
+        image,
+    )
 
 
 def workload_c() -> Workload:
     image = astronaut_photo()
-    return Workload("c", "c: faces pipeline, photo multipart", FACES_APP, f"multipart/form-data; boundary={BOUNDARY}",
-                    _multipart(image, "astronaut.jpg"), image)
+    return Workload(
+        "c",
+        "c: faces pipeline, photo multipart",
+        FACES_APP,
+        f"multipart/form-data; boundary={BOUNDARY}",
+        _multipart(image, "astronaut.jpg"),
+        image,
+    )
 
 
 WORKLOADS = {"a": workload_a, "b": workload_b, "c": workload_c}

@@ -9,6 +9,7 @@ For a handler app (workload c, ``faces``) the limit is the pipeline itself
 (:func:`measure_pipeline`): the handler's own code on the photo, its calls to
 other apps running their models directly on the crops.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,8 +28,9 @@ class OfflineResult:
     ms_per_call: float  # median latency of one call on the whole batch
 
 
-def measure(app_dir: Path, image: bytes, *, batches: tuple[int, ...] = (1, 32), seconds: float = 5.0
-            ) -> list[OfflineResult]:
+def measure(
+    app_dir: Path, image: bytes, *, batches: tuple[int, ...] = (1, 32), seconds: float = 5.0
+) -> list[OfflineResult]:
     """Images/s and median call latency of the app's models at each batch size."""
     from yyai.runtime.feed import aligned_concatenate
 
@@ -58,8 +60,13 @@ def measure_pipeline(store: Path, app: str, image: bytes, *, seconds: float = 5.
         return {"predictions": [[] for _ in images]}
 
     folder = store / app
-    handler = load_handler(load_manifest(folder), version="offline", folders=[folder], app_folder=folder,
-                           settings=HandlerSettings(call_app=call_app))
+    handler = load_handler(
+        load_manifest(folder),
+        version="offline",
+        folders=[folder],
+        app_folder=folder,
+        settings=HandlerSettings(call_app=call_app),
+    )
     request = HandlerRequest(app=app, images=[image])
     # warm-up: the detector of this thread, the models' kernels
     return [_timed(lambda: handler.postprocess({}, request), rows=1, warmup=5, seconds=seconds)]

@@ -5,6 +5,7 @@ Each sample of an active thread is charged to the first step (from the top
 of the stack down) whose pattern matches one of its frames, so the shares add
 up to 100% of the active samples.
 """
+
 from __future__ import annotations
 
 from collections import Counter

@@ -3,6 +3,7 @@
 The generated part holds the figures; the hand-written analysis that explains
 them (request-path steps, gunicorn settings) is appended from bench/NOTES.md.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,31 +45,51 @@ def render(results: dict) -> str:
 def _workload(key: str, entry: dict) -> list[str]:
     offline = {row["batch"]: row for row in entry["offline"]}
     best_offline = max(row["images_per_s"] for row in entry["offline"])
-    what = ("the handler's own code on one photo, the other apps' models run directly on its crops, no HTTP"
-            if entry.get("pipeline") else "compiled functions of every model of the app, pre-decoded input, no HTTP")
-    lines = [f"## Workload {entry['name']}", "", f"Offline limit ({what}):", "",
-             "| batch | img/s | ms per call |", "|---:|---:|---:|"]
+    what = (
+        "the handler's own code on one photo, the other apps' models run directly on its crops, no HTTP"
+        if entry.get("pipeline")
+        else "compiled functions of every model of the app, pre-decoded input, no HTTP"
+    )
+    lines = [
+        f"## Workload {entry['name']}",
+        "",
+        f"Offline limit ({what}):",
+        "",
+        "| batch | img/s | ms per call |",
+        "|---:|---:|---:|",
+    ]
     lines += [f"| {b} | {row['images_per_s']:.0f} | {row['ms_per_call']:.2f} |" for b, row in offline.items()]
-    lines += ["", "| server | clients | req/s | spread | p50 ms | p99 ms | errors | memory MiB | ours / this "
-                  "| % of offline best |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| server | clients | req/s | spread | p50 ms | p99 ms | errors | memory MiB | ours / this "
+        "| % of offline best |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     servers = entry["servers"]
     ours = {run["connections"]: run for run in servers.get("aiserver", {}).get("runs", [])}
     for peer, data in servers.items():
         for run in data["runs"]:
             mine = ours.get(run["connections"])
             ratio = f"{mine['rps'] / run['rps']:.2f}x" if mine and peer != "aiserver" and run["rps"] else ""
-            lines.append(f"| {data['name']} | {run['connections']} | {run['rps']:.1f} | "
-                         f"{100 * run.get('spread', 0):.0f}% | {run['p50_ms']:.2f} | {run['p99_ms']:.2f} | "
-                         f"{run['errors']} | {data.get('memory_mib', '')} | {ratio} | "
-                         f"{100 * run['rps'] / best_offline:.0f}% |")
+            lines.append(
+                f"| {data['name']} | {run['connections']} | {run['rps']:.1f} | "
+                f"{100 * run.get('spread', 0):.0f}% | {run['p50_ms']:.2f} | {run['p99_ms']:.2f} | "
+                f"{run['errors']} | {data.get('memory_mib', '')} | {ratio} | "
+                f"{100 * run['rps'] / best_offline:.0f}% |"
+            )
     failed = [(data["name"], data["error"]) for data in servers.values() if data.get("error")]
     if failed:
         lines += ["", "Not measured:", ""] + [f"- {name}: {_one_line(error)}" for name, error in failed]
     lines += ["", *_targets(key, ours, servers, offline, best_offline)]
     profile = servers.get("aiserver", {}).get("profile")
     if profile:
-        lines += ["", f"Where our worker's GIL time goes at 32 clients (py-spy `--gil`, raw stacks in "
-                      f"`{profile['raw']}`):", "", "| step | share of samples |", "|---|---:|"]
+        lines += [
+            "",
+            f"Where our worker's GIL time goes at 32 clients (py-spy `--gil`, raw stacks in `{profile['raw']}`):",
+            "",
+            "| step | share of samples |",
+            "|---|---:|",
+        ]
         lines += [f"| {step} | {share:.1f}% |" for step, share in profile["steps"]]
     return lines + [""]
 
@@ -107,8 +128,13 @@ def _peer_checks(ours: dict, servers: dict) -> list[str]:
             ratio = mine["rps"] / other["rps"]
             checks.append(_check(f"c={clients} req/s >= {factor:g}x {data['name']}", ratio >= factor, f"{ratio:.2f}x"))
             if peer != "seed":
-                checks.append(_check(f"c={clients} p99 <= {data['name']}'s", mine["p99_ms"] <= other["p99_ms"],
-                                     f"{mine['p99_ms']:.1f} vs {other['p99_ms']:.1f} ms"))
+                checks.append(
+                    _check(
+                        f"c={clients} p99 <= {data['name']}'s",
+                        mine["p99_ms"] <= other["p99_ms"],
+                        f"{mine['p99_ms']:.1f} vs {other['p99_ms']:.1f} ms",
+                    )
+                )
     return checks
 
 

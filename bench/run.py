@@ -8,6 +8,7 @@ driven are frozen with SIGSTOP), stops them, and finally
 writes a table to bench/RESULTS.md (``--out``). ``--smoke`` runs our server
 only, briefly, with the Python load generator (no wrk, no peers).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,15 +54,25 @@ def main(argv: list[str] | None = None) -> int:
     config, out = _parse(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     store = models.build_store(WORK / "store", with_face=bool({"b", "c"} & set(config.workloads)))
-    results: dict = {"config": asdict(config), "machine": machine(), "command": _command(argv),
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "rounds": ROUNDS, "load_before": os.getloadavg(),
-                     "workloads": {}}
+    results: dict = {
+        "config": asdict(config),
+        "machine": machine(),
+        "command": _command(argv),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "rounds": ROUNDS,
+        "load_before": os.getloadavg(),
+        "workloads": {},
+    }
     for key in config.workloads:
         workload = models.WORKLOADS[key]()
         handled = key in models.HANDLER_WORKLOADS
-        entry = {"name": workload.name, "app": workload.app, "pipeline": handled,
-                 "offline": offline(store, workload.app, key, seconds=min(5.0, config.seconds)),
-                 "servers": {}}
+        entry = {
+            "name": workload.name,
+            "app": workload.app,
+            "pipeline": handled,
+            "offline": offline(store, workload.app, key, seconds=min(5.0, config.seconds)),
+            "servers": {},
+        }
         peers = tuple(p for p in config.peers if p == "aiserver" or not handled)  # only we have handlers
         entry["servers"] = drive_all(config, store, workload, peers)
         results["workloads"][key] = entry
@@ -88,8 +99,9 @@ def drive_all(config: Config, store: Path, workload: models.Workload, peers: tup
             try:
                 spec = _spec(peer, config, store, workload)
                 print(f"== {workload.name}: starting {spec.name}", flush=True)
-                started[peer] = stack.enter_context(servers.running(
-                    spec, port=servers.free_port(), log=WORK / f"{peer}-{workload.app}.log"))
+                started[peer] = stack.enter_context(
+                    servers.running(spec, port=servers.free_port(), log=WORK / f"{peer}-{workload.app}.log")
+                )
             except (servers.PeerUnavailable, RuntimeError, OSError) as exc:
                 print(f"   {peer} cannot run: {exc}", flush=True)
                 results[peer]["error"] = str(exc)
@@ -111,13 +123,22 @@ def drive_all(config: Config, store: Path, workload: models.Workload, peers: tup
                     if slow[peer] and turn:
                         continue  # its one full-length run is done
                     with _turn(server):
-                        rounds[peer].append(_load(config, server, connections=connections,
-                                                  seconds=config.seconds if slow[peer] else round_seconds))
+                        rounds[peer].append(
+                            _load(
+                                config,
+                                server,
+                                connections=connections,
+                                seconds=config.seconds if slow[peer] else round_seconds,
+                            )
+                        )
             for peer, runs in rounds.items():
                 result = load.merge(runs)
-                print(f"   {results[peer]['name']:<18} c={connections:<3} {result.rps:8.1f} req/s  "
-                      f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  "
-                      f"spread {result.spread:.0%}", flush=True)
+                print(
+                    f"   {results[peer]['name']:<18} c={connections:<3} {result.rps:8.1f} req/s  "
+                    f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  "
+                    f"spread {result.spread:.0%}",
+                    flush=True,
+                )
                 results[peer]["runs"].append(asdict(result))
     return results
 
@@ -165,16 +186,21 @@ def _settle(server: servers.Running) -> None:
 
 def offline(store: Path, app: str, workload: str, *, seconds: float) -> list[dict]:
     """The offline limit, measured in a child process (its TensorFlow threads and memory end with it)."""
-    measure = (f"offline.measure_pipeline(Path({str(store)!r}), {app!r}, w.image, seconds={seconds})"
-               if workload in models.HANDLER_WORKLOADS else
-               f"offline.measure(Path({str(store / app)!r}), w.image, seconds={seconds})")
-    code = ("import json, sys; from pathlib import Path; from dataclasses import asdict; "
-            "from bench import models, offline; "
-            f"w = models.WORKLOADS[{workload!r}](); rows = {measure}; "
-            "print(json.dumps([asdict(r) for r in rows]))")
+    measure = (
+        f"offline.measure_pipeline(Path({str(store)!r}), {app!r}, w.image, seconds={seconds})"
+        if workload in models.HANDLER_WORKLOADS
+        else f"offline.measure(Path({str(store / app)!r}), w.image, seconds={seconds})"
+    )
+    code = (
+        "import json, sys; from pathlib import Path; from dataclasses import asdict; "
+        "from bench import models, offline; "
+        f"w = models.WORKLOADS[{workload!r}](); rows = {measure}; "
+        "print(json.dumps([asdict(r) for r in rows]))"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([str(servers.VENV_PY), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [str(servers.VENV_PY), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
     rows = json.loads(out.strip().splitlines()[-1])
     for row in rows:
         print(f"   offline batch {row['batch']:<3} {row['images_per_s']:8.1f} img/s  {row['ms_per_call']:.2f} ms/call")
@@ -182,22 +208,45 @@ def offline(store: Path, app: str, workload: str, *, seconds: float) -> list[dic
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024**2
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "python": platform.python_version(),
-            "kernel": platform.release(), "wrk": load.have_wrk()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "wrk": load.have_wrk(),
+    }
 
 
 def _spec(peer: str, config: Config, store: Path, workload: models.Workload) -> servers.ServerSpec:
     if peer == "aiserver":
-        return servers.ours(store=store, data_dir=WORK / "data", workload=workload, threads=config.threads,
-                            workers=config.workers, batch_timeout_micros=config.batch_timeout_micros,
-                            max_batch_size=config.max_batch_size)
+        return servers.ours(
+            store=store,
+            data_dir=WORK / "data",
+            workload=workload,
+            threads=config.threads,
+            workers=config.workers,
+            batch_timeout_micros=config.batch_timeout_micros,
+            max_batch_size=config.max_batch_size,
+        )
     if peer == "seed":
         return servers.seed(app_dir=store / workload.app, workload=workload, threads=config.threads or SEED_THREADS)
-    return servers.peer(peer, app_dir=store / workload.app, workload=workload,
-                        batch_timeout_micros=config.batch_timeout_micros, max_batch_size=config.max_batch_size)
+    return servers.peer(
+        peer,
+        app_dir=store / workload.app,
+        workload=workload,
+        batch_timeout_micros=config.batch_timeout_micros,
+        max_batch_size=config.max_batch_size,
+    )
 
 
 def _load(config: Config, server: servers.Running, *, connections: int, seconds: float) -> load.LoadResult:
@@ -223,9 +272,26 @@ def _profiled(config: Config, server: servers.Running) -> dict | None:
         return None
     raw = WORK / f"profile-{server.workload.app}.raw"
     seconds = max(3, round(config.seconds))
-    proc = subprocess.Popen([str(spy), "record", "--pid", str(pids[0]), "--duration", str(seconds), "--rate", "250",
-                             "--format", "raw", "--output", str(raw), "--nonblocking", "--gil"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(pids[0]),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--nonblocking",
+            "--gil",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _load(config, server, connections=32, seconds=seconds + 1)
     proc.wait(timeout=60)
     if not raw.exists():
@@ -240,8 +306,11 @@ def _command(argv: list[str] | None) -> str:
 
 def _parse(argv: list[str] | None) -> tuple[Config, Path]:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workloads", default="a,b,c", help="a (gray64 base64 JSON), b (facescore JPEG multipart), "
-                                                            "c (the faces pipeline on a photo; aiserver only)")
+    parser.add_argument(
+        "--workloads",
+        default="a,b,c",
+        help="a (gray64 base64 JSON), b (facescore JPEG multipart), c (the faces pipeline on a photo; aiserver only)",
+    )
     parser.add_argument("--peers", default=",".join(PEERS), help=f"any of {', '.join(PEERS)}")
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
@@ -257,10 +326,18 @@ def _parse(argv: list[str] | None) -> tuple[Config, Path]:
     if args.smoke:
         args.workloads, args.peers, args.concurrency, args.loader = "a", "aiserver", "1,8", "python"
         args.seconds = min(args.seconds, 2.0)
-    config = Config(workloads=tuple(args.workloads.split(",")), peers=tuple(args.peers.split(",")),
-                    concurrency=tuple(int(c) for c in args.concurrency.split(",")), seconds=args.seconds,
-                    threads=args.threads, workers=args.workers, max_batch_size=args.max_batch_size,
-                    batch_timeout_micros=args.batch_timeout_micros, loader=args.loader, profile=args.profile)
+    config = Config(
+        workloads=tuple(args.workloads.split(",")),
+        peers=tuple(args.peers.split(",")),
+        concurrency=tuple(int(c) for c in args.concurrency.split(",")),
+        seconds=args.seconds,
+        threads=args.threads,
+        workers=args.workers,
+        max_batch_size=args.max_batch_size,
+        batch_timeout_micros=args.batch_timeout_micros,
+        loader=args.loader,
+        profile=args.profile,
+    )
     return config, args.out
 
 

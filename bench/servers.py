@@ -5,6 +5,7 @@ group id). It counts as up once its predict URL answers 200 to its request.
 The peers (bench/peers/, one module each) run from their own venvs
 (:mod:`bench.venvs`); :func:`peer` turns one into a :class:`ServerSpec`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -55,48 +56,92 @@ class ServerSpec:
     freeze: bool = True
 
 
-def ours(*, store: Path, data_dir: Path, workload: Workload, batch_timeout_micros: int, max_batch_size: int,
-         threads: int | None = None, workers: int | None = None) -> ServerSpec:
+def ours(
+    *,
+    store: Path,
+    data_dir: Path,
+    workload: Workload,
+    batch_timeout_micros: int,
+    max_batch_size: int,
+    threads: int | None = None,
+    workers: int | None = None,
+) -> ServerSpec:
     """aiserver under gunicorn with its own config (aiserver/gunicorn.conf.py; its defaults unless given)."""
-    env = {"YYAI_MODEL_STORE": str(store), "YYAI_DATA_DIR": str(data_dir), "DJANGO_HTTPS": "0",
-           "GUNICORN_ACCESS_LOG": "", "YYAI_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
-           "YYAI_MAX_ROWS_PER_BATCH": str(max_batch_size), "YYAI_LOG_LEVEL": "WARNING"}
+    env = {
+        "YYAI_MODEL_STORE": str(store),
+        "YYAI_DATA_DIR": str(data_dir),
+        "DJANGO_HTTPS": "0",
+        "GUNICORN_ACCESS_LOG": "",
+        "YYAI_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
+        "YYAI_MAX_ROWS_PER_BATCH": str(max_batch_size),
+        "YYAI_LOG_LEVEL": "WARNING",
+    }
     if threads is not None:
         env["GUNICORN_THREADS"] = str(threads)
     if workers is not None:
         env["WEB_CONCURRENCY"] = str(workers)
-    subprocess.run([str(VENV_PY), "manage.py", "migrate", "--noinput"], cwd=ROOT, check=True,
-                   env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-    return ServerSpec("aiserver", [str(VENV_GUNICORN), "-c", "aiserver/gunicorn.conf.py"],
-                      "/api/apps/{app}/predict/", workload, predictions, env)
+    subprocess.run(
+        [str(VENV_PY), "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+    )
+    return ServerSpec(
+        "aiserver",
+        [str(VENV_GUNICORN), "-c", "aiserver/gunicorn.conf.py"],
+        "/api/apps/{app}/predict/",
+        workload,
+        predictions,
+        env,
+    )
 
 
 def seed(*, app_dir: Path, workload: Workload, threads: int) -> ServerSpec:
     """The seed's design (bench/peers/seed_django.py) under gunicorn, same thread count as ours."""
-    argv = [str(VENV_GUNICORN), "-k", "gthread", "-w", "1", "--threads", str(threads), "--timeout", "120",
-            "bench.peers.seed_django:application"]
-    return ServerSpec("seed design", argv, "/api/apps/{app}/predict/", workload, predictions,
-                      {"BENCH_APP_DIR": str(app_dir)})
+    argv = [
+        str(VENV_GUNICORN),
+        "-k",
+        "gthread",
+        "-w",
+        "1",
+        "--threads",
+        str(threads),
+        "--timeout",
+        "120",
+        "bench.peers.seed_django:application",
+    ]
+    return ServerSpec(
+        "seed design", argv, "/api/apps/{app}/predict/", workload, predictions, {"BENCH_APP_DIR": str(app_dir)}
+    )
 
 
-def peer(name: str, *, app_dir: Path, workload: Workload, batch_timeout_micros: int, max_batch_size: int
-         ) -> ServerSpec:
+def peer(name: str, *, app_dir: Path, workload: Workload, batch_timeout_micros: int, max_batch_size: int) -> ServerSpec:
     """The peer ``bench/peers/<name>_peer.py`` on ``app_dir``, from its venv; PeerUnavailable if it cannot run."""
     module = importlib.import_module(f"bench.peers.{name}_peer")
     request = module.request(workload)
     if request is None:
-        raise PeerUnavailable(getattr(module, "CANNOT", {}).get(workload.key, "its protocol cannot carry this "
-                                                                             "request"))
+        raise PeerUnavailable(getattr(module, "CANNOT", {}).get(workload.key, "its protocol cannot carry this request"))
     try:
         python = venvs.ensure(name, ROOT / "bench" / "peers" / f"requirements-{name}.txt")
     except venvs.VenvFailed as exc:
         raise PeerUnavailable(str(exc)) from exc
     content_type, body = request
-    env = {"BENCH_APP_DIR": str(app_dir), "BENCH_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
-           "BENCH_MAX_BATCH_SIZE": str(max_batch_size), **getattr(module, "ENV", {})}
-    return ServerSpec(NAMES[name], [str(python), "-m", f"bench.peers.{name}_peer"], module.PATH,
-                      replace(workload, content_type=content_type, body=body), module.results, env,
-                      getattr(module, "FREEZE", True))
+    env = {
+        "BENCH_APP_DIR": str(app_dir),
+        "BENCH_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
+        "BENCH_MAX_BATCH_SIZE": str(max_batch_size),
+        **getattr(module, "ENV", {}),
+    }
+    return ServerSpec(
+        NAMES[name],
+        [str(python), "-m", f"bench.peers.{name}_peer"],
+        module.PATH,
+        replace(workload, content_type=content_type, body=body),
+        module.results,
+        env,
+        getattr(module, "FREEZE", True),
+    )
 
 
 RESUME_SETTLE_SECONDS = 0.5  # after SIGCONT, before the load starts
@@ -167,13 +212,20 @@ def _pss_kib(pid: int) -> int:
 @contextmanager
 def running(spec: ServerSpec, *, port: int, log: Path, timeout: float = 300.0) -> Iterator[Running]:
     """Run ``spec`` on 127.0.0.1:``port`` until the block ends."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HOST": "127.0.0.1", "PORT": str(port),
-           "PYTHONPATH": str(ROOT), **spec.env}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+        **spec.env,
+    }
     url = f"http://127.0.0.1:{port}{spec.path.format(app=spec.workload.app)}"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        proc = subprocess.Popen(spec.argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            spec.argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         _wait_ready(proc, url, spec.workload, timeout, log)
         yield Running(url, proc.pid, spec)
@@ -199,8 +251,9 @@ def _wait_ready(proc: subprocess.Popen, url: str, workload: Workload, timeout: f
 
 def post(url: str, workload: Workload, *, timeout: float = 10) -> tuple[int, bytes]:
     """One request with the workload's body; (status, body)."""
-    request = urllib.request.Request(url, data=workload.body, method="POST",
-                                     headers={"Content-Type": workload.content_type})
+    request = urllib.request.Request(
+        url, data=workload.body, method="POST", headers={"Content-Type": workload.content_type}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()

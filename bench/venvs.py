@@ -8,6 +8,7 @@ pytriton, uvloop for MLServer) win. A venv is rebuilt when its requirements
 file changes (its hash is kept in ``.installed``). A failed install raises
 :class:`VenvFailed` with pip's last lines: the bench reports it and goes on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,10 +56,23 @@ def _run(argv: list[str]) -> None:
 
 def _base_python() -> str:
     """The interpreter .venv was made from (a venv made from a venv would chain their site-packages)."""
-    return subprocess.run([str(SERVER_PY), "-c", "import sys; print(sys._base_executable)"], check=True,
-                          capture_output=True, text=True).stdout.strip() or sys.executable
+    return (
+        subprocess.run(
+            [str(SERVER_PY), "-c", "import sys; print(sys._base_executable)"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or sys.executable
+    )
 
 
 def _site_packages(python: Path) -> Path:
-    return Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    return Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )

@@ -6,6 +6,7 @@ answer 200. The request names a host Django accepts (the first of
 it with 400. ``python deploy/healthcheck.py --tcp 8500``: the port accepts
 connections (the gRPC server).
 """
+
 from __future__ import annotations
 
 import os

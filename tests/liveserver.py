@@ -1,4 +1,5 @@
 """Run the real gunicorn configuration on a free loopback port, for end-to-end tests."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,15 @@ def free_port() -> int:
 class GunicornServer:
     """``aiserver`` under gunicorn with its own data folder; migrated, with an ``admin`` superuser."""
 
-    def __init__(self, *, store: Path, data_dir: Path, workers: int = 1, database_url: str | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        store: Path,
+        data_dir: Path,
+        workers: int = 1,
+        database_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.port = free_port()
         self.workers = workers
         self.base = f"http://127.0.0.1:{self.port}"
@@ -54,11 +62,19 @@ class GunicornServer:
     def manage(self, *commands: tuple[str, ...]) -> str:
         """Run management commands, each a tuple of its arguments, one after the other in one process (as
         ``manage.py`` would, without paying Django's and TensorFlow's start for each)."""
-        code = ("import json, sys, django; from django.core.management import call_command; "
-                "from aiserver import bootstrap; bootstrap.prepare(); django.setup(); "
-                "[call_command(*c) for c in json.loads(sys.argv[1])]")
-        done = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=300)
+        code = (
+            "import json, sys, django; from django.core.management import call_command; "
+            "from aiserver import bootstrap; bootstrap.prepare(); django.setup(); "
+            "[call_command(*c) for c in json.loads(sys.argv[1])]"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(commands)],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
@@ -67,9 +83,14 @@ class GunicornServer:
             self.manage(("migrate", "--noinput"), ("ensure_admin",))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("w")
-        self.process = subprocess.Popen([str(GUNICORN), "-c", "aiserver/gunicorn.conf.py"],
-                                        cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [str(GUNICORN), "-c", "aiserver/gunicorn.conf.py"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             self._wait_ready(timeout)
         except BaseException:

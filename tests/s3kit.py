@@ -1,5 +1,6 @@
 """An S3-compatible server on loopback for the s3:// model store's tests: moto's standalone server, talked to
 through boto3 as any client would."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,11 @@ from typing import Iterator
 import boto3
 from botocore.config import Config
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key-id", "AWS_SECRET_ACCESS_KEY": "s3cr3t-never-shown-9f2c",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test-key-id",
+    "AWS_SECRET_ACCESS_KEY": "s3cr3t-never-shown-9f2c",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @dataclass
@@ -34,9 +38,14 @@ class S3:
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
 
     def client(self):
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1",
-                            config=Config(s3={"addressing_style": "path"}))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
 
     def bucket(self, prefix: str = "models") -> "Store":
         name = f"test-{uuid.uuid4().hex[:12]}"
@@ -63,8 +72,11 @@ class Store:
         """Upload every file of ``folder`` to ``<prefix>/<under>/`` but hidden ones (a local store's snapshots),
         as ``aws s3 cp --recursive --exclude '.*'`` does."""
         client = self.s3.client()
-        files = (p for p in Path(folder).rglob("*") if p.is_file()
-                 and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        files = (
+            p
+            for p in Path(folder).rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        )
         for path in sorted(files):
             client.upload_file(str(path), self.bucket, self.key(f"{under}/{path.relative_to(folder).as_posix()}"))
 
@@ -73,9 +85,10 @@ class Store:
 
     def keys(self, under: str = "") -> list[str]:
         found = []
-        for page in self.s3.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                               Prefix=self.key(under)):
-            found += [o["Key"][len(self.prefix) + 1:] for o in page.get("Contents", [])]
+        for page in (
+            self.s3.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.key(under))
+        ):
+            found += [o["Key"][len(self.prefix) + 1 :] for o in page.get("Contents", [])]
         return sorted(found)
 
     def delete(self, under: str) -> None:
@@ -83,8 +96,9 @@ class Store:
         keys = [self.key(k) for k in self.keys(under)]
         client = self.s3.client()
         for start in range(0, len(keys), 1000):
-            client.delete_objects(Bucket=self.bucket,
-                                  Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]]})
+            client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]]}
+            )
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
 """Test settings: the real settings, read with a test environment (plain HTTP, private data folder)."""
+
 import os
 import tempfile
 

@@ -1,4 +1,5 @@
 """A TCP relay on loopback that a test can cut: the network between the server and its database, say."""
+
 from __future__ import annotations
 
 import socket

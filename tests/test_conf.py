@@ -1,4 +1,5 @@
 """yyai.conf: one namespace of settings, each default written once, read from YYAI_* variables, writing nothing."""
+
 import logging
 import os
 import subprocess
@@ -25,10 +26,21 @@ def test_defaults_come_from_the_runtime():
 
 
 def test_environment_variables_are_parsed_and_checked():
-    values = from_environment({"YYAI_MAX_BODY_BYTES": "4096", "YYAI_FAST_PREDICT": "0", "YYAI_IMAGE_ROOT": "/tmp",
-                               "YYAI_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1", "UNRELATED": "x"})
-    assert values == {"MAX_BODY_BYTES": 4096, "FAST_PREDICT": False, "IMAGE_ROOT": Path("/tmp").resolve(),
-                      "TRUSTED_PROXIES": ("10.0.0.0/8", "127.0.0.1")}
+    values = from_environment(
+        {
+            "YYAI_MAX_BODY_BYTES": "4096",
+            "YYAI_FAST_PREDICT": "0",
+            "YYAI_IMAGE_ROOT": "/tmp",
+            "YYAI_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+            "UNRELATED": "x",
+        }
+    )
+    assert values == {
+        "MAX_BODY_BYTES": 4096,
+        "FAST_PREDICT": False,
+        "IMAGE_ROOT": Path("/tmp").resolve(),
+        "TRUSTED_PROXIES": ("10.0.0.0/8", "127.0.0.1"),
+    }
     with pytest.raises(ValueError, match="YYAI_MAX_BODY_BYTES='12' must be >= 1024"):
         from_environment({"YYAI_MAX_BODY_BYTES": "12"})
     with pytest.raises(ValueError, match="YYAI_PREDICT_PERMISSION='everyone' 'everyone' is not one of"):
@@ -55,14 +67,33 @@ def test_tests_change_settings_through_the_yyai_dict(yyai):
 
 def test_importing_settings_writes_nothing(tmp_path):
     data = tmp_path / "data"
-    env = {**os.environ, "YYAI_DATA_DIR": str(data), "DJANGO_SECRET_KEY": "k" * 50,
-           "DJANGO_SETTINGS_MODULE": "aiserver.settings"}
-    done = subprocess.run([sys.executable, "-c", "import django; django.setup(); "
-                           "from yyai.conf import yyai_settings; print(yyai_settings.MODEL_STORE)"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "YYAI_DATA_DIR": str(data),
+        "DJANGO_SECRET_KEY": "k" * 50,
+        "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from yyai.conf import yyai_settings; print(yyai_settings.MODEL_STORE)",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert not data.exists(), "importing settings created the data folder"
-    done = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
-                          env={**env, "DJANGO_SECRET_KEY": ""}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**env, "DJANGO_SECRET_KEY": ""},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (data / "secret_key").stat().st_mode & 0o777 == 0o600, "manage.py prepares the data folder"

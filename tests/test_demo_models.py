@@ -1,4 +1,5 @@
 """The demo model builder: files, idempotence, force, accuracy, determinism."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -103,8 +104,10 @@ def test_force_rebuilds_and_the_build_is_deterministic(built, held_out):
     x_test, _ = held_out
     before = mtimes(store)
     probabilities = digits_probabilities(store, x_test)
-    samples = {name: (store / name).read_bytes()
-               for name in ("facescore/sample.jpg", "predictsex/sample.jpg", "digits/sample.png")}
+    samples = {
+        name: (store / name).read_bytes()
+        for name in ("facescore/sample.jpg", "predictsex/sample.jpg", "digits/sample.png")
+    }
     assert build_demo_models(store, force=True, log=lambda _: None) == {app: "built" for app in APPS}
     after = mtimes(store)
     assert all(after[name] != before[name] for name in before)

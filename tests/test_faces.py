@@ -1,4 +1,5 @@
 """The faces demo app on a real photo (scikit-image's astronaut): found where the face is, apps run on the crop."""
+
 import base64
 
 import cv2
@@ -48,7 +49,7 @@ def test_the_face_is_found_where_it_is_and_each_app_runs_on_its_crop(faces_store
     assert abs(x + w / 2 - FACE_CENTRE[0]) < CENTRE_TOLERANCE and abs(y + h / 2 - FACE_CENTRE[1]) < CENTRE_TOLERANCE
     assert FACE_SIDE[0] <= w <= FACE_SIDE[1] and FACE_SIDE[0] <= h <= FACE_SIDE[1]
     assert face["score"] > 1
-    crop = png(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[y:y + h, x:x + w])
+    crop = png(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[y : y + h, x : x + w])
     for app in ("facescore", "predictsex"):
         direct = upload(client, f"/api/apps/{app}/predict/", crop).json()["result"]
         assert face["apps"][app] == direct  # exactly what the app answers for that crop
@@ -84,8 +85,8 @@ def test_the_predictor_draws_each_face_on_the_photo_at_its_own_size(faces_store,
     x, y, w, h = face["box"]
     edge = drawn[y + h // 2, x]  # the middle of the box's left side: the green box (BGR)
     assert edge[1] > 200 and edge[0] < 80 and edge[2] < 80
-    below = drawn[y + h + 4: y + h + 40, x: x + w]  # the dark band of text written under the box
-    assert below.mean() < photo[y + h + 4: y + h + 40, x: x + w].mean()
+    below = drawn[y + h + 4 : y + h + 40, x : x + w]  # the dark band of text written under the box
+    assert below.mean() < photo[y + h + 4 : y + h + 40, x : x + w].mean()
 
 
 def test_infer_keeps_the_seed_envelope(faces_store, client, photo):

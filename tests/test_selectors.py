@@ -1,4 +1,5 @@
 """yyai.selectors: what the API, admin and page show, and what is hidden from whom."""
+
 import pytest
 
 from yyai import fleet, selectors

@@ -1,4 +1,5 @@
 """The demo apps under the real gunicorn configuration, over real HTTP: what `make run` serves."""
+
 import base64
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +24,11 @@ def server(tmp_path_factory):
 def test_every_demo_app_is_ready(server):
     apps = requests.get(server.url("/api/apps/"), timeout=10).json()["results"]
     assert {(a["name"], a["state"]) for a in apps} == {
-        ("digits", "AVAILABLE"), ("facescore", "AVAILABLE"), ("predictsex", "AVAILABLE"), ("faces", "AVAILABLE")}
+        ("digits", "AVAILABLE"),
+        ("facescore", "AVAILABLE"),
+        ("predictsex", "AVAILABLE"),
+        ("faces", "AVAILABLE"),
+    }
     assert requests.get(server.url("/readyz"), timeout=10).status_code == 200
 
 

@@ -8,6 +8,7 @@
 * ``tf1_detector``: a TF1 graph exported the TF Serving tutorials' way: a placeholder without a
   batch dimension, a signature named ``detected_model``, several named outputs.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,13 +27,14 @@ FACE = (8, 8, 3)
 
 
 def two_heads(path: Path, *, age_weight: float = 0.5) -> Path:
-    """``age = age_weight * sum(face)``; ``sex`` = softmax of ``[sum, -sum]`` (so ``sex[0] >= 0.5`` for bright faces)."""
+    """``age = age_weight * sum(face)``; ``sex`` = softmax of ``[sum, -sum]`` (``sex[0] >= 0.5`` for bright faces)."""
     face = keras.Input(FACE, name="face")
     flat = keras.layers.Flatten()(face)
     age = keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(age_weight), name="age")(flat)
     kernel = np.stack([np.ones(np.prod(FACE)), -np.ones(np.prod(FACE))], axis=1) * 0.01
-    sex = keras.layers.Dense(2, activation="softmax", kernel_initializer=keras.initializers.Constant(kernel),
-                             name="sex")(flat)
+    sex = keras.layers.Dense(
+        2, activation="softmax", kernel_initializer=keras.initializers.Constant(kernel), name="sex"
+    )(flat)
     return _save(keras.Model(face, [age, sex]), path)
 
 
@@ -86,8 +88,9 @@ def text(folder: Path) -> Path:
 class _Jpeg(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(self, image_bytes):
-        heights = tf.map_fn(lambda data: tf.shape(tf.io.decode_jpeg(data, channels=3))[0], image_bytes,
-                            fn_output_signature=tf.int32)
+        heights = tf.map_fn(
+            lambda data: tf.shape(tf.io.decode_jpeg(data, channels=3))[0], image_bytes, fn_output_signature=tf.int32
+        )
         return {"height": heights}
 
 
@@ -115,9 +118,11 @@ def tf1_detector(folder: Path, *, weight: float = 2.0) -> Path:
             session.run(v1.global_variables_initializer())
             builder = v1.saved_model.builder.SavedModelBuilder(str(folder))
             signature = v1.saved_model.signature_def_utils.predict_signature_def(
-                inputs={"image": image}, outputs={"score": score, "boxes": boxes, "classes": classes})
-            builder.add_meta_graph_and_variables(session, [v1.saved_model.tag_constants.SERVING],
-                                                 signature_def_map={"detected_model": signature})
+                inputs={"image": image}, outputs={"score": score, "boxes": boxes, "classes": classes}
+            )
+            builder.add_meta_graph_and_variables(
+                session, [v1.saved_model.tag_constants.SERVING], signature_def_map={"detected_model": signature}
+            )
             builder.save()
     return folder
 

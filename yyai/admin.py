@@ -1,4 +1,5 @@
 """Django admin: model apps with their live state and a reload action, and the reload history."""
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
@@ -14,12 +15,30 @@ from yyai.templatetags.yyai_tags import tensor
 
 @admin.register(ModelApp)
 class ModelAppAdmin(admin.ModelAdmin):
-    list_display = ["name", "state", "version", "target_version", "generation", "pinned_version", "live_processes",
-                    "last_error", "updated_at"]
+    list_display = [
+        "name",
+        "state",
+        "version",
+        "target_version",
+        "generation",
+        "pinned_version",
+        "live_processes",
+        "last_error",
+        "updated_at",
+    ]
     search_fields = ["name"]
-    readonly_fields = ["name", "generation", "target_version", "state", "version", "models", "live_processes",
-                       "last_error",
-                       "created_at", "updated_at"]
+    readonly_fields = [
+        "name",
+        "generation",
+        "target_version",
+        "state",
+        "version",
+        "models",
+        "live_processes",
+        "last_error",
+        "created_at",
+        "updated_at",
+    ]
     fields = readonly_fields[:2] + ["pinned_version"] + readonly_fields[2:]
     actions = ["reload_apps"]
 
@@ -46,14 +65,26 @@ class ModelAppAdmin(admin.ModelAdmin):
 
     @admin.display(description="models (inputs -> outputs)")
     def models(self, obj):
-        return "; ".join(f"{m['name']} ({m['format']}, {m['params']} params): {', '.join(map(tensor, m['inputs']))} -> "
-                         f"{', '.join(map(tensor, m['outputs']))}" for m in self._status(obj)["models"]) or "-"
+        return (
+            "; ".join(
+                f"{m['name']} ({m['format']}, {m['params']} params): {', '.join(map(tensor, m['inputs']))} -> "
+                f"{', '.join(map(tensor, m['outputs']))}"
+                for m in self._status(obj)["models"]
+            )
+            or "-"
+        )
 
     @admin.display(description="processes (live)")
     def live_processes(self, obj):
         rows = fleet.processes(obj.name)
-        return "; ".join(f"{p['host']}:{p['pid']} {p['version'] or '-'} (gen {p['generation']})"
-                         + (f" error: {p['error']}" if p["error"] else "") for p in rows) or "-"
+        return (
+            "; ".join(
+                f"{p['host']}:{p['pid']} {p['version'] or '-'} (gen {p['generation']})"
+                + (f" error: {p['error']}" if p["error"] else "")
+                for p in rows
+            )
+            or "-"
+        )
 
     @admin.display(description="last error")
     def last_error(self, obj):
@@ -65,28 +96,48 @@ class ModelAppAdmin(admin.ModelAdmin):
             try:
                 outcome = services.reload_app(app=app.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN)
             except ServingError as exc:
-                self.message_user(request, f"{app.name}: reload failed, old version keeps serving: {exc.message}",
-                                  messages.ERROR)
+                self.message_user(
+                    request, f"{app.name}: reload failed, old version keeps serving: {exc.message}", messages.ERROR
+                )
                 continue
             report, fleet = outcome.report, outcome.fleet
             if outcome.removed:
-                self.message_user(request, f"{app.name}: gone from the repository; removed from every process",
-                                  messages.WARNING if not fleet.converged else messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"{app.name}: gone from the repository; removed from every process",
+                    messages.WARNING if not fleet.converged else messages.SUCCESS,
+                )
                 continue
-            done = (f"{app.name}: {report.old_version or '-'} -> {report.new_version} "
-                    f"in {report.load_seconds * 1000:.0f} ms")
+            done = (
+                f"{app.name}: {report.old_version or '-'} -> {report.new_version} "
+                f"in {report.load_seconds * 1000:.0f} ms"
+            )
             if fleet.converged:
                 self.message_user(request, f"{done}; every process serves it", messages.SUCCESS)
             else:
-                lagging = "; ".join(f"{p['host']}:{p['pid']} serves {p['version'] or 'nothing'}"
-                                    + (f" ({p['error']})" if p["error"] else "") for p in fleet.lagging)
+                lagging = "; ".join(
+                    f"{p['host']}:{p['pid']} serves {p['version'] or 'nothing'}"
+                    + (f" ({p['error']})" if p["error"] else "")
+                    for p in fleet.lagging
+                )
                 self.message_user(request, f"{done}; not every process serves it yet: {lagging}", messages.WARNING)
 
 
 @admin.register(ReloadEvent)
 class ReloadEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "app", "from_version", "to_version", "trigger", "status", "user", "duration_ms",
-                    "host", "pid", "note"]
+    list_display = [
+        "created_at",
+        "app",
+        "from_version",
+        "to_version",
+        "trigger",
+        "status",
+        "user",
+        "duration_ms",
+        "host",
+        "pid",
+        "note",
+    ]
     list_filter = ["status", "trigger", "app", "created_at"]
     search_fields = ["app__name", "error", "note", "host"]
     readonly_fields = [f.name for f in ReloadEvent._meta.fields]
@@ -128,13 +179,19 @@ for _model, _admin in ((User, SafeUserAdmin), (Group, SafeGroupAdmin)):
 
 def _locked_out_login(login):
     """The admin's login view, answering 429 while failed logins lock the user or the address out."""
+
     def view(request, extra_context=None):
         if request.method == "POST":
             wait = locked_for(request.POST.get("username"), client_of(request))
             if wait is not None:
-                return json_error("too many failed logins for this user or from this address; try again later",
-                                  "throttled", 429, {"Retry-After": str(int(wait) + 1)})
+                return json_error(
+                    "too many failed logins for this user or from this address; try again later",
+                    "throttled",
+                    429,
+                    {"Retry-After": str(int(wait) + 1)},
+                )
         return login(request, extra_context)
+
     return view
 
 

@@ -1,4 +1,5 @@
 """App config. Under ``runserver`` the models load in the background at start-up."""
+
 import sys
 import threading
 

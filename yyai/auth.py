@@ -16,6 +16,7 @@ So the guard sits there:
 The client address is ``REMOTE_ADDR``: forwarded headers are believed only
 from ``YYAI_TRUSTED_PROXIES`` (aiserver/proxy.py).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -7,6 +7,7 @@ summed by numpy), and refuses a body nested deeper than ``max_depth`` with
 :class:`JSONError`, as it refuses malformed JSON, ``NaN`` and ``Infinity``.
 Bodies with few brackets (an image in base64) skip the measurement.
 """
+
 from __future__ import annotations
 
 import json

@@ -12,6 +12,7 @@ project sets it, else the default below. aiserver/settings.py builds
   warning: ``MAX_BATCH`` is ``MAX_ROWS_PER_REQUEST`` (images or instances in one
   request), ``MAX_BATCH_SIZE`` is ``MAX_ROWS_PER_BATCH`` (rows the batcher runs at once).
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,16 +73,25 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
         if raw not in choices:
             raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
         return raw
+
     return parse
 
 
 LIMITS, BATCHING = limits.RequestLimits(), BatchingSpec()
 SETTINGS = (
     # where things are
-    Setting("MODEL_STORE", BASE_DIR / "model_store", _store,
-            "the model store: a folder, or s3://bucket/prefix (AWS_* variables), one folder or prefix per app"),
-    Setting("CACHE_DIR", None, _optional_path,
-            "where this host keeps the versions it fetched from an s3:// store (unset: YYAI_DATA_DIR/model-cache)"),
+    Setting(
+        "MODEL_STORE",
+        BASE_DIR / "model_store",
+        _store,
+        "the model store: a folder, or s3://bucket/prefix (AWS_* variables), one folder or prefix per app",
+    ),
+    Setting(
+        "CACHE_DIR",
+        None,
+        _optional_path,
+        "where this host keeps the versions it fetched from an s3:// store (unset: YYAI_DATA_DIR/model-cache)",
+    ),
     Setting("IMAGE_ROOT", None, _optional_path, "the folder imgPath may read from (unset: imgPath is refused)"),
     # request limits
     Setting("MAX_BODY_BYTES", 20 * MiB, _int(KiB), "request body (413); a gRPC message; a tensor's declared size"),
@@ -93,28 +103,56 @@ SETTINGS = (
     Setting("MAX_IMAGE_PIXELS", LIMITS.max_pixels, _int(1), "pixels of one image, from its header (413)"),
     Setting("MAX_REQUEST_PIXELS", LIMITS.max_request_pixels, _int(1), "pixels of all the images of a request (413)"),
     Setting("MAX_ROWS_PER_REQUEST", LIMITS.max_rows, _int(1), "images or instances in one request"),
-    Setting("MAX_STRING_ELEMENTS", limits.DEFAULT_MAX_STRING_ELEMENTS, _int(1),
-            "string elements of one request tensor (KServe BYTES, gRPC DT_STRING), from its shape (413)"),
-    Setting("CPU_THREADS", lambda: max(2, os.cpu_count() or 1), _int(1),
-            "threads per worker for parsing, base64, decoding and resizing, off the event loop"),
+    Setting(
+        "MAX_STRING_ELEMENTS",
+        limits.DEFAULT_MAX_STRING_ELEMENTS,
+        _int(1),
+        "string elements of one request tensor (KServe BYTES, gRPC DT_STRING), from its shape (413)",
+    ),
+    Setting(
+        "CPU_THREADS",
+        lambda: max(2, os.cpu_count() or 1),
+        _int(1),
+        "threads per worker for parsing, base64, decoding and resizing, off the event loop",
+    ),
     # batching (an app's [batching] overrides)
     Setting("MAX_ROWS_PER_BATCH", BATCHING.max_batch_size, _int(1), "rows the batcher runs at once"),
     Setting("BATCH_TIMEOUT_MICROS", BATCHING.batch_timeout_micros, _int(0), "how long a batch waits to fill"),
     Setting("MAX_ENQUEUED", BATCHING.max_enqueued, _int(1), "requests one app's queue admits (503 past it)"),
-    Setting("MAX_QUEUED_BYTES", lambda: min(BATCHING.max_enqueued_bytes, _ram_bytes() // 16), _int(MiB),
-            "model input one app's queue admits per worker (503 past it)"),
+    Setting(
+        "MAX_QUEUED_BYTES",
+        lambda: min(BATCHING.max_enqueued_bytes, _ram_bytes() // 16),
+        _int(MiB),
+        "model input one app's queue admits per worker (503 past it)",
+    ),
     # models and versions
-    Setting("SETTLE_SECONDS", limits.DEFAULT_SETTLE_SECONDS, parse_float,
-            "a numbered version without READY counts once unchanged this long"),
+    Setting(
+        "SETTLE_SECONDS",
+        limits.DEFAULT_SETTLE_SECONDS,
+        parse_float,
+        "a numbered version without READY counts once unchanged this long",
+    ),
     Setting("MAX_MODEL_FILE_BYTES", limits.DEFAULT_MAX_FILE_BYTES, _int(1), "one model file or SavedModel folder"),
     Setting("LOAD_WORKERS", limits.DEFAULT_LOAD_WORKERS, _int(1), "apps loaded in parallel at start-up"),
     Setting("VALIDATE_ISOLATED", True, parse_bool, "validate uploads in a child process (off: tests only)"),
-    Setting("VALIDATE_TIMEOUT_SECONDS", limits.DEFAULT_VALIDATE_TIMEOUT_SECONDS, parse_float,
-            "the upload validation child's time limit"),
-    Setting("VALIDATE_MEMORY_BYTES", limits.DEFAULT_VALIDATE_MEMORY_BYTES, _int(GiB),
-            "the upload validation child's address space"),
-    Setting("ALLOW_HANDLERS", True, parse_bool,
-            "run the Python handler an app.toml names (off: such an app fails to load, saying why)"),
+    Setting(
+        "VALIDATE_TIMEOUT_SECONDS",
+        limits.DEFAULT_VALIDATE_TIMEOUT_SECONDS,
+        parse_float,
+        "the upload validation child's time limit",
+    ),
+    Setting(
+        "VALIDATE_MEMORY_BYTES",
+        limits.DEFAULT_VALIDATE_MEMORY_BYTES,
+        _int(GiB),
+        "the upload validation child's address space",
+    ),
+    Setting(
+        "ALLOW_HANDLERS",
+        True,
+        parse_bool,
+        "run the Python handler an app.toml names (off: such an app fails to load, saying why)",
+    ),
     Setting("KEEP_SNAPSHOTS", 3, _int(0), "flat-layout snapshots kept for rollback besides the served ones"),
     Setting("POLL_SECONDS", 0.0, parse_float, "scan the model store for new versions this often (0: off)"),
     # the fleet
@@ -125,8 +163,12 @@ SETTINGS = (
     # who may do what
     Setting("PREDICT_PERMISSION", "any", _choice(PERMISSIONS), "who may predict: any, authenticated or staff"),
     Setting("FAST_PREDICT", True, parse_bool, "answer predicts on the event loop when Django would answer alike"),
-    Setting("TRUSTED_PROXIES", (), lambda raw: tuple(parse_list(raw)),
-            "addresses or networks whose X-Forwarded-Proto and -For are believed (aiserver/proxy.py)"),
+    Setting(
+        "TRUSTED_PROXIES",
+        (),
+        lambda raw: tuple(parse_list(raw)),
+        "addresses or networks whose X-Forwarded-Proto and -For are believed (aiserver/proxy.py)",
+    ),
     Setting("LOGIN_FAILURES_PER_USER", 10, _int(1), "failed logins before a username is locked out (429)"),
     Setting("LOGIN_FAILURES_PER_CLIENT", 30, _int(1), "failed logins before an address is locked out (429)"),
     Setting("LOGIN_WINDOW_SECONDS", 900, _int(1), "how long failed logins count"),
@@ -143,8 +185,10 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     they are, for :data:`yyai_settings` to warn about when it reads them.
     """
     values = {}
-    for name, parse in [*((s.name, s.parse) for s in SETTINGS), *((old, BY_NAME[new].parse)
-                                                                   for old, new in RENAMED.items())]:
+    for name, parse in [
+        *((s.name, s.parse) for s in SETTINGS),
+        *((old, BY_NAME[new].parse) for old, new in RENAMED.items()),
+    ]:
         raw = environ.get(f"YYAI_{name}")
         if raw is None or (raw.strip() == "" and name != "IMAGE_ROOT"):
             continue

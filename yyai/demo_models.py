@@ -17,6 +17,7 @@ files all exist is left alone unless ``force``. Files are written under a
 hidden temporary name and moved into place with ``os.replace``, so a server
 watching the folder never sees a half-written model.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,9 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return tuple(train_test_split(x, data.target, test_size=0.2, stratify=data.target, random_state=SEED))
 
 
-def build_demo_models(store: Path, *, force: bool = False, log: Log = print,
-                      apps: tuple[str, ...] | None = None) -> dict[str, str]:
+def build_demo_models(
+    store: Path, *, force: bool = False, log: Log = print, apps: tuple[str, ...] | None = None
+) -> dict[str, str]:
     """Build the demo apps (``apps``, default all) into ``store/<app>/``; return ``{app: "built" | "present"}``."""
     store = Path(store)
     outcome: dict[str, str] = {}
@@ -158,13 +160,18 @@ def _score_head(features: keras.KerasTensor) -> keras.KerasTensor:
 
 def _build_facescore(folder: Path, log: Log) -> None:
     inputs = _face_input()
-    _save_model(keras.Model(inputs, _score_head(_strided_features(inputs)), name=f"{DEMO_MODEL_PREFIX}facescore_cnn"),
-                folder / "facescore_cnn.h5")
+    _save_model(
+        keras.Model(inputs, _score_head(_strided_features(inputs)), name=f"{DEMO_MODEL_PREFIX}facescore_cnn"),
+        folder / "facescore_cnn.h5",
+    )
     inputs = _face_input()
     x = keras.layers.AveragePooling2D(10)(inputs)
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
     x = keras.layers.GlobalMaxPooling2D()(x)
-    _save_model(keras.Model(inputs, _score_head(x), name=f"{DEMO_MODEL_PREFIX}facescore_small"), folder / "facescore_small.keras")
+    _save_model(
+        keras.Model(inputs, _score_head(x), name=f"{DEMO_MODEL_PREFIX}facescore_small"),
+        folder / "facescore_small.keras",
+    )
     _save_image(_face_picture(), folder / "sample.jpg")
 
 

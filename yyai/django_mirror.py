@@ -7,6 +7,7 @@ A mirror is only right while the stack is the one it copies: :func:`drift`
 compares the middleware and the predict route with what is mirrored here, and
 the fast path turns itself off when they differ.
 """
+
 from __future__ import annotations
 
 import io
@@ -103,8 +104,9 @@ def security_headers(*, secure: bool) -> list[tuple[bytes, bytes]]:
         headers.append(("x-content-type-options", "nosniff"))
     if settings.SECURE_REFERRER_POLICY:
         policy = settings.SECURE_REFERRER_POLICY
-        headers.append(("referrer-policy", ",".join(
-            [v.strip() for v in policy.split(",")] if isinstance(policy, str) else policy)))
+        headers.append(
+            ("referrer-policy", ",".join([v.strip() for v in policy.split(",")] if isinstance(policy, str) else policy))
+        )
     if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
         headers.append(("cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
     headers.append(("x-frame-options", settings.X_FRAME_OPTIONS))
@@ -126,7 +128,9 @@ def parse_body(body: bytes, content_type: str) -> tuple[Any, Mapping] | None:
     if media_type(content_type) == "multipart/form-data":
         meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body))}
         try:
-            return MultiPartParser(meta, io.BytesIO(body), [MemoryFileUploadHandler()], settings.DEFAULT_CHARSET).parse()
+            return MultiPartParser(
+                meta, io.BytesIO(body), [MemoryFileUploadHandler()], settings.DEFAULT_CHARSET
+            ).parse()
         except (MultiPartParserError, SuspiciousOperation, RequestDataTooBig, ValueError):  # DRF refuses these
             return None
     charset = re.search(r"charset=([\w-]+)", content_type, re.IGNORECASE)

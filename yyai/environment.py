@@ -3,6 +3,7 @@
 Each parser takes the raw text and returns the value, or raises ValueError in
 words a person can act on; the caller names the variable.
 """
+
 from __future__ import annotations
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -20,6 +20,7 @@ broken multipart form) is replayed to Django, so DRF words the parse error.
 Everything else goes to Django unchanged. ``tests/api/test_fastpath.py`` checks
 that both paths answer alike.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaita
 
 PREDICT_PATH = re.compile(rf"/api/apps/(?P<app>{APP_NAME_PATTERN})/predict/")
 ROUTE = django_mirror.PREDICT_ROUTE  # so both paths count under one metrics label
-WANTED = frozenset({b"content-type", b"content-length", b"accept", b"origin", b"host", b"x-request-id",
-                    b"x-forwarded-host"})
+WANTED = frozenset(
+    {b"content-type", b"content-length", b"accept", b"origin", b"host", b"x-request-id", b"x-forwarded-host"}
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,11 @@ class FastPredict:
         self.wanted = WANTED | ({proxy[0].encode()} if proxy else set())
 
     async def __call__(self, scope: dict, receive, send) -> None:
-        match = (PREDICT_PATH.fullmatch(scope["path"])
-                 if self.enabled and scope["type"] == "http" and scope["method"] == "POST" else None)
+        match = (
+            PREDICT_PATH.fullmatch(scope["path"])
+            if self.enabled and scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
         if match is None:
             return await self.django(scope, receive, send)
         headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in self.wanted}
@@ -83,8 +88,9 @@ class FastPredict:
         if not self._eligible(scope, match["app"], headers, secure):
             return await self.django(scope, receive, send)
         body = await _read_body(receive)
-        if not await self._answer(scope, send, match["app"], _BodyReader(match["app"], body, headers["content-type"]),
-                                  headers, secure):
+        if not await self._answer(
+            scope, send, match["app"], _BodyReader(match["app"], body, headers["content-type"]), headers, secure
+        ):
             return await self.django(scope, _replay(body, receive), send)
 
     def _eligible(self, scope: dict, app: str, headers: dict[str, str], secure: bool) -> bool:
@@ -93,18 +99,21 @@ class FastPredict:
             length = int(headers.get("content-length", ""))
         except ValueError:
             return False  # chunked or malformed: Django's middleware answers
-        return (0 < length <= yyai_settings.MAX_BODY_BYTES
-                and not scope.get("query_string")  # ?format=api and friends are DRF's
-                and django_mirror.media_type(headers.get("content-type", "")) in django_mirror.PARSED_TYPES
-                and django_mirror.accepts_json(headers.get("accept", ""))
-                and "origin" not in headers  # CORS: corsheaders answers
-                and not (settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in headers)
-                and self.mirror.host_allowed(headers.get("host", ""))
-                and not (settings.SECURE_SSL_REDIRECT and not secure)
-                and _serving(app))
+        return (
+            0 < length <= yyai_settings.MAX_BODY_BYTES
+            and not scope.get("query_string")  # ?format=api and friends are DRF's
+            and django_mirror.media_type(headers.get("content-type", "")) in django_mirror.PARSED_TYPES
+            and django_mirror.accepts_json(headers.get("accept", ""))
+            and "origin" not in headers  # CORS: corsheaders answers
+            and not (settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in headers)
+            and self.mirror.host_allowed(headers.get("host", ""))
+            and not (settings.SECURE_SSL_REDIRECT and not secure)
+            and _serving(app)
+        )
 
-    async def _answer(self, scope: dict, send, app: str, reader: _BodyReader, headers: dict[str, str],
-                      secure: bool) -> bool:
+    async def _answer(
+        self, scope: dict, send, app: str, reader: _BodyReader, headers: dict[str, str], secure: bool
+    ) -> bool:
         """Answer the request; False, with nothing sent, when DRF's parsers would refuse the body."""
         started = time.perf_counter()
         rid = request_id_of(headers.get("x-request-id", ""))
@@ -131,8 +140,16 @@ class FastPredict:
             await send({"type": "http.response.start", "status": status, "headers": response_headers})
             await send({"type": "http.response.body", "body": body})
             client = scope.get("client") or ("", 0)
-            finish_request(method="POST", path=scope["path"], status=status, seconds=time.perf_counter() - started,
-                           app=app, version=version, route=ROUTE, remote_addr=client[0])
+            finish_request(
+                method="POST",
+                path=scope["path"],
+                status=status,
+                seconds=time.perf_counter() - started,
+                app=app,
+                version=version,
+                route=ROUTE,
+                remote_addr=client[0],
+            )
             return True
         finally:
             request_id.reset(token)
@@ -186,8 +203,9 @@ class _BodyReader:
             return None
         given = parse_predict_input(*parsed)
         self.many = given.many
-        return services.InferRequest(target=self.app, images=given.images, instances=given.instances,
-                                     inputs=given.inputs)
+        return services.InferRequest(
+            target=self.app, images=given.images, instances=given.instances, inputs=given.inputs
+        )
 
 
 def _replay(body: bytes, receive):

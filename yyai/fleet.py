@@ -7,6 +7,7 @@ request. A process whose row is older than ``YYAI_PROCESS_TIMEOUT_SECONDS`` is
 not live: it is left out of the fleet and of what a reload waits for. A live
 process without a heartbeat for an app has never loaded it: it lags.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,9 @@ class Beats:
         self._next_touch = 0.0
         self._lock = threading.Lock()
 
-    def set(self, app: str, *, version: str | None = None, generation: int | None = None,
-            error: str | None = None) -> None:
+    def set(
+        self, app: str, *, version: str | None = None, generation: int | None = None, error: str | None = None
+    ) -> None:
         """Record a change of ``app`` here (written at the next :meth:`write`)."""
         with self._lock:
             state = self._states.setdefault(app, AppState())
@@ -76,8 +78,9 @@ class Beats:
         """Write the changed rows now, and touch every row of this process when due (or ``force``)."""
         now = timezone.now()
         with self._lock:
-            changed = {app: AppState(s.version, s.generation, s.error) for app, s in self._states.items()
-                       if app in self._dirty}
+            changed = {
+                app: AppState(s.version, s.generation, s.error) for app, s in self._states.items() if app in self._dirty
+            }
             dropped, self._dropped = self._dropped, set()
             self._dirty.clear()
             due = force or time.monotonic() >= self._next_touch
@@ -89,14 +92,23 @@ class Beats:
                 for app, state in changed.items():
                     if app in ids:
                         Heartbeat.objects.update_or_create(
-                            process=self.process, app_id=ids[app],
-                            defaults={"host": HOST, "pid": self.pid, "version": state.version,
-                                      "generation": state.generation, "error": state.error, "seen_at": now})
+                            process=self.process,
+                            app_id=ids[app],
+                            defaults={
+                                "host": HOST,
+                                "pid": self.pid,
+                                "version": state.version,
+                                "generation": state.generation,
+                                "error": state.error,
+                                "seen_at": now,
+                            },
+                        )
                 if dropped:
                     Heartbeat.objects.filter(process=self.process, app__name__in=dropped).delete()
                 if due:
-                    ServingProcess.objects.update_or_create(process=self.process, defaults={
-                        "host": HOST, "pid": self.pid, "seen_at": now})
+                    ServingProcess.objects.update_or_create(
+                        process=self.process, defaults={"host": HOST, "pid": self.pid, "seen_at": now}
+                    )
                     Heartbeat.objects.filter(process=self.process).update(seen_at=now)
                     Heartbeat.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
                     ServingProcess.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
@@ -126,16 +138,24 @@ def processes(app: str) -> list[dict]:
     rows = []
     for process in live:
         beat = beats.get(process.process)
-        rows.append({"host": process.host, "pid": process.pid, "version": beat.version if beat else "",
-                     "generation": beat.generation if beat else 0, "seen_at": process.seen_at,
-                     "error": (beat.error or None) if beat else None})
+        rows.append(
+            {
+                "host": process.host,
+                "pid": process.pid,
+                "version": beat.version if beat else "",
+                "generation": beat.generation if beat else 0,
+                "seen_at": process.seen_at,
+                "error": (beat.error or None) if beat else None,
+            }
+        )
     return rows
 
 
 def host_pids() -> list[int]:
     """The pids of this host's live serving processes (to wake them)."""
-    return list(ServingProcess.objects.filter(host=HOST, seen_at__gte=live_since()).values_list("pid", flat=True)
-                .distinct())
+    return list(
+        ServingProcess.objects.filter(host=HOST, seen_at__gte=live_since()).values_list("pid", flat=True).distinct()
+    )
 
 
 @dataclass(frozen=True)
@@ -168,8 +188,9 @@ def wait_for(app: str, *, version: str, generation: int, timeout: float, poll: f
         converged = bool(fleet) and all(p["version"] == version for p in fleet)
         superseded = current if current > generation else None
         if all(map(settled, fleet)) or superseded or time.monotonic() >= deadline:
-            return FleetReport(version=version, generation=generation, converged=converged, processes=fleet,
-                               superseded_by=superseded)
+            return FleetReport(
+                version=version, generation=generation, converged=converged, processes=fleet, superseded_by=superseded
+            )
         time.sleep(poll)
 
 

@@ -13,6 +13,7 @@ In front of the fast path and Django:
 * an exception that escapes the apps behind becomes the JSON 500 of the
   error format, when nothing was sent yet (the trace goes to the log).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,8 +72,12 @@ class Front:
 
     async def _probe(self, scope: dict, send, probe) -> None:
         if scope["method"] not in ("GET", "HEAD"):
-            await respond(send, 405, {"error": f"{scope['path']} only answers GET, HEAD",
-                                      "code": "method_not_allowed"}, headers=[(b"allow", b"GET, HEAD")])
+            await respond(
+                send,
+                405,
+                {"error": f"{scope['path']} only answers GET, HEAD", "code": "method_not_allowed"},
+                headers=[(b"allow", b"GET, HEAD")],
+            )
             return
         status, body = probe()
         await respond(send, status, body, head=scope["method"] == "HEAD")
@@ -151,12 +156,17 @@ def _replay(body, receive):
     return replayed
 
 
-async def respond(send, status: int, body: dict, *, headers: list | None = None, head: bool = False,
-                  close: bool = False) -> None:
+async def respond(
+    send, status: int, body: dict, *, headers: list | None = None, head: bool = False, close: bool = False
+) -> None:
     """A JSON response (the body left out for HEAD); ``close`` ends the connection after it."""
     data = json.dumps(body).encode()
     extra = list(headers or []) + ([(b"connection", b"close")] if close else [])
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                            *extra]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra],
+        }
+    )
     await send({"type": "http.response.body", "body": b"" if head else data})

@@ -4,6 +4,7 @@ Under gunicorn the ASGI front (yyai/front.py) answers both on the event loop,
 without Django or authentication; these views answer them under ``runserver``
 and Django's test client. Both call :func:`liveness` and :func:`readiness`.
 """
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 

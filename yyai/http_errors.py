@@ -7,6 +7,7 @@ module gives the code its status. Nothing here ever puts a stack trace in an
 answer: an exception it does not know is a bug, answered as
 :data:`INTERNAL` by the caller, with the trace in the server log.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -4,6 +4,7 @@ that logs the server's designed 503s as warnings.
 Light on purpose: ``LOGGING`` and the gunicorn configuration load this module
 before Django apps (and TensorFlow) are imported.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ class JsonFormatter(logging.Formatter):
         current = request_id.get()
         if current:
             body["request_id"] = current
-        body.update((key, value) for key, value in vars(record).items()
-                    if key not in _STANDARD and not key.startswith("_"))
+        body.update(
+            (key, value) for key, value in vars(record).items() if key not in _STANDARD and not key.startswith("_")
+        )
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
         if record.stack_info:

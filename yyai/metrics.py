@@ -19,6 +19,7 @@ With several gunicorn workers, ``PROMETHEUS_MULTIPROC_DIR`` is set (by
 writes its own files and a scrape of any worker aggregates all live ones.
 Without it (``runserver``, tests) the process's default registry is served.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,19 +44,33 @@ from yyai.runtime.servable import ServingVersion
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
-REQUESTS = Counter("yyai_requests", "HTTP requests by app, serving version, route and status.",
-                   ["app", "version", "route", "status"])
-LATENCY = Histogram("yyai_request_duration_seconds", "HTTP request latency, from the first middleware on.",
-                    ["app", "route"], buckets=LATENCY_BUCKETS)
+REQUESTS = Counter(
+    "yyai_requests", "HTTP requests by app, serving version, route and status.", ["app", "version", "route", "status"]
+)
+LATENCY = Histogram(
+    "yyai_request_duration_seconds",
+    "HTTP request latency, from the first middleware on.",
+    ["app", "route"],
+    buckets=LATENCY_BUCKETS,
+)
 MODEL_ROWS = Counter("yyai_model_rows", "Input rows each model ran on.", ["app", "model", "version"])
 BATCHES = Counter("yyai_batches", "Dynamic batches run.", ["app"])
 BATCH_ROWS = Counter("yyai_batch_rows", "Rows in the dynamic batches run.", ["app"])
-QUEUE_DEPTH = Gauge("yyai_queue_depth", "Requests waiting for a batch (summed over live workers).", ["app"],
-                    multiprocess_mode="livesum")
-LOAD_SECONDS = Histogram("yyai_model_load_seconds", "Load, compile and warm-up time of one model version.",
-                         ["app", "model"], buckets=LOAD_BUCKETS)
-AVAILABLE = Gauge("yyai_app_available", "1 when the app serves a version (minimum over live workers).", ["app"],
-                  multiprocess_mode="livemin")
+QUEUE_DEPTH = Gauge(
+    "yyai_queue_depth", "Requests waiting for a batch (summed over live workers).", ["app"], multiprocess_mode="livesum"
+)
+LOAD_SECONDS = Histogram(
+    "yyai_model_load_seconds",
+    "Load, compile and warm-up time of one model version.",
+    ["app", "model"],
+    buckets=LOAD_BUCKETS,
+)
+AVAILABLE = Gauge(
+    "yyai_app_available",
+    "1 when the app serves a version (minimum over live workers).",
+    ["app"],
+    multiprocess_mode="livemin",
+)
 RELOADS = Counter("yyai_reloads", "Reloads by trigger and result (ok | failed).", ["app", "trigger", "status"])
 
 # The (app, version) a request predicted on, for the middleware's request counter.
@@ -123,4 +138,3 @@ def exposition() -> bytes:
         MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest(REGISTRY)
-

@@ -1,5 +1,6 @@
 """The server's own middleware: bodies above YYAI_MAX_BODY_BYTES refused before anything reads them, and a
 database that cannot be reached answered as 503 by every Django view."""
+
 import logging
 
 from django.db import DatabaseError

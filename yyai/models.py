@@ -4,6 +4,7 @@ The models themselves live on disk and in each process's memory; the database
 holds what processes must agree on (each app's generation, target version and
 pin), what each serving process reports (its heartbeats) and the reload history.
 """
+
 from django.conf import settings
 from django.db import models
 
@@ -20,12 +21,15 @@ class ModelApp(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     generation = models.PositiveBigIntegerField(default=0)
-    target_version = models.CharField(max_length=64, blank=True, default="",
-                                      help_text="The version every process serves: a number or a snapshot id.")
-    pinned_version = models.CharField(max_length=64, blank=True, default="",
-                                      help_text="Version served regardless of policy; empty = manifest policy.")
-    removed_at = models.DateTimeField(null=True, blank=True,
-                                      help_text="When a reload found the app gone from the repository.")
+    target_version = models.CharField(
+        max_length=64, blank=True, default="", help_text="The version every process serves: a number or a snapshot id."
+    )
+    pinned_version = models.CharField(
+        max_length=64, blank=True, default="", help_text="Version served regardless of policy; empty = manifest policy."
+    )
+    removed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a reload found the app gone from the repository."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

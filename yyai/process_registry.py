@@ -4,6 +4,7 @@ The registry loads nothing by itself: :func:`yyai.startup.start` loads every
 app (gunicorn after fork, ``runserver`` from the app config, tests explicitly),
 never at import of urls, nor during ``migrate``, ``check`` or test collection.
 """
+
 from __future__ import annotations
 
 import gc
@@ -40,8 +41,9 @@ def registry_config() -> RegistryConfig:
         ),
         max_file_bytes=yyai_settings.MAX_MODEL_FILE_BYTES,
         load_workers=yyai_settings.LOAD_WORKERS,
-        handlers=HandlerSettings(allowed=yyai_settings.ALLOW_HANDLERS, call_app=_app_caller,
-                                 max_pixels=yyai_settings.MAX_IMAGE_PIXELS),
+        handlers=HandlerSettings(
+            allowed=yyai_settings.ALLOW_HANDLERS, call_app=_app_caller, max_pixels=yyai_settings.MAX_IMAGE_PIXELS
+        ),
     )
 
 

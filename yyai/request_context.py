@@ -11,6 +11,7 @@ response, including early refusals, is covered:
   (:mod:`yyai.metrics`);
 * with ``YYAI_LOG_JSON=1``, one line per request on the ``yyai.access`` logger.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,9 +51,16 @@ class RequestContextMiddleware:
             response = self.get_response(request)
             app, version = metrics.served.get() or (_app_of(request), "")
             route = request.resolver_match.view_name if request.resolver_match else "unmatched"
-            finish_request(method=request.method, path=request.path, status=response.status_code,
-                           seconds=time.perf_counter() - started, app=app, version=version, route=route,
-                           remote_addr=request.META.get("REMOTE_ADDR", ""))
+            finish_request(
+                method=request.method,
+                path=request.path,
+                status=response.status_code,
+                seconds=time.perf_counter() - started,
+                app=app,
+                version=version,
+                route=route,
+                remote_addr=request.META.get("REMOTE_ADDR", ""),
+            )
             response[HEADER] = rid
             return response
         finally:
@@ -65,15 +73,28 @@ def request_id_of(incoming: str) -> str:
     return incoming if VALID_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
-def finish_request(*, method: str, path: str, status: int, seconds: float, app: str, version: str, route: str,
-                   remote_addr: str) -> None:
+def finish_request(
+    *, method: str, path: str, status: int, seconds: float, app: str, version: str, route: str, remote_addr: str
+) -> None:
     """Count one answered request in the metrics and, with YYAI_LOG_JSON=1, write its access log line."""
     metrics.observe_request(app=app, version=version, route=route, status=status, seconds=seconds)
     if yyai_settings.LOG_JSON:
-        access_log.info("%s %s %d", method, path, status, extra={
-            "method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 2),
-            "app": app, "version": version, "route": route, "remote_addr": remote_addr,
-        })
+        access_log.info(
+            "%s %s %d",
+            method,
+            path,
+            status,
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "app": app,
+                "version": version,
+                "route": route,
+                "remote_addr": remote_addr,
+            },
+        )
 
 
 def _app_of(request: HttpRequest) -> str:

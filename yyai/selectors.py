@@ -1,4 +1,5 @@
 """Read operations: what the API, admin and pages show. Nothing here writes."""
+
 from __future__ import annotations
 
 from django.db.models import QuerySet

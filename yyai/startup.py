@@ -17,6 +17,7 @@ A tool that loads the store without serving (``manage.py predict``,
 ``yyai_status``) passes ``serving=False``: it follows the targets but keeps no
 heartbeat, sets no target and starts no watcher.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,18 +51,34 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
     names = registry.names()
     log.info("loading %d model apps from %s: %s", len(names), registry.store, ", ".join(names) or "none")
     for name in filter(reserved_name, names):
-        log.warning("app %s has the name of one of the server's own routes: its seed routes /%s/ and "
-                    "/%s_loadmodel/ are shadowed (/api/apps/%s/ works); rename its folder", name, name, name, name)
+        log.warning(
+            "app %s has the name of one of the server's own routes: its seed routes /%s/ and "
+            "/%s_loadmodel/ are shadowed (/api/apps/%s/ works); rename its folder",
+            name,
+            name,
+            name,
+            name,
+        )
     known = _database_state()
-    results = registry.load_all({name: Plan(version=target or None, pinned=pinned or None)
-                                 for name, (_, target, pinned) in known.items() if name in names})
+    results = registry.load_all(
+        {
+            name: Plan(version=target or None, pinned=pinned or None)
+            for name, (_, target, pinned) in known.items()
+            if name in names
+        }
+    )
     if serving_process:
         _recover_lost_targets(registry, known, results)
         _claim_targets(registry, known)
     for util in registry.all():
         status = util.status()
-        log.info("app %s: %s version=%s%s", util.name, status["state"], status["version"],
-                 f" error={status['last_error']}" if status["last_error"] else "")
+        log.info(
+            "app %s: %s version=%s%s",
+            util.name,
+            status["state"],
+            status["version"],
+            f" error={status['last_error']}" if status["last_error"] else "",
+        )
     watcher = _join_fleet(registry, known, names, watch) if serving_process else None
     log.info("model store ready in %.1f s", time.perf_counter() - started)  # and, serving, in the fleet
     if watcher is not None:
@@ -69,14 +86,16 @@ def start(*, watch: bool | None = None, serving_process: bool = True) -> Registr
     return registry
 
 
-def _join_fleet(registry: Registry, known: dict[str, tuple[int, str, str]], names: list[str],
-                watch: bool | None) -> GenerationWatcher | None:
+def _join_fleet(
+    registry: Registry, known: dict[str, tuple[int, str, str]], names: list[str], watch: bool | None
+) -> GenerationWatcher | None:
     """Install the watcher, write this process's first heartbeats and close the reloads a stopped process left
     running; the watcher to start (None when not watching)."""
     watch = watch if watch is not None else yyai_settings.SYNC_SECONDS > 0
     wakeup = Wakeup(settings.DATABASES["default"] if is_postgres() else None) if watch else None
-    watcher = GenerationWatcher(registry, sync_seconds=yyai_settings.SYNC_SECONDS,
-                                poll_seconds=yyai_settings.POLL_SECONDS, wakeup=wakeup)
+    watcher = GenerationWatcher(
+        registry, sync_seconds=yyai_settings.SYNC_SECONDS, poll_seconds=yyai_settings.POLL_SECONDS, wakeup=wakeup
+    )
     for name, (generation, target, _) in known.items():
         current = registry.get(name).current if name in names else None
         if current is not None and current.id == target:
@@ -89,8 +108,10 @@ def _join_fleet(registry: Registry, known: dict[str, tuple[int, str, str]], name
         log.warning("cannot look for interrupted reloads (%s)", exc)
     else:
         if interrupted:
-            log.warning("reloads %s were interrupted: their process stopped before they finished",
-                        ", ".join(map(str, interrupted)))
+            log.warning(
+                "reloads %s were interrupted: their process stopped before they finished",
+                ", ".join(map(str, interrupted)),
+            )
     return watcher if watch else None
 
 
@@ -106,15 +127,20 @@ def stop() -> None:
 def _database_state() -> dict[str, tuple[int, str, str]]:
     """name -> (generation, target version, pinned version); empty if the database is not reachable yet."""
     try:
-        return {name: (generation, target, pinned) for name, generation, target, pinned in
-                ModelApp.objects.values_list("name", "generation", "target_version", "pinned_version")}
+        return {
+            name: (generation, target, pinned)
+            for name, generation, target, pinned in ModelApp.objects.values_list(
+                "name", "generation", "target_version", "pinned_version"
+            )
+        }
     except DatabaseError as exc:
         log.warning("database not ready (%s); starting without targets", exc)
         return {}
 
 
-def _recover_lost_targets(registry: Registry, known: dict[str, tuple[int, str, str]],
-                          results: dict[str, LoadResult]) -> None:
+def _recover_lost_targets(
+    registry: Registry, known: dict[str, tuple[int, str, str]], results: dict[str, LoadResult]
+) -> None:
     """Every app that serves nothing here because its target is gone everywhere serves what is there now."""
     for name, result in results.items():
         generation, target, _ = known.get(name, (0, "", ""))
@@ -123,11 +149,16 @@ def _recover_lost_targets(registry: Registry, known: dict[str, tuple[int, str, s
         try:
             serve_what_is_there(app=name, lost=target, generation=generation)
         except (DatabaseError, ServingError) as exc:
-            log.warning("app %s: its target %s is gone and nothing else could be served (%s); the watcher retries",
-                        name, target, getattr(exc, "message", exc))
+            log.warning(
+                "app %s: its target %s is gone and nothing else could be served (%s); the watcher retries",
+                name,
+                target,
+                getattr(exc, "message", exc),
+            )
             continue
-        known[name] = ModelApp.objects.filter(name=name).values_list("generation", "target_version",
-                                                                     "pinned_version").get()
+        known[name] = (
+            ModelApp.objects.filter(name=name).values_list("generation", "target_version", "pinned_version").get()
+        )
 
 
 def _claim_targets(registry: Registry, known: dict[str, tuple[int, str, str]]) -> None:
@@ -142,12 +173,17 @@ def _claim_targets(registry: Registry, known: dict[str, tuple[int, str, str]]) -
                 if not row.target_version:  # a new app, or one removed and now back in the repository
                     row.generation += 1 if row.removed_at else 0
                     row.target_version, row.pinned_version, row.removed_at = current.id, util.pinned or "", None
-                    row.save(update_fields=["generation", "target_version", "pinned_version", "removed_at",
-                                            "updated_at"])
+                    row.save(
+                        update_fields=["generation", "target_version", "pinned_version", "removed_at", "updated_at"]
+                    )
             known[util.name] = (row.generation, row.target_version, row.pinned_version)
             if row.target_version != current.id:
-                follow_app(app=util.name, version=row.target_version, pinned=row.pinned_version or None,
-                           generation=row.generation)
+                follow_app(
+                    app=util.name,
+                    version=row.target_version,
+                    pinned=row.pinned_version or None,
+                    generation=row.generation,
+                )
         except (DatabaseError, ServingError) as exc:
             log.warning("app %s: cannot settle its target at start-up (%s); the watcher retries", util.name, exc)
 
@@ -157,8 +193,12 @@ def _beat(registry: Registry, known: dict[str, tuple[int, str, str]]) -> None:
     beats = fleet.beats()
     for util in registry.all():
         status = util.status()
-        beats.set(util.name, version=status["version"] or "", generation=known.get(util.name, (0,))[0],
-                  error=status["last_error"] or "")
+        beats.set(
+            util.name,
+            version=status["version"] or "",
+            generation=known.get(util.name, (0,))[0],
+            error=status["last_error"] or "",
+        )
     try:
         sync_apps(names=[u.name for u in registry.all()])
         beats.write(force=True)

@@ -18,6 +18,7 @@ One background thread per serving process:
   reloads, for every process, an app whose chosen version on disk is not the one
   serving (version folders copied in by hand, as TF Serving's file-system poll does).
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,9 @@ MAX_BACKOFF_SECONDS = 60.0
 class GenerationWatcher:
     """Loads every app's target in this process, retrying with backoff; writes the heartbeats."""
 
-    def __init__(self, registry: Registry, *, sync_seconds: float, poll_seconds: float = 0.0,
-                 wakeup: Wakeup | None = None):
+    def __init__(
+        self, registry: Registry, *, sync_seconds: float, poll_seconds: float = 0.0, wakeup: Wakeup | None = None
+    ):
         self.registry = registry
         self.sync_seconds = sync_seconds
         self.poll_seconds = poll_seconds
@@ -104,7 +106,8 @@ class GenerationWatcher:
         loaded = []
         beats = fleet.beats()
         for name, generation, target, pinned, removed in ModelApp.objects.values_list(
-                "name", "generation", "target_version", "pinned_version", "removed_at"):
+            "name", "generation", "target_version", "pinned_version", "removed_at"
+        ):
             if removed is not None:
                 self._unload(name, generation)
                 continue
@@ -168,8 +171,11 @@ class GenerationWatcher:
             if current is None or (util.pinned is not None and util.source.is_snapshot(util.pinned)):
                 continue  # nothing serves yet, or pinned to a snapshot: the files on disk do not matter
             try:
-                wanted = choose_version(util.source.candidates(settle_seconds=util.settle_seconds),
-                                        policy=current.spec.versions, pinned=util.pinned)
+                wanted = choose_version(
+                    util.source.candidates(settle_seconds=util.settle_seconds),
+                    policy=current.spec.versions,
+                    pinned=util.pinned,
+                )
             except (ServingError, OSError):  # nothing complete, or the repository is away: nothing to poll now
                 continue
             if wanted.id != current.id:

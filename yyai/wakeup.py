@@ -10,6 +10,7 @@
 The poll every ``YYAI_SYNC_SECONDS`` stays as the fallback: a lost wake-up
 only delays a process until its next poll.
 """
+
 from __future__ import annotations
 
 import logging
@@ -120,7 +121,11 @@ def notify_hosts() -> None:
 
 def postgres_params(database: dict) -> dict:
     """psycopg.connect() arguments of a Django DATABASES entry."""
-    params = {"dbname": database.get("NAME"), "user": database.get("USER") or None,
-              "password": database.get("PASSWORD") or None, "host": database.get("HOST") or None,
-              "port": database.get("PORT") or None}
+    params = {
+        "dbname": database.get("NAME"),
+        "user": database.get("USER") or None,
+        "password": database.get("PASSWORD") or None,
+        "host": database.get("HOST") or None,
+        "port": database.get("PORT") or None,
+    }
     return {key: value for key, value in params.items() if value}

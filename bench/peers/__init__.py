@@ -16,5 +16,11 @@ framework is imported only inside ``main()``. A peer module provides:
 - optionally ``ENV`` (more environment) and ``FREEZE = False`` (the peer does not survive SIGSTOP while idle).
 """
 
-NAMES = {"litserve": "LitServe", "triton": "Triton (pytriton)", "mlserver": "MLServer", "kserve": "KServe",
-         "bentoml": "BentoML", "rayserve": "Ray Serve"}
+NAMES = {
+    "litserve": "LitServe",
+    "triton": "Triton (pytriton)",
+    "mlserver": "MLServer",
+    "kserve": "KServe",
+    "bentoml": "BentoML",
+    "rayserve": "Ray Serve",
+}

@@ -4,6 +4,7 @@ Peers decode, preprocess and format with the very same functions as aiserver
 (:mod:`yyai.runtime.preprocess`, :mod:`yyai.runtime.postprocess`), so a
 difference in the benchmark comes from the serving design, not from the steps.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,10 +40,12 @@ def image_from_json(payload: dict) -> bytes:
     return preprocess.decode_base64(payload["image"], max_bytes=MAX_BYTES)
 
 
-def results(names: list[str], outputs: list[np.ndarray], spec: AppSpec, output_shapes: list[tuple[int, ...]]
-            ) -> list[list[dict]]:
+def results(
+    names: list[str], outputs: list[np.ndarray], spec: AppSpec, output_shapes: list[tuple[int, ...]]
+) -> list[list[dict]]:
     """Per row, one result per model (aiserver's response shape)."""
-    per_model = [postprocess.format_results(name, out, spec=spec.output,
-                                            kind=postprocess.infer_kind(spec.output, shape))
-                 for name, out, shape in zip(names, outputs, output_shapes)]
+    per_model = [
+        postprocess.format_results(name, out, spec=spec.output, kind=postprocess.infer_kind(spec.output, shape))
+        for name, out, shape in zip(names, outputs, output_shapes)
+    ]
     return [list(row) for row in zip(*per_model)]

@@ -6,6 +6,7 @@ differs. It takes aiserver's own requests (base64 JSON, multipart ``img``).
 One worker: LitServe's inference worker is a process of its own beside the
 HTTP server, which on 2 cores already fills both.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ def main() -> None:
     import litserve as ls
 
     api_class = type("KerasAppAPI", (KerasApp, ls.LitAPI), {})  # litserve is only in the peer's venv
-    api = api_class(max_batch_size=int(os.environ.get("BENCH_MAX_BATCH_SIZE", "32")),
-                    batch_timeout=int(os.environ.get("BENCH_BATCH_TIMEOUT_MICROS", "0")) / 1e6, api_path=PATH)
+    api = api_class(
+        max_batch_size=int(os.environ.get("BENCH_MAX_BATCH_SIZE", "32")),
+        batch_timeout=int(os.environ.get("BENCH_BATCH_TIMEOUT_MICROS", "0")) / 1e6,
+        api_path=PATH,
+    )
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=30)
     server.run(host="127.0.0.1", port=int(os.environ["PORT"]), generate_client_file=False, log_level="warning")
 
@@ -65,8 +69,9 @@ class KerasApp:
         from yyai.runtime.servable import feed_for
 
         feed = Feed({self.signature.inputs[0].name: x})  # one-input models of an app may name it differently
-        return [next(iter(m.run(self.signature.name, feed_for(m, self.signature.name, feed)).values()))
-                for m in self.models]
+        return [
+            next(iter(m.run(self.signature.name, feed_for(m, self.signature.name, feed)).values())) for m in self.models
+        ]
 
     def unbatch(self, outputs: list[np.ndarray]) -> list[list[dict]]:
         return common.results(self.names, outputs, self.spec, self.output_shapes)

@@ -5,6 +5,7 @@ As the seed did: the models are loaded once at start, and every request runs
 were not safe to call from several threads). No batching.
 Serve with ``gunicorn bench.peers.seed_django:application``; $BENCH_APP_DIR is the app.
 """
+
 from __future__ import annotations
 
 import json

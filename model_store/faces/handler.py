@@ -10,6 +10,7 @@ of its last stage: higher is surer; below about 1 is rarely a face). Faces come 
 first; a photo without a face gives ``"faces": []``. With several photos (``images``),
 the answer is ``{"predictions": [{"faces": [...]}, ...]}``, one entry per photo.
 """
+
 import os
 import threading
 
@@ -45,15 +46,21 @@ class Faces:
     def _faces(self, image, context):
         gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
         boxes, _, weights = self._detector().detectMultiScale3(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(self.min_size, self.min_size), outputRejectLevels=True)
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+            outputRejectLevels=True,
+        )
         order = sorted(range(len(boxes)), key=lambda i: -float(weights[i]))
         boxes = [[int(v) for v in boxes[i]] for i in order]
         scores = [round(float(weights[i]), 2) for i in order]
-        crops = [image[y:y + h, x:x + w] for x, y, w, h in boxes]
+        crops = [image[y : y + h, x : x + w] for x, y, w, h in boxes]
         results = {app: context.predict(app, images=crops)["predictions"] if crops else [] for app in self.apps}
-        return [{"box": box, "score": score, "apps": {app: results[app][i] for app in self.apps}}
-                for i, (box, score) in enumerate(zip(boxes, scores))]
+        return [
+            {"box": box, "score": score, "apps": {app: results[app][i] for app in self.apps}}
+            for i, (box, score) in enumerate(zip(boxes, scores))
+        ]
 
     def _detector(self):
         detector = getattr(self._local, "detector", None)

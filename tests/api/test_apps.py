@@ -1,4 +1,5 @@
 """App list and detail, filters, health probes."""
+
 import pytest
 
 from tests import modelkit
@@ -22,15 +23,13 @@ def test_list_apps(store, client):
 
 def test_filters(store, client):
     assert [a["name"] for a in client.get("/api/apps/", {"name": "CL"}).json()["results"]] == ["cls"]
-    assert [a["name"] for a in client.get("/api/apps/", {"state": "AVAILABLE"}).json()["results"]] == [
-        "calc", "cls"]
+    assert [a["name"] for a in client.get("/api/apps/", {"state": "AVAILABLE"}).json()["results"]] == ["calc", "cls"]
     assert client.get("/api/apps/", {"state": "START"}).json()["results"] == []
     response = client.get("/api/apps/", {"state": "BOGUS"})
     assert response.status_code == 400 and response.json()["code"] == "invalid"
 
 
-def test_an_app_copied_in_while_serving_is_listed_once_reloaded_and_reading_writes_nothing(store, client,
-                                                                                            staff_client):
+def test_an_app_copied_in_while_serving_is_listed_once_reloaded_and_reading_writes_nothing(store, client, staff_client):
     modelkit.regressor(store / "late" / "m.h5", weight=1.0)
     assert [a["name"] for a in client.get("/api/apps/").json()["results"]] == ["calc", "cls"]
     assert client.get("/api/apps/late/").status_code == 404

@@ -1,4 +1,5 @@
 """The permission matrix (anonymous, user, staff) and the three ways to authenticate."""
+
 import base64
 
 import pytest
@@ -19,11 +20,14 @@ def as_(who, request):
     return client
 
 
-@pytest.mark.parametrize("who, predict, reload, users", [
-    ("anonymous", 200, 401, 401),
-    ("user", 200, 403, 403),
-    ("staff", 200, 200, 200),
-])
+@pytest.mark.parametrize(
+    "who, predict, reload, users",
+    [
+        ("anonymous", 200, 401, 401),
+        ("user", 200, 403, 403),
+        ("staff", 200, 200, 200),
+    ],
+)
 def test_matrix_default(store, request, who, predict, reload, users):
     client = as_(who, request)
     assert client.get("/api/apps/").status_code == 200
@@ -36,10 +40,13 @@ def test_matrix_default(store, request, who, predict, reload, users):
     assert client.get("/api/reloads/").status_code == users
 
 
-@pytest.mark.parametrize("rule, expected", [
-    ("authenticated", {"anonymous": 401, "user": 200, "staff": 200}),
-    ("staff", {"anonymous": 401, "user": 403, "staff": 200}),
-])
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        ("authenticated", {"anonymous": 401, "user": 200, "staff": 200}),
+        ("staff", {"anonymous": 401, "user": 403, "staff": 200}),
+    ],
+)
 def test_predict_permission_setting(store, request, settings, rule, expected, yyai):
     yyai.PREDICT_PERMISSION = rule
     for who, status in expected.items():
@@ -74,8 +81,9 @@ def test_session_login_and_admin_pages(store, client, staff):
     for url in ("/admin/", "/admin/yyai/modelapp/", "/admin/yyai/reloadevent/", "/admin/auth/user/"):
         assert client.get(url).status_code == 200, url
     selected = [str(pk) for pk in ModelApp.objects.values_list("pk", flat=True)]
-    response = client.post("/admin/yyai/modelapp/", {"action": "reload_apps", "_selected_action": selected},
-                           follow=True)
+    response = client.post(
+        "/admin/yyai/modelapp/", {"action": "reload_apps", "_selected_action": selected}, follow=True
+    )
     assert response.status_code == 200 and b'<li class="success">Calc: ' in response.content
     assert ReloadEvent.objects.filter(trigger="admin", user=staff).count() == 2
 

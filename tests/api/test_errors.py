@@ -1,4 +1,5 @@
 """Every bad input gets its documented status and code, as JSON, never a 500."""
+
 import base64
 import json
 
@@ -20,21 +21,24 @@ def assert_error(response, status, code):
     return body
 
 
-@pytest.mark.parametrize("payload, status, code", [
-    ({}, 400, "bad_input"),
-    ({"image": "!!!not base64!!!"}, 400, "bad_base64"),
-    ({"image": ""}, 400, "bad_base64"),
-    ({"image": 12}, 400, "bad_base64"),
-    ({"image": base64.b64encode(b"hello, not an image").decode()}, 415, "not_an_image"),
-    ({"images": []}, 400, "bad_input"),
-    ({"images": "abc"}, 400, "bad_input"),
-    ({"images": [base64.b64encode(png_bytes()).decode()] * 65}, 413, "payload_too_large"),
-    ({"instances": [[1, 2, 3]]}, 400, "bad_tensor_shape"),
-    ({"instances": "x"}, 400, "bad_tensor_shape"),
-    ({"instances": [[[["a"]] * 8] * 8]}, 400, "bad_tensor_shape"),
-    ({"image": "x", "instances": []}, 400, "bad_input"),
-    ({"unknown": 1}, 400, "bad_input"),
-])
+@pytest.mark.parametrize(
+    "payload, status, code",
+    [
+        ({}, 400, "bad_input"),
+        ({"image": "!!!not base64!!!"}, 400, "bad_base64"),
+        ({"image": ""}, 400, "bad_base64"),
+        ({"image": 12}, 400, "bad_base64"),
+        ({"image": base64.b64encode(b"hello, not an image").decode()}, 415, "not_an_image"),
+        ({"images": []}, 400, "bad_input"),
+        ({"images": "abc"}, 400, "bad_input"),
+        ({"images": [base64.b64encode(png_bytes()).decode()] * 65}, 413, "payload_too_large"),
+        ({"instances": [[1, 2, 3]]}, 400, "bad_tensor_shape"),
+        ({"instances": "x"}, 400, "bad_tensor_shape"),
+        ({"instances": [[[["a"]] * 8] * 8]}, 400, "bad_tensor_shape"),
+        ({"image": "x", "instances": []}, 400, "bad_input"),
+        ({"unknown": 1}, 400, "bad_input"),
+    ],
+)
 def test_bad_json_inputs(store, client, payload, status, code):
     assert_error(client.post(URL, payload, format="json"), status, code)
 
@@ -52,8 +56,7 @@ def test_empty_body(store, client):
 
 
 def test_unsupported_content_type(store, client):
-    assert_error(client.post(URL, b"\x00\x01", content_type="application/octet-stream"), 415,
-                 "unsupported_media_type")
+    assert_error(client.post(URL, b"\x00\x01", content_type="application/octet-stream"), 415, "unsupported_media_type")
 
 
 def test_upload_not_an_image(store, client, tmp_path):
@@ -114,7 +117,6 @@ def test_no_sample_image(store, client):
 
 def test_app_without_available_version_is_503(store, client):
     (store / "empty").mkdir()
-    response = client.post("/api/apps/empty/predict/", {"image": base64.b64encode(png_bytes()).decode()},
-                           format="json")
+    response = client.post("/api/apps/empty/predict/", {"image": base64.b64encode(png_bytes()).decode()}, format="json")
     assert "no available version" in assert_error(response, 503, "app_not_available")["error"]
     assert int(response["Retry-After"]) > 0

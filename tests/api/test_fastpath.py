@@ -4,6 +4,7 @@ Every request is sent through the real ASGI stack twice: the fast path in front
 of Django (as gunicorn serves it), and Django alone (a2wsgi, the fast path off).
 Status, JSON body (but the timing) and headers must match.
 """
+
 import asyncio
 import base64
 import json
@@ -28,10 +29,19 @@ def call(app, body: bytes = b"", *, path=PATH, method="POST", headers=None, sche
     headers = {"host": "localhost", "content-type": "application/json", **(headers or {})}
     if body and "content-length" not in headers:
         headers["content-length"] = str(len(body))
-    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": query,
-             "scheme": scheme, "http_version": "1.1", "root_path": "", "client": ("127.0.0.1", 50000),
-             "server": ("localhost", 80),
-             "headers": [(k.encode(), v.encode()) for k, v in headers.items() if v is not None]}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "scheme": scheme,
+        "http_version": "1.1",
+        "root_path": "",
+        "client": ("127.0.0.1", 50000),
+        "server": ("localhost", 80),
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items() if v is not None],
+    }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     sent = []
 
@@ -84,8 +94,9 @@ def assert_same(fast, slow, body: bytes, **kwargs):
     for answer in (f_json, s_json):
         answer.pop("elapsed_ms", None)
     assert (f_status, f_json) == (s_status, s_json)
-    assert {k: v for k, v in f_headers.items() if k not in VOLATILE} == \
-           {k: v for k, v in s_headers.items() if k not in VOLATILE}
+    assert {k: v for k, v in f_headers.items() if k not in VOLATILE} == {
+        k: v for k, v in s_headers.items() if k not in VOLATILE
+    }
     return f_status, f_json
 
 
@@ -172,14 +183,20 @@ def test_https_headers_match_django(store, settings):
     assert "strict-transport-security" not in headers
 
 
-@pytest.mark.parametrize("content_type, body", [
-    ("application/json; charset=utf-8", json.dumps(GOOD["image"]).encode()),
-    (MULTIPART, form(("img", "a.png", png_bytes(255)))),
-])
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("application/json; charset=utf-8", json.dumps(GOOD["image"]).encode()),
+        (MULTIPART, form(("img", "a.png", png_bytes(255)))),
+    ],
+)
 def test_answers_without_django(store, content_type, body):
     Refuse.calls = 0
-    status, headers, body = call(fastpath.FastPredict(Refuse()), body, headers={
-        "content-type": content_type, "accept": "application/json", "x-request-id": "trace-1"})
+    status, headers, body = call(
+        fastpath.FastPredict(Refuse()),
+        body,
+        headers={"content-type": content_type, "accept": "application/json", "x-request-id": "trace-1"},
+    )
     assert status == 200 and Refuse.calls == 0
     assert headers["x-request-id"] == "trace-1"
     assert json.loads(body)["result"][0]["value"] == 64.0
@@ -223,23 +240,30 @@ def test_an_app_without_a_serving_version_is_left_to_django(store, django_asgi):
     assert call(fastpath.FastPredict(Refuse()), b"{}", path="/api/apps/broken/predict/")[0] == 599
     fast, slow = fastpath.FastPredict(django_asgi), fastpath.FastPredict(django_asgi)
     slow.enabled = False
-    statuses = [assert_same(fast, slow, body, path="/api/apps/broken/predict/")[0]
-                for body in (b'{"nothing": 1}', json.dumps(GOOD["image"]).encode())]
+    statuses = [
+        assert_same(fast, slow, body, path="/api/apps/broken/predict/")[0]
+        for body in (b'{"nothing": 1}', json.dumps(GOOD["image"]).encode())
+    ]
     assert statuses == [400, 503]
 
 
-@pytest.mark.parametrize("setting, value", [
-    ("FAST_PREDICT", False),
-    ("PREDICT_PERMISSION", "authenticated"),
-])
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("FAST_PREDICT", False),
+        ("PREDICT_PERMISSION", "authenticated"),
+    ],
+)
 def test_off_when_the_answer_depends_on_django(store, yyai, setting, value):
     setattr(yyai, setting, value)
     assert not fastpath.FastPredict(Refuse()).enabled
 
 
 def test_off_when_predict_is_throttled(store, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
-        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "5/minute"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "5/minute"},
+    }
     assert not fastpath.FastPredict(Refuse()).enabled
 
 
@@ -296,6 +320,7 @@ def test_counted_under_the_drf_route_label(store):
 
     def store_version():
         from yyai.process_registry import get_registry
+
         return get_registry().get("calc").current.id
 
     before = count()
@@ -315,9 +340,19 @@ def test_concurrent_requests_share_batches_and_get_their_own_answers(store):
     async def one(value):
         body = json.dumps({"image": b64(png_bytes(value))}).encode()
         sent, messages = [], [{"type": "http.request", "body": body, "more_body": False}]
-        scope = {"type": "http", "method": "POST", "path": PATH, "query_string": b"", "scheme": "http",
-                 "client": ("127.0.0.1", 1), "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"),
-                                                         (b"content-length", str(len(body)).encode())]}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": PATH,
+            "query_string": b"",
+            "scheme": "http",
+            "client": ("127.0.0.1", 1),
+            "headers": [
+                (b"host", b"localhost"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
 
         async def receive():
             return messages.pop(0)

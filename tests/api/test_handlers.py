@@ -1,4 +1,5 @@
 """Handlers over HTTP: hooks around the models, apps calling apps, and what a failing hook or upload answers."""
+
 import io
 import logging
 import textwrap
@@ -89,8 +90,9 @@ def test_hooks_run_around_the_models_batcher(hooked, client):
 
 def test_images_past_the_pixel_limits_are_refused_before_any_hook_runs(hooked, client, yyai):
     yyai.MAX_IMAGE_PIXELS = 100
-    response = client.post("/api/apps/pipe/predict/", {"image": _b64(modelkit.png_bytes(255, size=(11, 10)))},
-                           format="json")
+    response = client.post(
+        "/api/apps/pipe/predict/", {"image": _b64(modelkit.png_bytes(255, size=(11, 10)))}, format="json"
+    )
     assert response.status_code == 413 and response.json()["code"] == "image_too_large"
     yyai.MAX_IMAGE_PIXELS, yyai.MAX_REQUEST_PIXELS = 100, 150
     images = [_b64(modelkit.png_bytes(255, size=(10, 10)))] * 2  # 100 pixels each, 200 together
@@ -111,8 +113,10 @@ def test_an_error_in_a_hook_is_a_json_500_naming_app_and_hook_and_the_server_goe
     with caplog.at_level(logging.ERROR):
         response = client.post("/api/apps/scaled/predict/", {"instances": [13]}, format="json")
     assert response.status_code == 500
-    assert response.json() == {"error": "the handler of app 'scaled' failed in its postprocess hook; the details "
-                                         "are in the server log", "code": "handler_failed"}
+    assert response.json() == {
+        "error": "the handler of app 'scaled' failed in its postprocess hook; the details are in the server log",
+        "code": "handler_failed",
+    }
     assert "ZeroDivisionError: an unlucky number" in caplog.text and "Traceback" in caplog.text
     assert client.post("/api/apps/scaled/predict/", {"instances": [1]}, format="json").status_code == 200
 
@@ -129,9 +133,11 @@ def test_a_handler_calls_another_app_through_the_data_plane(hooked, client):
     response = client.post("/api/apps/pipe/predict/", {"image": _b64(modelkit.png_bytes(255))}, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
-    direct = client.post("/api/apps/calc/predict/", {"images": [_b64(modelkit.png_bytes(255)),
-                                                               _b64(modelkit.png_bytes(255, size=(4, 4)))]},
-                         format="json").json()
+    direct = client.post(
+        "/api/apps/calc/predict/",
+        {"images": [_b64(modelkit.png_bytes(255)), _b64(modelkit.png_bytes(255, size=(4, 4)))]},
+        format="json",
+    ).json()
     assert body["calc"] == direct["predictions"] and body["calc_version"] == direct["version"]
     assert body["calc"][0][0]["value"] == 64.0  # the decoded array went to calc as a lossless PNG
     assert rows._value.get() - before == 4  # both calls counted in calc's metrics, two rows each
@@ -166,8 +172,11 @@ def test_apps_calling_each_other_in_a_circle_fail_instead_of_hanging(hooked, cli
 
 def test_an_app_of_only_a_handler_has_no_tensor_endpoints(hooked, client):
     assert client.get("/v1/models/pipe/metadata").status_code == 404
-    response = client.post("/v2/models/pipe/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32",
-                                                                 "data": [1.0]}]}, format="json")
+    response = client.post(
+        "/v2/models/pipe/infer",
+        {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]},
+        format="json",
+    )
     assert response.status_code == 404 and "answers at POST /api/apps/pipe/predict/" in response.json()["error"]
     assert client.get("/v2/models/pipe/ready").status_code == 404
 
@@ -178,8 +187,11 @@ def test_the_fast_path_leaves_handler_apps_to_django(hooked):
 
 def test_a_reload_with_a_broken_handler_answers_422_and_the_old_version_serves(hooked, client, staff_client):
     before = client.post("/api/apps/scaled/predict/", {"instances": [1]}, format="json").json()
-    write(hooked / "scaled", "handler.py", SCALED.replace("def setup(self, context):",
-                                                          "def setup(self, context):\n        raise OSError('disk')"))
+    write(
+        hooked / "scaled",
+        "handler.py",
+        SCALED.replace("def setup(self, context):", "def setup(self, context):\n        raise OSError('disk')"),
+    )
     response = staff_client.post("/api/apps/scaled/reload/", {}, format="json")
     assert response.status_code == 422 and response.json()["code"] == "handler_load_failed"
     assert "setup failed: OSError: disk" in response.json()["error"]
@@ -205,8 +217,9 @@ def test_an_uploaded_manifest_may_not_name_a_handler(hooked, staff_client, tmp_p
     model.name = "m.keras"
     manifest = io.BytesIO(b'handler = "handler.py"\n')
     manifest.name = "app.toml"
-    response = staff_client.post("/api/apps/calc/versions/", {"files": [model], "manifest": manifest},
-                                 format="multipart")
+    response = staff_client.post(
+        "/api/apps/calc/versions/", {"files": [model], "manifest": manifest}, format="multipart"
+    )
     assert response.status_code == 400 and "may not name a handler" in response.json()["error"]
 
 

@@ -1,4 +1,5 @@
 """Throttling, CORS, and a production configuration that `check --deploy` finds clean."""
+
 import os
 import secrets
 import subprocess
@@ -15,8 +16,11 @@ TENSOR = {"instances": [[[[1.0]] * 8] * 8]}
 
 @pytest.fixture
 def rates(monkeypatch):
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {
-        "predict": "2/minute", "reload": None, "upload": None, "token": "1/minute"})
+    monkeypatch.setattr(
+        ScopedRateThrottle,
+        "THROTTLE_RATES",
+        {"predict": "2/minute", "reload": None, "upload": None, "token": "1/minute"},
+    )
 
 
 def test_predict_throttled_with_retry_after(store, client, rates):
@@ -46,11 +50,20 @@ def test_cors_only_for_listed_origins(store, client, settings):
 
 
 def test_check_deploy_is_clean_with_production_env(tmp_path):
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DJANGO_", "YYAI_"))}
-    env.update(DJANGO_SETTINGS_MODULE="aiserver.settings", DJANGO_DEBUG="0", YYAI_DATA_DIR=str(tmp_path),
-               DJANGO_SECRET_KEY=secrets.token_urlsafe(50), DJANGO_ALLOWED_HOSTS="models.example.com")
-    done = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                          cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "YYAI_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="aiserver.settings",
+        DJANGO_DEBUG="0",
+        YYAI_DATA_DIR=str(tmp_path),
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="models.example.com",
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout

@@ -3,6 +3,7 @@
 The HTML pages (the web page at ``/``, the admin, the browsable API's login and the Swagger UI) are
 for browsers and are left out; their API calls are not.
 """
+
 import re
 
 import pytest
@@ -21,14 +22,14 @@ def fill(pattern: str) -> str:
     out, i = [], 0
     while i < len(pattern):
         if pattern.startswith("(?P<", i) or pattern.startswith("(?:", i):
-            name = pattern[i + 4:pattern.index(">", i)] if pattern.startswith("(?P<", i) else None
+            name = pattern[i + 4 : pattern.index(">", i)] if pattern.startswith("(?P<", i) else None
             depth, j = 0, i
             while True:
-                depth += {"(": 1, ")": -1}.get(pattern[j], 0) if pattern[j - 1:j] != "\\" else 0
+                depth += {"(": 1, ")": -1}.get(pattern[j], 0) if pattern[j - 1 : j] != "\\" else 0
                 j += 1
                 if depth == 0:
                     break
-            optional = pattern[j:j + 1] == "?"
+            optional = pattern[j : j + 1] == "?"
             out.append(FILL.get(name, "x") if name and not optional else "")
             i = j + (1 if optional else 0)
         else:
@@ -51,8 +52,14 @@ def routes(resolver=None, prefix=""):
 
 def test_the_route_list_is_complete():
     paths = set(routes())
-    assert {"/api/apps/calc/predict/", "/v1/models/calc:predict", "/v2/models/calc/infer", "/calc_loadmodel/",
-            "/healthz", "/metrics"} <= paths
+    assert {
+        "/api/apps/calc/predict/",
+        "/v1/models/calc:predict",
+        "/v2/models/calc/infer",
+        "/calc_loadmodel/",
+        "/healthz",
+        "/metrics",
+    } <= paths
 
 
 @pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])

@@ -1,4 +1,5 @@
 """POST/GET predict with every input form of DESIGN section 5."""
+
 import base64
 
 import pytest
@@ -58,7 +59,9 @@ def test_instances(store, client):
     response = client.post(URL, {"instances": [[[[1.0]] * 8] * 8, [[[0.5]] * 8] * 8]}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["predictions"] == [
-        EXPECTED, [{"name": "a.h5", "value": 32.0}, {"name": "b.keras", "value": 64.0}]]
+        EXPECTED,
+        [{"name": "a.h5", "value": 32.0}, {"name": "b.keras", "value": 64.0}],
+    ]
 
 
 def test_get_runs_on_sample_image(store, client):

@@ -1,4 +1,5 @@
 """Only a superuser changes users and groups, through the API and the admin alike; staff only read them."""
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from rest_framework.test import APIClient
@@ -28,11 +29,13 @@ def api(user) -> APIClient:
 def test_staff_cannot_lock_a_superuser_out_or_raise_anyone(root, mighty_staff, staff):
     client = api(mighty_staff)
     assert client.get("/api/users/").status_code == 200
-    for method, path, body in (("patch", f"/api/users/{root.pk}/", {"is_staff": False}),
-                               ("patch", f"/api/users/{staff.pk}/", {"is_staff": True, "username": "x"}),
-                               ("delete", f"/api/users/{root.pk}/", None),
-                               ("post", "/api/users/", {"username": "new", "is_staff": True}),
-                               ("post", "/api/groups/", {"name": "admins"})):
+    for method, path, body in (
+        ("patch", f"/api/users/{root.pk}/", {"is_staff": False}),
+        ("patch", f"/api/users/{staff.pk}/", {"is_staff": True, "username": "x"}),
+        ("delete", f"/api/users/{root.pk}/", None),
+        ("post", "/api/users/", {"username": "new", "is_staff": True}),
+        ("post", "/api/groups/", {"name": "admins"}),
+    ):
         response = getattr(client, method)(path, body, format="json")
         assert response.status_code == 403, (method, path, response.content)
         assert response.json()["error"] == "only a superuser may change users and groups"
@@ -49,8 +52,12 @@ def test_the_admin_agrees(client, root, mighty_staff):
     assert client.get("/admin/auth/user/").status_code == 200, "staff may still look"
     change = client.post(f"/admin/auth/user/{root.pk}/change/", {"username": "root", "is_staff": ""})
     assert change.status_code == 403
-    assert client.post(f"/admin/auth/user/{root.pk}/password/",
-                       {"password1": "taken-over-123", "password2": "taken-over-123"}).status_code == 403
+    assert (
+        client.post(
+            f"/admin/auth/user/{root.pk}/password/", {"password1": "taken-over-123", "password2": "taken-over-123"}
+        ).status_code
+        == 403
+    )
     assert client.post("/admin/auth/group/add/", {"name": "admins"}).status_code == 403
     root.refresh_from_db()
     assert root.is_staff and root.check_password("pw-root-123")

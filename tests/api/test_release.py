@@ -1,4 +1,5 @@
 """Old versions are freed after a reload, even with start-up objects frozen as gunicorn does."""
+
 import gc
 import time
 import weakref

@@ -1,4 +1,5 @@
 """Reload over HTTP: the operator's copy-then-reload workflow, failures, history, generation."""
+
 import base64
 import shutil
 
@@ -34,7 +35,11 @@ def test_copy_new_weights_then_reload_changes_predictions(store, client, staff_c
     assert app.generation == 1
     event = ReloadEvent.objects.get(app=app)
     assert (event.status, event.trigger, event.from_version, event.to_version) == (
-        "ok", "api", old_version, body["new_version"])
+        "ok",
+        "api",
+        old_version,
+        body["new_version"],
+    )
     assert event.user.username == "boss" and event.pid > 0 and event.host
 
 
@@ -70,8 +75,9 @@ def test_pin_and_unpin_numbered_versions(store, client, staff_client):
     assert staff_client.post("/api/apps/nums/reload/", {"version": 1}, format="json").json()["new_version"] == "1"
     assert values(client, "nums") == ("1", [64.0])
     assert ModelApp.objects.get(name="nums").pinned_version == "1"
-    assert staff_client.post("/api/apps/nums/reload/", {"version": "latest"}, format="json").json()[
-        "new_version"] == "2"
+    assert (
+        staff_client.post("/api/apps/nums/reload/", {"version": "latest"}, format="json").json()["new_version"] == "2"
+    )
     response = staff_client.post("/api/apps/nums/reload/", {"version": 9}, format="json")
     assert (response.status_code, response.json()["code"]) == (404, "version_not_found")
     response = staff_client.post("/api/apps/nums/reload/", {"version": "x/../"}, format="json")

@@ -1,5 +1,6 @@
 """The model repository's ground truth, in one process: gone apps removed, new apps awaited on every live
 process, a restored folder served at start-up (its old id when the files are the same, else a new generation)."""
+
 import base64
 import shutil
 

@@ -1,4 +1,5 @@
 """The watcher: this process follows every app's target exactly, retries with backoff, keeps heartbeats."""
+
 import time
 from datetime import timedelta
 

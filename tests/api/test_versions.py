@@ -1,4 +1,5 @@
 """POST /api/apps/<app>/versions/: atomic, validated uploads; rollback by pin."""
+
 import io
 
 import pytest
@@ -41,8 +42,9 @@ def test_upload_validates_publishes_and_serves(store, client, staff_client, tmp_
 
 def test_upload_without_activation_then_rollback(store, client, staff_client, tmp_path):
     staff_client.post(URL, {"files": [model_bytes(tmp_path, weight=1.0)]}, format="multipart")
-    response = staff_client.post(URL, {"files": [model_bytes(tmp_path, weight=2.0)], "activate": "false"},
-                                 format="multipart")
+    response = staff_client.post(
+        URL, {"files": [model_bytes(tmp_path, weight=2.0)], "activate": "false"}, format="multipart"
+    )
     assert response.status_code == 201 and response.json()["serving"] is None
     assert serving(client) == ("1", [64.0])
     staff_client.post("/api/apps/calc/reload/", {"version": "latest"}, format="json")
@@ -56,8 +58,9 @@ def test_upload_without_activation_then_rollback(store, client, staff_client, tm
 def test_upload_with_its_own_manifest(store, client, staff_client, tmp_path):
     manifest = io.BytesIO(b'description = "v1"\n[output]\ndecimals = 0\n')
     manifest.name = "app.toml"
-    response = staff_client.post(URL, {"files": [model_bytes(tmp_path, weight=0.0101)], "app.toml": manifest},
-                                 format="multipart")
+    response = staff_client.post(
+        URL, {"files": [model_bytes(tmp_path, weight=0.0101)], "app.toml": manifest}, format="multipart"
+    )
     assert response.status_code == 201, response.content
     assert serving(client)[1] == [1.0]
     assert client.get("/api/apps/calc/").json()["description"] == "v1"
@@ -69,16 +72,21 @@ def corrupt(tmp_path):
     return data
 
 
-@pytest.mark.parametrize("files, manifest, reason", [
-    (lambda p: [corrupt(p)], None, "bad.h5"),
-    (lambda p: [model_bytes(p, "a.keras"), model_bytes(p, "b.keras", input_shape=(4, 4, 1))], None,
-     "share their inputs"),
-    (lambda p: [model_bytes(p)], b'[output]\nkind = "classification"\nlabels = ["a", "b", "c"]\n', "label"),
-    (lambda p: [model_bytes(p)], b"[input]\nsize = [9, 9]\n", "does not match"),
-    (lambda p: [model_bytes(p)], b"colour = 1\n", "colour"),
-])
-def test_invalid_upload_is_refused_and_leaves_nothing(store, client, staff_client, tmp_path, files, manifest,
-                                                      reason):
+@pytest.mark.parametrize(
+    "files, manifest, reason",
+    [
+        (lambda p: [corrupt(p)], None, "bad.h5"),
+        (
+            lambda p: [model_bytes(p, "a.keras"), model_bytes(p, "b.keras", input_shape=(4, 4, 1))],
+            None,
+            "share their inputs",
+        ),
+        (lambda p: [model_bytes(p)], b'[output]\nkind = "classification"\nlabels = ["a", "b", "c"]\n', "label"),
+        (lambda p: [model_bytes(p)], b"[input]\nsize = [9, 9]\n", "does not match"),
+        (lambda p: [model_bytes(p)], b"colour = 1\n", "colour"),
+    ],
+)
+def test_invalid_upload_is_refused_and_leaves_nothing(store, client, staff_client, tmp_path, files, manifest, reason):
     before = serving(client)
     payload = {"files": files(tmp_path)}
     if manifest is not None:
@@ -101,16 +109,14 @@ def test_bad_file_names(store, staff_client, tmp_path, name):
 
 
 def test_upload_creates_a_new_app(store, client, staff_client, tmp_path):
-    response = staff_client.post("/api/apps/brandnew/versions/", {"files": [model_bytes(tmp_path)]},
-                                 format="multipart")
+    response = staff_client.post("/api/apps/brandnew/versions/", {"files": [model_bytes(tmp_path)]}, format="multipart")
     assert response.status_code == 201, response.content
     assert serving(client, "brandnew") == ("1", [192.0])
 
 
 @pytest.mark.parametrize("name", ["admin", "api", "metrics", "healthz", "v2", "Static"])
 def test_an_app_may_not_take_a_route_name(store, staff_client, tmp_path, name):
-    response = staff_client.post(f"/api/apps/{name}/versions/", {"files": [model_bytes(tmp_path)]},
-                                 format="multipart")
+    response = staff_client.post(f"/api/apps/{name}/versions/", {"files": [model_bytes(tmp_path)]}, format="multipart")
     assert response.status_code == 400 and "server's own routes" in response.json()["error"], response.content
     assert not (store / name).exists()
 
@@ -121,8 +127,10 @@ def test_start_up_reports_an_app_named_like_a_route(store, caplog):
     modelkit.regressor(store / "metrics" / "m.h5", weight=1.0)
     process_registry.reset()
     startup.start()
-    assert any("app metrics has the name of one of the server's own routes" in r.getMessage()
-               and r.levelname == "WARNING" for r in caplog.records)
+    assert any(
+        "app metrics has the name of one of the server's own routes" in r.getMessage() and r.levelname == "WARNING"
+        for r in caplog.records
+    )
 
 
 def test_upload_needs_staff(store, client, tmp_path):

@@ -1,5 +1,6 @@
 """The benchmark's own parts that decide what it reports: the answer check, the memory reading, the venvs,
 and the report's verdicts for every peer."""
+
 import subprocess
 import sys
 import time
@@ -8,34 +9,41 @@ import pytest
 
 from bench import check, report, servers, venvs
 
-OURS = [[{"model": "a.keras", "value": 0.1234, "top": [{"label": "3", "score": 0.91}]},
-         {"model": "b.keras", "value": 2.0}]]
+OURS = [
+    [{"model": "a.keras", "value": 0.1234, "top": [{"label": "3", "score": 0.91}]}, {"model": "b.keras", "value": 2.0}]
+]
 
 
 def test_a_peer_answer_matches_ours_to_two_decimals_and_may_leave_fields_out():
-    theirs = [[{"model": "a.keras", "value": 0.1249, "top": [{"label": "3", "score": 0.9100001}]},
-               {"value": 2.001}]]
+    theirs = [[{"model": "a.keras", "value": 0.1249, "top": [{"label": "3", "score": 0.9100001}]}, {"value": 2.001}]]
     assert check.difference(OURS, theirs) is None
 
 
-@pytest.mark.parametrize("theirs, where", [
-    ([[{"value": 0.2}, {"value": 2.0}]], "row 0 result 0 value"),
-    ([[{"value": 0.12}]], "expected 2 results"),
-    ([], "expected 1 rows"),
-    ([[{"value": 0.12}, {"other": 1}]], "no field in common"),
-    ([[{"value": 0.12}, {}]], "row 0 result 1"),
-    ("an answer it could not read", "expected 1 rows"),
-    ([[{"model": "a.keras", "value": 0.12, "top": [{"label": "4", "score": 0.91}]}, {"value": 2.0}]],
-     "result 0 top"),
-])
+@pytest.mark.parametrize(
+    "theirs, where",
+    [
+        ([[{"value": 0.2}, {"value": 2.0}]], "row 0 result 0 value"),
+        ([[{"value": 0.12}]], "expected 2 results"),
+        ([], "expected 1 rows"),
+        ([[{"value": 0.12}, {"other": 1}]], "no field in common"),
+        ([[{"value": 0.12}, {}]], "row 0 result 1"),
+        ("an answer it could not read", "expected 1 rows"),
+        (
+            [[{"model": "a.keras", "value": 0.12, "top": [{"label": "4", "score": 0.91}]}, {"value": 2.0}]],
+            "result 0 top",
+        ),
+    ],
+)
 def test_a_peer_answer_that_differs_is_named_where(theirs, where):
     assert where in check.difference(OURS, theirs)
 
 
 def test_the_memory_of_a_server_counts_its_whole_process_tree():
-    script = "import subprocess, sys, time; b = bytearray(200 * 2**20); " \
-             "c = subprocess.Popen([sys.executable, '-c', 'import time; b = bytearray(100 * 2**20); time.sleep(60)']," \
-             " start_new_session=True); time.sleep(60)"
+    script = (
+        "import subprocess, sys, time; b = bytearray(200 * 2**20); "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; b = bytearray(100 * 2**20); time.sleep(60)'],"
+        " start_new_session=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
         time.sleep(2)
@@ -57,8 +65,15 @@ def test_a_peer_whose_venv_cannot_be_made_is_reported_with_pips_reason(tmp_path,
 
 
 def _run(connections, rps, p99):
-    return {"connections": connections, "requests": 100, "rps": rps, "p50_ms": 1.0, "p99_ms": p99, "errors": 0,
-            "spread": 0.1}
+    return {
+        "connections": connections,
+        "requests": 100,
+        "rps": rps,
+        "p50_ms": 1.0,
+        "p99_ms": p99,
+        "errors": 0,
+        "spread": 0.1,
+    }
 
 
 def test_the_report_checks_every_peer_at_32_and_64_clients_and_lists_the_ones_not_measured():
@@ -67,9 +82,14 @@ def test_the_report_checks_every_peer_at_32_and_64_clients_and_lists_the_ones_no
         "mlserver": {"name": "MLServer", "runs": [_run(32, 500, 60), _run(64, 700, 80)], "memory_mib": 700},
         "triton": {"name": "Triton (pytriton)", "runs": [], "error": "venv failed:\nno wheel"},
     }
-    entry = {"name": "a: test", "offline": [{"batch": 1, "images_per_s": 1000, "ms_per_call": 1.0},
-                                            {"batch": 32, "images_per_s": 5000, "ms_per_call": 6.4}],
-             "servers": servers_}
+    entry = {
+        "name": "a: test",
+        "offline": [
+            {"batch": 1, "images_per_s": 1000, "ms_per_call": 1.0},
+            {"batch": 32, "images_per_s": 5000, "ms_per_call": 6.4},
+        ],
+        "servers": servers_,
+    }
     text = "\n".join(report._workload("a", entry))
     assert "- PASS: c=32 req/s >= 1.5x MLServer (measured 1.80x)" in text
     assert "- MISS: c=64 req/s >= 1.5x MLServer (measured 1.29x)" in text

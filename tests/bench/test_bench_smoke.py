@@ -3,6 +3,7 @@
 The smoke run uses the benchmark's own small Python load generator, so it
 needs neither wrk nor the LitServe venv; it checks plumbing, not speed.
 """
+
 import json
 import subprocess
 import sys
@@ -16,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_bench_smoke(tmp_path):
     out = tmp_path / "RESULTS.md"
-    subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)], cwd=ROOT, check=True,
-                   timeout=600)
+    subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)], cwd=ROOT, check=True, timeout=600)
     results = json.loads(out.with_suffix(".json").read_text())
     runs = results["workloads"]["a"]["servers"]["aiserver"]["runs"]
     assert [run["connections"] for run in runs] == [1, 8]

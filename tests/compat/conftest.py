@@ -1,4 +1,5 @@
 """Compat fixtures: the API's model store (calc: a.h5 w=1 + b.keras w=2; cls: 3 classes) plus a numbered app."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """export_savedmodel writes TF Serving's layout; the SavedModel answers like this server, and serves here too."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -36,8 +37,9 @@ def test_a_one_model_export_is_served_by_this_server(store, tmp_path):
     reference = ModelUtil(store / "cls", settle_seconds=0)
     reference.load()
     batch = np.random.default_rng(0).random((3, *modelkit.SHAPE), dtype=np.float32)
-    np.testing.assert_allclose(modelkit.predict(util, batch)[1][0], modelkit.predict(reference, batch)[1][0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        modelkit.predict(util, batch)[1][0], modelkit.predict(reference, batch)[1][0], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_unknown_app(store, tmp_path):

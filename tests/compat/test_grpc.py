@@ -1,4 +1,5 @@
 """TF Serving's gRPC API, called exactly as TF Serving clients do (PredictionServiceStub), on a real port."""
+
 import grpc
 import numpy as np
 import pytest
@@ -77,12 +78,15 @@ def test_metadata_and_status(stub, channel):
     assert version.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE and version.status.error_code == 0
 
 
-@pytest.mark.parametrize("name, array, version, code, words", [
-    ("nope", ONES, None, grpc.StatusCode.NOT_FOUND, "no model app named 'nope'"),
-    ("calc.zzz", ONES, None, grpc.StatusCode.NOT_FOUND, "has no model"),
-    ("calc", np.ones((1, 3), np.float32), None, grpc.StatusCode.INVALID_ARGUMENT, "shape"),
-    ("calc", ONES, 12345, grpc.StatusCode.NOT_FOUND, "Servable not found"),
-])
+@pytest.mark.parametrize(
+    "name, array, version, code, words",
+    [
+        ("nope", ONES, None, grpc.StatusCode.NOT_FOUND, "no model app named 'nope'"),
+        ("calc.zzz", ONES, None, grpc.StatusCode.NOT_FOUND, "has no model"),
+        ("calc", np.ones((1, 3), np.float32), None, grpc.StatusCode.INVALID_ARGUMENT, "shape"),
+        ("calc", ONES, 12345, grpc.StatusCode.NOT_FOUND, "Servable not found"),
+    ],
+)
 def test_bad_requests_are_grpc_errors(stub, name, array, version, code, words):
     with pytest.raises(grpc.RpcError) as caught:
         predict(stub, name, tf.make_tensor_proto(array), version=version)
@@ -104,8 +108,10 @@ def test_a_reload_reaches_grpc(stub, numbered):
 def test_string_elements_past_the_limit_are_refused_from_the_shape(stub):
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-    many = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=100_000)]))
+    many = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=100_000)]),
+    )
     many.string_val.extend([b""] * 100_000)
     with pytest.raises(grpc.RpcError) as caught:
         predict(stub, "calc", many)

@@ -1,4 +1,5 @@
 """``manage.py grpcserve`` as a real process: it loads the store, answers TF Serving clients, stops on SIGTERM."""
+
 import os
 import signal
 import subprocess
@@ -19,11 +20,23 @@ pytestmark = pytest.mark.slow
 def test_grpcserve_serves_the_model_store(tmp_path):
     modelkit.regressor(tmp_path / "store" / "calc" / "a.h5", weight=1.0)
     port = free_port()
-    env = {**os.environ, "YYAI_MODEL_STORE": str(tmp_path / "store"), "YYAI_DATA_DIR": str(tmp_path / "data"),
-           "DJANGO_HTTPS": "0", "YYAI_SYNC_SECONDS": "0", "DJANGO_SETTINGS_MODULE": "aiserver.settings"}
+    env = {
+        **os.environ,
+        "YYAI_MODEL_STORE": str(tmp_path / "store"),
+        "YYAI_DATA_DIR": str(tmp_path / "data"),
+        "DJANGO_HTTPS": "0",
+        "YYAI_SYNC_SECONDS": "0",
+        "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+    }
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    process = subprocess.Popen([sys.executable, "manage.py", "grpcserve", "--port", str(port), "--host", "127.0.0.1"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "grpcserve", "--port", str(port), "--host", "127.0.0.1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "calc"

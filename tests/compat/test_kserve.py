@@ -1,4 +1,5 @@
 """KServe v2 / Open Inference Protocol over real HTTP, with the official tritonclient[http] client."""
+
 import numpy as np
 import pytest
 import requests
@@ -37,8 +38,9 @@ def test_health_and_metadata(client):
 
 
 @pytest.mark.parametrize("binary", [True, False])
-@pytest.mark.parametrize("datatype, dtype", [("FP32", np.float32), ("UINT8", np.uint8), ("INT32", np.int32),
-                                             ("INT64", np.int64)])
+@pytest.mark.parametrize(
+    "datatype, dtype", [("FP32", np.float32), ("UINT8", np.uint8), ("INT32", np.int32), ("INT64", np.int64)]
+)
 def test_infer_every_datatype_json_and_binary(client, datatype, dtype, binary):
     batch = np.ones((2, 8, 8, 1), dtype)
     outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("a", "b")]
@@ -64,20 +66,26 @@ def test_bytes_inputs_are_encoded_images(client):
 
 
 def test_nested_json_data_over_plain_http(live_server, store):
-    body = {"id": "n1", "inputs": [{"name": "x", "shape": [1, 8, 8, 1], "datatype": "FP32", "data": ONES.tolist()}],
-            "outputs": [{"name": "a"}]}
+    body = {
+        "id": "n1",
+        "inputs": [{"name": "x", "shape": [1, 8, 8, 1], "datatype": "FP32", "data": ONES.tolist()}],
+        "outputs": [{"name": "a"}],
+    }
     r = requests.post(f"{live_server.url}/v2/models/calc/infer", json=body, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"] == [{"name": "a", "datatype": "FP32", "shape": [1, 1], "data": [64.0]}]
     assert r.json()["id"] == "n1"
 
 
-@pytest.mark.parametrize("model, array, datatype, outputs, words", [
-    ("calc", np.ones((2, 3), np.float32), "FP32", None, "shape"),
-    ("nope", ONES, "FP32", None, "no model app named 'nope'"),
-    ("calc.zzz", ONES, "FP32", None, "has no model 'zzz'"),
-    ("calc", ONES, "FP32", ["zzz"], "unknown output"),
-])
+@pytest.mark.parametrize(
+    "model, array, datatype, outputs, words",
+    [
+        ("calc", np.ones((2, 3), np.float32), "FP32", None, "shape"),
+        ("nope", ONES, "FP32", None, "no model app named 'nope'"),
+        ("calc.zzz", ONES, "FP32", None, "has no model 'zzz'"),
+        ("calc", ONES, "FP32", ["zzz"], "unknown output"),
+    ],
+)
 def test_bad_requests_raise_with_the_server_message(client, model, array, datatype, outputs, words):
     requested = [triton.InferRequestedOutput(o) for o in outputs] if outputs else None
     with pytest.raises(InferenceServerException, match=words):

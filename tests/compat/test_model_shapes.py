@@ -3,6 +3,7 @@
 Models: tests/zoo.py (two heads, two inputs, any size, int32, strings with two signatures, and a TF1
 graph without batch dimension in TF Serving's version layout).
 """
+
 import base64
 
 import cv2
@@ -26,10 +27,12 @@ def png(width=8, height=8, value=255) -> bytes:
 
 # -- TF Serving REST --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def v1(live_server, zoo_store):
     def post(path, body):
         return requests.post(f"{live_server.url}/v1/models/{path}", json=body, timeout=30)
+
     post.url = f"{live_server.url}/v1/models"
     return post
 
@@ -81,6 +84,7 @@ def test_rest_images_of_any_size_in_rows(v1):
 
 # -- TF Serving gRPC --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def stub(zoo_store, db):
     server, port = build_server("127.0.0.1:0", workers=4)
@@ -101,8 +105,11 @@ def grpc_predict(stub, name, inputs, *, signature="", output_filter=()):
 
 
 def test_grpc_several_inputs_and_outputs(stub):
-    response = grpc_predict(stub, "meta", {"image": tf.make_tensor_proto(FACE[None]),
-                                           "meta": tf.make_tensor_proto(np.array([[1, 1, 1, 1]], np.float32))})
+    response = grpc_predict(
+        stub,
+        "meta",
+        {"image": tf.make_tensor_proto(FACE[None]), "meta": tf.make_tensor_proto(np.array([[1, 1, 1, 1]], np.float32))},
+    )
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["score"]), [[232.0]])
     heads = grpc_predict(stub, "agesex", {"face": tf.make_tensor_proto(FACE[None])}, output_filter=["sex"])
     assert list(heads.outputs) == ["sex"] and tf.make_ndarray(heads.outputs["sex"]).shape == (1, 2)
@@ -147,6 +154,7 @@ def test_grpc_declared_size_is_checked_before_allocating(stub):
 
 # -- KServe v2 (tritonclient) -----------------------------------------------------------------------
 
+
 @pytest.fixture
 def kserve(live_server, zoo_store):
     with triton.InferenceServerClient(url=live_server.url.removeprefix("http://"), network_timeout=30) as client:
@@ -161,14 +169,18 @@ def infer_input(name, array, datatype, binary=True):
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_kserve_several_inputs_and_datatypes(kserve, binary):
-    result = kserve.infer("meta", [infer_input("image", FACE[None], "FP32", binary),
-                                   infer_input("meta", np.array([[1, 1, 1, 1]], np.float64), "FP64", binary)])
+    result = kserve.infer(
+        "meta",
+        [
+            infer_input("image", FACE[None], "FP32", binary),
+            infer_input("meta", np.array([[1, 1, 1, 1]], np.float64), "FP64", binary),
+        ],
+    )
     np.testing.assert_allclose(result.as_numpy("score"), [[232.0]])
     ids = infer_input("ids", np.array([[1, 2, 3, 4, 5]], np.int32), "INT32", binary)
     np.testing.assert_allclose(kserve.infer("tokens", [ids]).as_numpy("mean_id"), [[3.0]])
     out = [triton.InferRequestedOutput(n, binary_data=binary) for n in ("length", "upper")]
-    text = kserve.infer("text", [infer_input("text", np.array([b"ab c"], dtype=object), "BYTES", binary)],
-                        outputs=out)
+    text = kserve.infer("text", [infer_input("text", np.array([b"ab c"], dtype=object), "BYTES", binary)], outputs=out)
     upper = [u if isinstance(u, bytes) else u.encode() for u in text.as_numpy("upper").tolist()]  # JSON: text
     assert text.as_numpy("length").tolist() == [4] and upper == [b"AB C"]
     response = text.get_response()
@@ -178,14 +190,14 @@ def test_kserve_several_inputs_and_datatypes(kserve, binary):
 def test_kserve_metadata_and_unbatched_tf1_graph(kserve):
     meta = kserve.get_model_metadata("detector")
     assert meta["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [8, 8, 3]}]
-    assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {"boxes": "FP32", "classes": "INT64",
-                                                                   "score": "FP32"}
+    assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {"boxes": "FP32", "classes": "INT64", "score": "FP32"}
     result = kserve.infer("detector", [infer_input("image", FACE, "FP32")])
     assert result.as_numpy("classes").tolist() == [7] and result.as_numpy("boxes").shape == (1, 4)
     assert kserve.get_model_metadata("anysize")["inputs"][0]["shape"] == [-1, -1, -1, 3]
     with pytest.raises(InferenceServerException, match="takes shape"):
-        kserve.infer("meta", [infer_input("image", FACE[None], "FP32"),
-                              infer_input("meta", np.ones((1, 3), np.float32), "FP32")])
+        kserve.infer(
+            "meta", [infer_input("image", FACE[None], "FP32"), infer_input("meta", np.ones((1, 3), np.float32), "FP32")]
+        )
 
 
 # -- the model refuses the input: the caller's error on every protocol ---------------------------------
@@ -202,8 +214,9 @@ def test_rest_a_token_id_past_the_table_and_bytes_the_graph_cannot_decode_are_40
     assert bad.status_code == 400 and "jpeg" in bad.json()["error"].lower(), bad.text
     good = v1("jpeg:predict", {"instances": [{"b64": base64.b64encode(JPEG).decode()}]})
     assert good.status_code == 200 and good.json()["predictions"] == [6]
-    canonical = requests.post(f"{live_server.url}/api/apps/tokens/predict/", json={"instances": OUT_OF_RANGE},
-                              timeout=30)
+    canonical = requests.post(
+        f"{live_server.url}/api/apps/tokens/predict/", json={"instances": OUT_OF_RANGE}, timeout=30
+    )
     assert canonical.status_code == 400 and canonical.json()["code"] == "model_rejected_input", canonical.text
 
 

@@ -1,4 +1,5 @@
 """The other seeds' clients over real HTTP: /<app>/predictor (base64 in and out) and /<app>/infer (code/message)."""
+
 import base64
 
 import cv2
@@ -44,11 +45,14 @@ def test_both_take_what_the_canonical_api_takes(url):
     assert drawn.status_code == 200 and base64.b64decode(drawn.content)[:3] == b"\xff\xd8\xff"
     uploaded = requests.post(f"{url}/calc/predictor", files={"image": ("x.png", image, "image/png")}, timeout=30)
     assert uploaded.status_code == 200 and uploaded.content == drawn.content
-    as_form = requests.post(f"{url}/calc/predictor", data=base64.b64encode(image),  # curl -d @image.b64
-                            headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
+    as_form = requests.post(
+        f"{url}/calc/predictor",
+        data=base64.b64encode(image),  # curl -d @image.b64
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
     assert as_form.status_code == 200 and as_form.content == drawn.content
-    two = requests.post(f"{url}/calc/predictor", json={"images": [base64.b64encode(image).decode()] * 2},
-                        timeout=30)
+    two = requests.post(f"{url}/calc/predictor", json={"images": [base64.b64encode(image).decode()] * 2}, timeout=30)
     assert two.status_code == 400 and "one image" in two.json()["error"]
     inferred = requests.post(f"{url}/cls/infer", json={"image": base64.b64encode(image).decode()}, timeout=30)
     assert inferred.status_code == 200 and inferred.json()["data"]["result"][0]["label"] in ("x", "y", "z")
@@ -62,13 +66,16 @@ def test_infer_answers_code_message_data(url):
     assert body["data"]["app"] == "cls" and body["data"]["result"][0]["label"] in ("x", "y", "z")
 
 
-@pytest.mark.parametrize("kwargs, status, words", [
-    ({"files": {"other": ("x.png", b"x", "image/png")}}, 400, "'img'"),
-    ({"files": {"img": ("x.png", b"not an image", "image/png")}}, 415, "not an image"),
-    ({"json": {"img": "%%%"}}, 400, "base64"),
-    ({"json": {"instances": [[1.0]]}}, 400, "one image"),
-    ({"data": "a=b", "headers": {"Content-Type": "text/csv"}}, 415, "Unsupported media type"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, words",
+    [
+        ({"files": {"other": ("x.png", b"x", "image/png")}}, 400, "'img'"),
+        ({"files": {"img": ("x.png", b"not an image", "image/png")}}, 415, "not an image"),
+        ({"json": {"img": "%%%"}}, 400, "base64"),
+        ({"json": {"instances": [[1.0]]}}, 400, "one image"),
+        ({"data": "a=b", "headers": {"Content-Type": "text/csv"}}, 415, "Unsupported media type"),
+    ],
+)
 def test_infer_errors_are_code_minus_one(url, kwargs, status, words):
     r = requests.post(f"{url}/calc/infer", timeout=30, **kwargs)
     assert r.status_code == status

@@ -1,4 +1,5 @@
 """TF Serving REST, over real HTTP: predict (row and columnar), classify, regress, status, metadata, errors."""
+
 import base64
 
 import pytest
@@ -51,18 +52,21 @@ def test_classify_and_regress(v1):
     assert regress.json() == {"result": [64.0, 64.0]}
 
 
-@pytest.mark.parametrize("path, body, status, words", [
-    ("calc:predict", {"instances": [[1.0, 2.0]]}, 400, "shape"),
-    ("calc:predict", {"rows": []}, 400, "Missing 'inputs' or 'instances' key"),
-    ("calc:predict", {"instances": [[0]], "inputs": [[0]]}, 400, "only one"),
-    ("calc:predict", {"signature_name": "other", "instances": ONES.tolist()}, 400, "signature"),
-    ("calc:predict", {"instances": [{"b64": "%%%"}]}, 400, "base64"),
-    ("nope:predict", {"instances": ONES.tolist()}, 404, "no model app named 'nope'"),
-    ("calc.zzz:predict", {"instances": ONES.tolist()}, 404, "calc.a, calc.b"),
-    ("calc/versions/999:predict", {"instances": ONES.tolist()}, 404, "Servable not found"),
-    ("calc.a:classify", {"examples": [{"x": ONES[0].ravel().tolist()}]}, 400, "regression"),
-    ("calc:regress", {"examples": [{"x": ONES[0].ravel().tolist()}]}, 400, "several models"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, words",
+    [
+        ("calc:predict", {"instances": [[1.0, 2.0]]}, 400, "shape"),
+        ("calc:predict", {"rows": []}, 400, "Missing 'inputs' or 'instances' key"),
+        ("calc:predict", {"instances": [[0]], "inputs": [[0]]}, 400, "only one"),
+        ("calc:predict", {"signature_name": "other", "instances": ONES.tolist()}, 400, "signature"),
+        ("calc:predict", {"instances": [{"b64": "%%%"}]}, 400, "base64"),
+        ("nope:predict", {"instances": ONES.tolist()}, 404, "no model app named 'nope'"),
+        ("calc.zzz:predict", {"instances": ONES.tolist()}, 404, "calc.a, calc.b"),
+        ("calc/versions/999:predict", {"instances": ONES.tolist()}, 404, "Servable not found"),
+        ("calc.a:classify", {"examples": [{"x": ONES[0].ravel().tolist()}]}, 400, "regression"),
+        ("calc:regress", {"examples": [{"x": ONES[0].ravel().tolist()}]}, 400, "several models"),
+    ],
+)
 def test_bad_requests_answer_a_tf_serving_error(v1, path, body, status, words):
     r = post(f"{v1}/{path}", body)
     assert r.status_code == status
@@ -77,8 +81,15 @@ def test_body_that_is_not_json(v1):
 def test_status_and_metadata(v1):
     serving = get_registry().get("calc").current.id
     status = requests.get(f"{v1}/calc", timeout=30).json()
-    assert status == {"model_version_status": [{"version": str(version_number(serving)), "state": "AVAILABLE",
-                                                "status": {"error_code": "OK", "error_message": ""}}]}
+    assert status == {
+        "model_version_status": [
+            {
+                "version": str(version_number(serving)),
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
     meta = requests.get(f"{v1}/calc/versions/{version_number(serving)}/metadata", timeout=30).json()
     assert meta["model_spec"] == {"name": "calc", "signature_name": "", "version": str(version_number(serving))}
     signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
@@ -86,8 +97,11 @@ def test_status_and_metadata(v1):
     assert signature["inputs"]["pixels"]["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in signature["inputs"]["pixels"]["tensor_shape"]["dim"]] == ["-1", "8", "8", "1"]
     assert sorted(signature["outputs"]) == ["a", "b"]
-    assert list(requests.get(f"{v1}/calc.a/metadata", timeout=30).json()["metadata"]["signature_def"]
-                ["signature_def"]["serving_default"]["outputs"]) == ["y"]
+    assert list(
+        requests.get(f"{v1}/calc.a/metadata", timeout=30).json()["metadata"]["signature_def"]["signature_def"][
+            "serving_default"
+        ]["outputs"]
+    ) == ["y"]
     assert requests.get(f"{v1}/nope", timeout=30).status_code == 404
 
 

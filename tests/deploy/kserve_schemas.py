@@ -11,6 +11,7 @@ containers, and the container fields ``model`` inlines: env, resources,
 probes) is checked against the Kubernetes schema itself, from the
 kubernetes-validate package.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,22 +37,39 @@ def _resource(api_version: str, kind: str, spec: dict) -> dict:
 
 
 def serving_runtime() -> dict:
-    return _resource("serving.kserve.io/v1alpha1", "ServingRuntime", {
-        "type": "object",
-        "required": ["containers"],
-        "additionalProperties": False,
-        "properties": {
-            "supportedModelFormats": {"type": "array", "items": {
-                "type": "object", "required": ["name"], "additionalProperties": False,
-                "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                               "autoSelect": {"type": "boolean"},
-                               "priority": {"type": "integer", "minimum": 1}}}},
-            "protocolVersions": {"type": "array", "items": {"enum": PROTOCOLS}},
-            "multiModel": {"type": "boolean"},
-            "disabled": {"type": "boolean"},
-            "containers": {"type": "array", "minItems": 1, "items": {"$ref": DEFS + "io.k8s.api.core.v1.Container"}},
+    return _resource(
+        "serving.kserve.io/v1alpha1",
+        "ServingRuntime",
+        {
+            "type": "object",
+            "required": ["containers"],
+            "additionalProperties": False,
+            "properties": {
+                "supportedModelFormats": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string"},
+                            "version": {"type": "string"},
+                            "autoSelect": {"type": "boolean"},
+                            "priority": {"type": "integer", "minimum": 1},
+                        },
+                    },
+                },
+                "protocolVersions": {"type": "array", "items": {"enum": PROTOCOLS}},
+                "multiModel": {"type": "boolean"},
+                "disabled": {"type": "boolean"},
+                "containers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"$ref": DEFS + "io.k8s.api.core.v1.Container"},
+                },
+            },
         },
-    })
+    )
 
 
 def inference_service(container_schema: dict) -> dict:
@@ -61,27 +79,39 @@ def inference_service(container_schema: dict) -> dict:
     model.pop("required", None)
     model["additionalProperties"] = False
     model["required"] = ["modelFormat"]
-    model["properties"].update({
-        "modelFormat": {"type": "object", "required": ["name"], "additionalProperties": False,
-                        "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
-        "runtime": {"type": "string"},
-        "protocolVersion": {"enum": PROTOCOLS},
-        "storageUri": {"type": "string", "pattern": r"^(pvc|s3|gs|https?|hdfs|webhdfs|oci|hf)://"},
-    })
-    return _resource("serving.kserve.io/v1beta1", "InferenceService", {
-        "type": "object",
-        "required": ["predictor"],
-        "additionalProperties": False,
-        "properties": {"predictor": {
+    model["properties"].update(
+        {
+            "modelFormat": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+            },
+            "runtime": {"type": "string"},
+            "protocolVersion": {"enum": PROTOCOLS},
+            "storageUri": {"type": "string", "pattern": r"^(pvc|s3|gs|https?|hdfs|webhdfs|oci|hf)://"},
+        }
+    )
+    return _resource(
+        "serving.kserve.io/v1beta1",
+        "InferenceService",
+        {
             "type": "object",
-            "required": ["model"],
+            "required": ["predictor"],
             "additionalProperties": False,
             "properties": {
-                "minReplicas": {"type": "integer", "minimum": 0},
-                "maxReplicas": {"type": "integer", "minimum": 0},
-                "scaleMetric": {"enum": SCALE_METRICS},
-                "scaleTarget": {"type": "integer", "minimum": 1},
-                "model": model,
+                "predictor": {
+                    "type": "object",
+                    "required": ["model"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "minReplicas": {"type": "integer", "minimum": 0},
+                        "maxReplicas": {"type": "integer", "minimum": 0},
+                        "scaleMetric": {"enum": SCALE_METRICS},
+                        "scaleTarget": {"type": "integer", "minimum": 1},
+                        "model": model,
+                    },
+                }
             },
-        }},
-    })
+        },
+    )

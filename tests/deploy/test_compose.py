@@ -7,6 +7,7 @@ migrate, a gRPC server bound where nobody can reach it, a variable that must
 be set before anything starts. The app's environment is then loaded by the
 real settings, and must serve plain HTTP.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -109,13 +110,20 @@ def test_app_environment_loads_and_serves_plain_http(compose, tmp_path):
     """The real settings, with exactly the app's environment (plus a data folder): no redirect, hosts accepted."""
     env = {k: str(v) for k, v in compose["services"]["app"]["environment"].items()}
     env.pop("DATABASE_URL")  # no database is opened by reading settings; keep the check offline
-    code = ("import json, aiserver.settings as s; print(json.dumps({'redirect': s.SECURE_SSL_REDIRECT, "
-            "'hosts': s.ALLOWED_HOSTS, 'proxies': [str(n) for n in s.TRUSTED_PROXY_NETWORKS], 'debug': s.DEBUG}))")
+    code = (
+        "import json, aiserver.settings as s; print(json.dumps({'redirect': s.SECURE_SSL_REDIRECT, "
+        "'hosts': s.ALLOWED_HOSTS, 'proxies': [str(n) for n in s.TRUSTED_PROXY_NETWORKS], 'debug': s.DEBUG}))"
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "YYAI_"))}
     env["YYAI_DATA_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**clean, **env})
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env={**clean, **env}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert loaded == {"redirect": False, "hosts": ["localhost", "127.0.0.1"], "proxies": ["172.30.0.10/32"],
-                      "debug": False}
+    assert loaded == {
+        "redirect": False,
+        "hosts": ["localhost", "127.0.0.1"],
+        "proxies": ["172.30.0.10/32"],
+        "debug": False,
+    }

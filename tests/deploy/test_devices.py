@@ -1,4 +1,5 @@
 """GPU-safe defaults (aiserver/devices.py): the decisions, and their wiring into gunicorn. No GPU is needed or used."""
+
 import json
 import os
 import subprocess
@@ -31,7 +32,9 @@ def test_gpu_ids_follow_cuda_visible_devices():
     # TensorFlow's GPU:0 and GPU:1 are the physical GPUs 2 and 3 when CUDA_VISIBLE_DEVICES="2,3"
     assert devices.plan(gpus=TWO_GPUS, cores=4, cuda_visible_devices="2, 3").gpu_ids == ("2", "3")
     assert devices.plan(gpus=TWO_GPUS, cores=4, cuda_visible_devices="GPU-8f1c,GPU-77aa").gpu_ids == (
-        "GPU-8f1c", "GPU-77aa")
+        "GPU-8f1c",
+        "GPU-77aa",
+    )
 
 
 def test_assign_gpu_spreads_workers_and_refills_a_dead_workers_gpu():
@@ -75,17 +78,28 @@ print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.e
 """
 
 
-@pytest.mark.parametrize("gpus, cores, expected", [
-    (TWO_GPUS, 4, {"workers": 2, "pinned": ["0", "1"], "threads": "2"}),
-    ([], 4, {"workers": 4, "pinned": [None] * 4, "threads": "1"}),
-])
+@pytest.mark.parametrize(
+    "gpus, cores, expected",
+    [
+        (TWO_GPUS, 4, {"workers": 2, "pinned": ["0", "1"], "threads": "2"}),
+        ([], 4, {"workers": 4, "pinned": [None] * 4, "threads": "1"}),
+    ],
+)
 def test_gunicorn_conf_uses_the_plan(tmp_path, gpus, cores, expected):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("WEB_CONCURRENCY", "CUDA_VISIBLE_DEVICES", "TF_NUM_INTRAOP_THREADS",
-                          "TF_NUM_INTEROP_THREADS")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("WEB_CONCURRENCY", "CUDA_VISIBLE_DEVICES", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+    }
     code = f"import os; os.cpu_count = lambda: {cores}\n" + GUNICORN_CONF.format(gpus=gpus)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**env, "YYAI_DATA_DIR": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "YYAI_DATA_DIR": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == expected
 
@@ -94,6 +108,12 @@ def test_settings_turn_memory_growth_on(tmp_path):
     """Every process that serves models (gunicorn workers, grpcserve, the upload validator) imports settings first."""
     env = {key: value for key, value in os.environ.items() if key != "TF_FORCE_GPU_ALLOW_GROWTH"}
     code = "import os, aiserver.settings; print(os.environ['TF_FORCE_GPU_ALLOW_GROWTH'])"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**env, "YYAI_DATA_DIR": str(tmp_path), "DJANGO_SECRET_KEY": "k" * 50})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "YYAI_DATA_DIR": str(tmp_path), "DJANGO_SECRET_KEY": "k" * 50},
+    )
     assert done.stdout.strip() == "true", done.stderr

@@ -12,6 +12,7 @@
   its downloads); pip reads this machine's configuration, as an image build
   reads the builder's network.
 """
+
 from __future__ import annotations
 
 import json
@@ -167,8 +168,11 @@ def test_serving_requirements_only(stages):
     names = set()
     for name in copied:
         if name.startswith("requirements"):
-            names |= {re.split(r"[=<>\[ ;]", line.strip())[0].lower() for line in (ROOT / name).read_text().splitlines()
-                      if line.strip() and not line.lstrip().startswith(("#", "-"))}
+            names |= {
+                re.split(r"[=<>\[ ;]", line.strip())[0].lower()
+                for line in (ROOT / name).read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith(("#", "-"))
+            }
     assert not names & TEST_ONLY, names & TEST_ONLY
     assert {"django", "gunicorn", "tensorflow-cpu", "grpcio", "tensorflow-serving-api"} <= names
 
@@ -209,13 +213,16 @@ def test_install_step_succeeds_in_an_empty_folder(stages, tmp_path):
     env["PATH"] = f"{python_dir}:{env['PATH']}"
     try:
         for run in build.all("RUN"):
-            done = subprocess.run(["/bin/sh", "-c", run], cwd=folder, env=env, capture_output=True, text=True,
-                                  timeout=600)
+            done = subprocess.run(
+                ["/bin/sh", "-c", run], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+            )
             assert done.returncode == 0, f"RUN {run}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         venv_python = str(tmp_path / "venv" / "bin" / "python")
-        code = ("import django, rest_framework, gunicorn, uvicorn_worker, keras, grpc, tensorflow_serving.apis, cv2; "
-                "import importlib.util as u; print(sorted(m for m in ('pytest', 'playwright', 'schemathesis') "
-                "if u.find_spec(m)))")
+        code = (
+            "import django, rest_framework, gunicorn, uvicorn_worker, keras, grpc, tensorflow_serving.apis, cv2; "
+            "import importlib.util as u; print(sorted(m for m in ('pytest', 'playwright', 'schemathesis') "
+            "if u.find_spec(m)))"
+        )
         done = subprocess.run([venv_python, "-c", code], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip() == "[]", f"test tools in the image: {done.stdout}"
@@ -245,8 +252,9 @@ def healthz_server():
 
 
 def healthcheck(*args: str, **env: str) -> int:
-    return subprocess.run([sys.executable, str(ROOT / "deploy" / "healthcheck.py"), *args], timeout=30,
-                          env={**os.environ, **env}).returncode
+    return subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "healthcheck.py"), *args], timeout=30, env={**os.environ, **env}
+    ).returncode
 
 
 def test_healthcheck_names_an_allowed_host(healthz_server):

@@ -6,6 +6,7 @@ an unknown field fails) for the oldest and newest Kubernetes versions named
 below; the KServe kinds with tests/deploy/kserve_schemas.py, whose
 Kubernetes parts use the same schemas. Nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,15 +39,22 @@ DOCS = load_all()
 
 
 def by_kind(kind: str, component: str | None = None) -> list[dict]:
-    return [doc for _, doc in DOCS if doc["kind"] == kind
-            and (component is None or doc["metadata"]["labels"].get("app.kubernetes.io/component") == component)]
+    return [
+        doc
+        for _, doc in DOCS
+        if doc["kind"] == kind
+        and (component is None or doc["metadata"]["labels"].get("app.kubernetes.io/component") == component)
+    ]
 
 
 def kserve_validator(kind: str) -> jsonschema.Draft202012Validator:
     version = latest_version()
     definitions = schema_contents(f"kubernetes-json-schema/v{version}-local-strict/_definitions.json", version)
-    schema = (kserve_schemas.serving_runtime() if kind == "ServingRuntime"
-              else kserve_schemas.inference_service(definitions["$defs"]["io.k8s.api.core.v1.Container"]))
+    schema = (
+        kserve_schemas.serving_runtime()
+        if kind == "ServingRuntime"
+        else kserve_schemas.inference_service(definitions["$defs"]["io.k8s.api.core.v1.Container"])
+    )
     registry = Resource.from_contents(definitions) @ Registry()
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
@@ -60,9 +68,21 @@ def validate(doc: dict, version: str) -> None:
 
 def test_the_expected_manifests_exist():
     kinds = sorted(doc["kind"] for _, doc in DOCS)
-    assert kinds == sorted(["Deployment", "Deployment", "Service", "Service", "HorizontalPodAutoscaler",
-                            "PodDisruptionBudget", "PersistentVolumeClaim", "Job", "Secret",
-                            "ServingRuntime", "InferenceService"])
+    assert kinds == sorted(
+        [
+            "Deployment",
+            "Deployment",
+            "Service",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "PersistentVolumeClaim",
+            "Job",
+            "Secret",
+            "ServingRuntime",
+            "InferenceService",
+        ]
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -76,9 +96,11 @@ def test_manifest_is_valid(where, doc, version):
 def test_the_validation_catches_mistakes(kind, breakage):
     """The checks above can fail: a broken copy of a manifest is refused."""
     doc = copy.deepcopy(by_kind(kind)[0])
-    container = {"Deployment": lambda: doc["spec"]["template"]["spec"]["containers"][0],
-                 "ServingRuntime": lambda: doc["spec"]["containers"][0],
-                 "InferenceService": lambda: doc["spec"]["predictor"]["model"]}[kind]()
+    container = {
+        "Deployment": lambda: doc["spec"]["template"]["spec"]["containers"][0],
+        "ServingRuntime": lambda: doc["spec"]["containers"][0],
+        "InferenceService": lambda: doc["spec"]["predictor"]["model"],
+    }[kind]()
     if breakage == "typo":
         container["resource"] = container.pop("resources")
     elif breakage == "wrong type":
@@ -125,8 +147,11 @@ def test_resources_refer_to_each_other():
     (secret,) = by_kind("Secret")
     http = pod("http")
     for template in (http, pod("grpc"), by_kind("Job")[0]["spec"]["template"]):
-        claims = [v["persistentVolumeClaim"]["claimName"] for v in template["spec"].get("volumes", [])
-                  if "persistentVolumeClaim" in v]
+        claims = [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in template["spec"].get("volumes", [])
+            if "persistentVolumeClaim" in v
+        ]
         assert claims in ([], [pvc["metadata"]["name"]])
         for container in template["spec"]["containers"]:
             assert [e["secretRef"]["name"] for e in container["envFrom"]] == [secret["metadata"]["name"]]
@@ -158,7 +183,8 @@ def test_inference_service_uses_the_runtime():
     model = isvc["spec"]["predictor"]["model"]
     assert model["runtime"] == runtime["metadata"]["name"]
     assert model["modelFormat"] in runtime["spec"]["supportedModelFormats"] or model["modelFormat"]["name"] in {
-        f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+        f["name"] for f in runtime["spec"]["supportedModelFormats"]
+    }
     assert model["protocolVersion"] == "v2" and "v2" in runtime["spec"]["protocolVersions"]
     assert model["storageUri"].startswith(f"pvc://{by_kind('PersistentVolumeClaim')[0]['metadata']['name']}/")
     (container,) = runtime["spec"]["containers"]

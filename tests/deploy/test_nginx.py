@@ -6,6 +6,7 @@ port. nginx reaches the instances from 127.0.0.1, the one trusted proxy
 forwarded header it sends must never be believed. Skipped when nginx is
 missing (``make nginx`` installs it); with ``YYAI_REQUIRE_NGINX=1`` (CI) that is a failure.
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,8 +45,9 @@ def render(config: str, *, listen: int, instances: list[int]) -> str:
     upstream = re.compile(r"^(?P<indent>\s*)server app:8000(?P<options>[^;]*);", re.M)
     port = re.compile(r"^(?P<indent>\s*)listen 80;", re.M)
     assert len(upstream.findall(config)) == 1 and len(port.findall(config)) == 1, "deploy/nginx.conf changed shape"
-    config = upstream.sub(lambda m: "\n".join(f"{m['indent']}server {PROXY}:{p}{m['options']};" for p in instances),
-                          config)
+    config = upstream.sub(
+        lambda m: "\n".join(f"{m['indent']}server {PROXY}:{p}{m['options']};" for p in instances), config
+    )
     return port.sub(lambda m: f"{m['indent']}listen 127.0.0.1:{listen};", config)
 
 
@@ -57,14 +59,17 @@ class Nginx:
         self.folder = folder
         folder.mkdir(parents=True)
         (folder / "aiserver.conf").write_text(
-            render((ROOT / "deploy" / "nginx.conf").read_text(), listen=self.port, instances=instances))
-        temp = "\n".join(f"    {kind}_temp_path {folder}/{kind};" for kind in
-                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            render((ROOT / "deploy" / "nginx.conf").read_text(), listen=self.port, instances=instances)
+        )
+        temp = "\n".join(
+            f"    {kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         (folder / "main.conf").write_text(
             ("user root;\n" if os.geteuid() == 0 else "")
             + f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log info;\n"
             + f"events {{ worker_connections 512; }}\nhttp {{\n    access_log {folder}/access.log;\n{temp}\n"
-            + f"    include {folder}/aiserver.conf;\n}}\n")
+            + f"    include {folder}/aiserver.conf;\n}}\n"
+        )
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Nginx":
@@ -95,13 +100,13 @@ class Nginx:
         return path.read_text() if path.exists() else ""
 
 
-def call(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-         source: str = CALLER) -> tuple[int, dict, bytes]:
+def call(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None, source: str = CALLER
+) -> tuple[int, dict, bytes]:
     """One request from ``source`` to 127.0.0.1:``port``."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=(source, 0))
     try:
-        connection.request(method, path, body=body,
-                           headers={"Content-Type": "application/json", **(headers or {})})
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
         response = connection.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
@@ -129,8 +134,13 @@ def served(servers: list[GunicornServer], request_ids: list[str], timeout: float
     """Request id -> (index of the server that logged it, its access-log line); waits until all are logged."""
     deadline = time.monotonic() + timeout
     while True:
-        found = {rid: (i, lines[rid]) for i, server in enumerate(servers)
-                 for lines in [access_lines(server)] for rid in request_ids if rid in lines}
+        found = {
+            rid: (i, lines[rid])
+            for i, server in enumerate(servers)
+            for lines in [access_lines(server)]
+            for rid in request_ids
+            if rid in lines
+        }
         if len(found) == len(request_ids) or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
@@ -149,8 +159,9 @@ def fleet(tmp_path_factory):
     modelkit.regressor(store / "calc" / "m.h5", weight=1.0)
     env = {"YYAI_TRUSTED_PROXIES": f"{PROXY}/32", "YYAI_LOG_JSON": "1"}
     with fresh_database() as database_url:
-        a, b = (GunicornServer(store=store, data_dir=root / name, database_url=database_url, env=env)
-                for name in ("a", "b"))
+        a, b = (
+            GunicornServer(store=store, data_dir=root / name, database_url=database_url, env=env) for name in ("a", "b")
+        )
         a.manage(("migrate", "--noinput"), ("ensure_admin",))  # once: two migrations at once would race
         b.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:

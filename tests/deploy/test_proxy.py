@@ -1,4 +1,5 @@
 """aiserver.proxy: forwarded headers believed from trusted peers only, and never passed on."""
+
 import asyncio
 import os
 import subprocess
@@ -25,8 +26,12 @@ def run(scope: dict, networks=PROXIES) -> dict:
 
 
 def http(peer: str, *headers: tuple[bytes, bytes], scheme: str = "http") -> dict:
-    return {"type": "http", "scheme": scheme, "client": (peer, 51000),
-            "headers": [(b"host", b"models.example.com"), *headers]}
+    return {
+        "type": "http",
+        "scheme": scheme,
+        "client": (peer, 51000),
+        "headers": [(b"host", b"models.example.com"), *headers],
+    }
 
 
 SPOOF = ((b"x-forwarded-proto", b"https"), (b"x-forwarded-for", b"6.6.6.6"))
@@ -86,9 +91,14 @@ def test_scope_without_forwarded_headers_untouched():
 
 
 def settings_error(data_dir: Path, **env) -> str:
-    done = subprocess.run([sys.executable, "-c", "import aiserver.settings"], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "YYAI_DATA_DIR": str(data_dir), "DJANGO_SECRET_KEY": "k" * 50, **env},
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", "import aiserver.settings"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "YYAI_DATA_DIR": str(data_dir), "DJANGO_SECRET_KEY": "k" * 50, **env},
+        timeout=60,
+    )
     return done.stderr
 
 

@@ -1,4 +1,5 @@
 """CLI: manage.py yyai_status (local or --url) and manage.py predict."""
+
 import io
 import json
 
@@ -45,11 +46,14 @@ def test_predict_one_and_several_images(store):
     assert len(json.loads(run("predict", "cls", sample, sample))["predictions"]) == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (("nope", "x.png"), "cannot read"),
-    (("nope", __file__), "app_not_found"),
-    (("calc", __file__), "not_an_image"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("nope", "x.png"), "cannot read"),
+        (("nope", __file__), "app_not_found"),
+        (("calc", __file__), "not_an_image"),
+    ],
+)
 @pytest.mark.django_db
 def test_predict_errors(store, args, message):
     with pytest.raises(CommandError, match=message):

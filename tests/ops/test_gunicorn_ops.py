@@ -4,6 +4,7 @@
 * YYAI_LOG_JSON=1: every Python log line is JSON, one access line per request with its X-Request-ID;
 * start-up load progress and the total are in the log.
 """
+
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,8 +21,11 @@ REQUESTS = 24
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def total(found: dict, name: str, **labels) -> float:
@@ -36,15 +40,20 @@ def server(tmp_path):
     modelkit.regressor(store / "calc" / "a.h5", weight=1.0)
     modelkit.regressor(store / "calc" / "b.h5", weight=2.0)
     (store / "calc" / "app.toml").write_text('[input]\ncolor = "gray"\n')
-    with GunicornServer(store=store, data_dir=tmp_path / "data", workers=2,
-                        env={"YYAI_LOG_JSON": "1", "GUNICORN_THREADS": "4"}) as running:
+    with GunicornServer(
+        store=store, data_dir=tmp_path / "data", workers=2, env={"YYAI_LOG_JSON": "1", "GUNICORN_THREADS": "4"}
+    ) as running:
         yield running
 
 
 def test_metrics_logs_and_request_ids_across_two_workers(server):
     def predict(i: int) -> requests.Response:
-        return requests.post(server.url("/api/apps/calc/predict/"), files={"image": ("x.png", png_bytes(255))},
-                             headers={"X-Request-ID": f"ops-{i}"}, timeout=60)
+        return requests.post(
+            server.url("/api/apps/calc/predict/"),
+            files={"image": ("x.png", png_bytes(255))},
+            headers={"X-Request-ID": f"ops-{i}"},
+            timeout=60,
+        )
 
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(predict, range(REQUESTS)))

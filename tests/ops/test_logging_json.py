@@ -1,4 +1,5 @@
 """YYAI_LOG_JSON: one JSON line per request, and JSON records that carry the request id."""
+
 import io
 import json
 import logging
@@ -49,8 +50,9 @@ def test_formatter_keeps_extras_request_id_and_exceptions():
         try:
             raise ValueError("boom")
         except ValueError:
-            record = logging.getLogger("t").makeRecord("t", logging.ERROR, __file__, 1, "failed %s", ("x",),
-                                                       exc_info=sys.exc_info(), extra={"app": "calc"})
+            record = logging.getLogger("t").makeRecord(
+                "t", logging.ERROR, __file__, 1, "failed %s", ("x",), exc_info=sys.exc_info(), extra={"app": "calc"}
+            )
         line = JsonFormatter().format(record)
     finally:
         request_id.reset(token)

@@ -1,4 +1,5 @@
 """/metrics in one process: request, model, batch, load and reload series move as they should."""
+
 import pytest
 from prometheus_client import REGISTRY
 

@@ -1,4 +1,5 @@
 """OpenAPI: the schema describes every input form and error; Swagger UI runs on local assets only."""
+
 import re
 
 import pytest
@@ -23,21 +24,25 @@ def test_predict_documents_every_input_form(schema):
     content = post["requestBody"]["content"]
     assert set(content) == {"multipart/form-data", "application/json", "application/x-www-form-urlencoded"}
     json_forms = schema["components"]["schemas"]["PredictJsonRequest"]["oneOf"]
-    fields = {next(iter(schema["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"]))
-              for ref in json_forms}
+    fields = {
+        next(iter(schema["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"])) for ref in json_forms
+    }
     assert fields == {"image", "images", "imgPath", "instances", "inputs"}
     upload = schema["components"]["schemas"]["ImageUploadRequest"]["properties"]
     assert {"img", "image", "imgPath", "inputs"} <= set(upload)
     assert "get" in schema["paths"]["/api/apps/{app}/predict/"]
 
 
-@pytest.mark.parametrize("path, method, statuses", [
-    ("/api/apps/{app}/predict/", "post", {"400", "401", "403", "404", "413", "415", "503"}),
-    ("/api/apps/{app}/predict/", "get", {"401", "403", "404", "413", "415", "503"}),
-    ("/api/apps/{app}/reload/", "post", {"400", "401", "403", "404", "409", "422"}),
-    ("/api/apps/{app}/", "get", {"404"}),
-    ("/api/reloads/", "get", {"400", "401", "403"}),
-])
+@pytest.mark.parametrize(
+    "path, method, statuses",
+    [
+        ("/api/apps/{app}/predict/", "post", {"400", "401", "403", "404", "413", "415", "503"}),
+        ("/api/apps/{app}/predict/", "get", {"401", "403", "404", "413", "415", "503"}),
+        ("/api/apps/{app}/reload/", "post", {"400", "401", "403", "404", "409", "422"}),
+        ("/api/apps/{app}/", "get", {"404"}),
+        ("/api/reloads/", "get", {"400", "401", "403"}),
+    ],
+)
 def test_errors_are_documented_with_their_codes(schema, path, method, statuses):
     responses = schema["paths"][path][method]["responses"]
     assert statuses <= set(responses)

@@ -1,4 +1,5 @@
 """X-Request-ID: a caller's id is echoed, a bad or missing one replaced, on every response."""
+
 import re
 
 import pytest
@@ -26,6 +27,7 @@ def test_errors_and_early_refusals_carry_it_too(client, store, settings, yyai):
     assert client.get("/api/apps/nope/", HTTP_X_REQUEST_ID="r-404")["X-Request-ID"] == "r-404"
     assert client.get("/no/such/path", HTTP_X_REQUEST_ID="r-nf")["X-Request-ID"] == "r-nf"
     yyai.MAX_BODY_BYTES = 1024
-    response = client.post("/api/apps/calc/predict/", data=b"x" * 2048, content_type="application/octet-stream",
-                           HTTP_X_REQUEST_ID="r-413")
+    response = client.post(
+        "/api/apps/calc/predict/", data=b"x" * 2048, content_type="application/octet-stream", HTTP_X_REQUEST_ID="r-413"
+    )
     assert response.status_code == 413 and response["X-Request-ID"] == "r-413"

@@ -1,4 +1,5 @@
 """The dynamic batcher: exact rows per caller, timeout, queue limit, failures."""
+
 import asyncio
 import threading
 import time
@@ -140,8 +141,7 @@ def test_a_refused_input_fails_only_its_own_callers_and_the_rest_of_the_batch_ru
     requests = [np.full((1, 2), value, np.float32) for value in (1.0, 99.0, 2.0, 99.0)]
     results, errors = submit_all(batcher, requests)
     blocker.join()
-    assert [type(e).__name__ if e else None for e in errors] == [None, "ModelRejectedInput", None,
-                                                                 "ModelRejectedInput"]
+    assert [type(e).__name__ if e else None for e in errors] == [None, "ModelRejectedInput", None, "ModelRejectedInput"]
     assert results[0][0].tolist() == [[4.0]] and results[2][0].tolist() == [[8.0]]
     assert 4 in recorder.sizes and recorder.sizes.count(1) >= 5, recorder.sizes  # the batch, then each alone
 
@@ -163,6 +163,7 @@ def test_close_drains_then_stops():
 
 
 # -- callers on an asyncio event loop (submit_async: the ASGI predict path) ---------------------------
+
 
 def test_async_callers_and_threads_share_batches_and_get_their_rows():
     model = Recorder(delay=0.01)
@@ -192,8 +193,11 @@ def test_async_failure_reaches_only_its_batch():
     batcher = Batcher(Recorder(fail_on=-1.0), BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=10))
 
     async def main():
-        return await asyncio.gather(submit_async(batcher, np.full((1, 2), -1.0, np.float32)),
-                                    submit_async(batcher, np.ones((1, 2), np.float32)), return_exceptions=True)
+        return await asyncio.gather(
+            submit_async(batcher, np.full((1, 2), -1.0, np.float32)),
+            submit_async(batcher, np.ones((1, 2), np.float32)),
+            return_exceptions=True,
+        )
 
     bad, good = asyncio.run(main())
     assert isinstance(bad, ValueError)
@@ -202,8 +206,10 @@ def test_async_failure_reaches_only_its_batch():
 
 def test_async_full_queue_refuses_without_waiting():
     release = threading.Event()
-    batcher = Batcher(lambda signature, inputs: (release.wait(5), [{"y": inputs["x"]}])[1],
-                      BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=1))
+    batcher = Batcher(
+        lambda signature, inputs: (release.wait(5), [{"y": inputs["x"]}])[1],
+        BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued=1),
+    )
 
     async def main():
         first = asyncio.ensure_future(submit_async(batcher, np.ones((1, 1), np.float32)))  # runs, blocks the worker
@@ -255,6 +261,7 @@ def test_result_for_a_closed_loop_is_dropped_quietly():
 
 
 # -- grouping: shapes, signatures, unbatched jobs -----------------------------------------------------
+
 
 def test_rows_of_different_shapes_never_share_a_batch_and_each_gets_its_own():
     """Images at their own size: the batcher groups by row shape, keeping each group's order."""

@@ -1,4 +1,5 @@
 """Model files that reach outside themselves or explode are refused before Keras opens them."""
+
 import io
 import zipfile
 
@@ -37,11 +38,14 @@ def hostile_h5(path, kind):
     return path
 
 
-@pytest.mark.parametrize("kind, words", [
-    ("external_link", "external link"),
-    ("external_dataset", "external files"),
-    ("virtual", "virtual"),
-])
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("external_link", "external link"),
+        ("external_dataset", "external files"),
+        ("virtual", "virtual"),
+    ],
+)
 def test_hdf5_reaching_outside_is_refused(tmp_path, kind, words):
     path = hostile_h5(tmp_path / "bad.h5", kind)
     with pytest.raises(ModelLoadError, match=words):

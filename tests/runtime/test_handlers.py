@@ -1,4 +1,5 @@
 """Handlers in the runtime: where the file is found, what a hook gets, and every way loading one fails."""
+
 import logging
 import sys
 import textwrap
@@ -114,24 +115,48 @@ def test_an_app_of_only_a_handler_serves_and_another_process_loads_its_snapshot(
     assert follower.follow(leader, pinned=None).new_version == leader
 
 
-@pytest.mark.parametrize("source, manifest, reason", [
-    ("class H:\n    def postprocess(self, outputs, request, context):\n        return 1 +\n", MANIFEST,
-     "cannot import it (line 3): SyntaxError"),
-    ("import no_such_module_anywhere\n", MANIFEST, "ModuleNotFoundError"),
-    ("import sys\nsys.exit(3)\n", MANIFEST, "cannot import it: SystemExit"),
-    ("X = 1\n", MANIFEST, "must define exactly one class with a hook"),
-    ("class A:\n    def setup(self, context): pass\nclass B:\n    def setup(self, context): pass\n", MANIFEST,
-     "found A, B"),
-    ("class A:\n    def setup(self, context): pass\n", 'handler = "handler.py:Missing"\n', "defines no class Missing"),
-    ("class A:\n    def preprocess(self, request): return {}\n", MANIFEST,
-     "A.preprocess must take (self, request, context)"),
-    ("class A:\n    def setup(self, context):\n        raise KeyError('weights')\n", MANIFEST,
-     "setup failed: KeyError"),
-    ("class A:\n    def __init__(self):\n        raise OSError('no')\n    def setup(self, context):\n        pass\n",
-     MANIFEST, "A() failed: OSError"),
-])
-def test_a_handler_that_cannot_load_fails_the_load_and_the_old_version_keeps_serving(app_dir, source, manifest,
-                                                                                        reason, caplog):
+@pytest.mark.parametrize(
+    "source, manifest, reason",
+    [
+        (
+            "class H:\n    def postprocess(self, outputs, request, context):\n        return 1 +\n",
+            MANIFEST,
+            "cannot import it (line 3): SyntaxError",
+        ),
+        ("import no_such_module_anywhere\n", MANIFEST, "ModuleNotFoundError"),
+        ("import sys\nsys.exit(3)\n", MANIFEST, "cannot import it: SystemExit"),
+        ("X = 1\n", MANIFEST, "must define exactly one class with a hook"),
+        (
+            "class A:\n    def setup(self, context): pass\nclass B:\n    def setup(self, context): pass\n",
+            MANIFEST,
+            "found A, B",
+        ),
+        (
+            "class A:\n    def setup(self, context): pass\n",
+            'handler = "handler.py:Missing"\n',
+            "defines no class Missing",
+        ),
+        (
+            "class A:\n    def preprocess(self, request): return {}\n",
+            MANIFEST,
+            "A.preprocess must take (self, request, context)",
+        ),
+        (
+            "class A:\n    def setup(self, context):\n        raise KeyError('weights')\n",
+            MANIFEST,
+            "setup failed: KeyError",
+        ),
+        (
+            "class A:\n    def __init__(self):\n        raise OSError('no')\n"
+            "    def setup(self, context):\n        pass\n",
+            MANIFEST,
+            "A() failed: OSError",
+        ),
+    ],
+)
+def test_a_handler_that_cannot_load_fails_the_load_and_the_old_version_keeps_serving(
+    app_dir, source, manifest, reason, caplog
+):
     write_handler(app_dir, RECORDING.format(tag="good"))
     util = load(app_dir)
     serving = util.current
@@ -164,7 +189,9 @@ def test_a_missing_handler_file_and_an_app_without_models_or_postprocess_are_ref
 
 
 def test_hook_errors_name_the_app_and_hook_and_log_the_trace(app_dir, caplog):
-    write_handler(app_dir, """
+    write_handler(
+        app_dir,
+        """
         from yyai.runtime.errors import InputError
 
         class H:
@@ -179,7 +206,8 @@ def test_hook_errors_name_the_app_and_hook_and_log_the_trace(app_dir, caplog):
 
             def postprocess(self, outputs, request, context):
                 return {"value": float("nan")}
-    """)
+    """,
+    )
     handler = load(app_dir).current.handler
     with caplog.at_level(logging.ERROR), pytest.raises(HandlerFailed) as failed:
         handler.preprocess(HandlerRequest(app="hooked", inputs=1))
@@ -201,7 +229,10 @@ def test_hook_errors_name_the_app_and_hook_and_log_the_trace(app_dir, caplog):
 
 def test_answers_become_json_or_say_where_they_cannot():
     assert jsonable({"a": np.float32(1.5), "b": np.arange(3), "c": (np.int64(2), None, True)}) == {
-        "a": 1.5, "b": [0, 1, 2], "c": [2, None, True]}
+        "a": 1.5,
+        "b": [0, 1, 2],
+        "c": [2, None, True],
+    }
     with pytest.raises(ValueError, match=r"answer.x\[1\] is inf"):
         jsonable({"x": [1.0, np.inf]})
     with pytest.raises(ValueError, match="key that is not a string"):
@@ -220,10 +251,22 @@ def test_context_keeps_to_its_folders_and_refuses_circles(tmp_path):
             return inner.predict("a")
         return {"predictions": []}
 
-    context = Context(app="a", version="1", manifest=spec, folder=tmp_path / "1", app_folder=tmp_path,
-                      settings=HandlerSettings(call_app=call_app))
-    inner = Context(app="b", version="1", manifest=spec, folder=tmp_path, app_folder=tmp_path,
-                    settings=HandlerSettings(call_app=call_app))
+    context = Context(
+        app="a",
+        version="1",
+        manifest=spec,
+        folder=tmp_path / "1",
+        app_folder=tmp_path,
+        settings=HandlerSettings(call_app=call_app),
+    )
+    inner = Context(
+        app="b",
+        version="1",
+        manifest=spec,
+        folder=tmp_path,
+        app_folder=tmp_path,
+        settings=HandlerSettings(call_app=call_app),
+    )
     (tmp_path / "labels.txt").write_text("x")
     assert context.path("labels.txt") == (tmp_path / "labels.txt").resolve()
     with pytest.raises(ValueError, match="not inside"):
@@ -237,19 +280,23 @@ def test_context_keeps_to_its_folders_and_refuses_circles(tmp_path):
         context.predict("c", images=["not an image"])
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"handler": "../evil.py"}, "must name a Python file of the app"),
-    ({"handler": "handler.sh"}, "must name a Python file of the app"),
-    ({"handler": "h.py:1Class"}, "must name a Python file of the app"),
-    ({"faces": {"apps": []}}, "key 'faces' is unknown"),  # the handler's own tables need a handler
-    ({"handler": "h.py", "stray": 1}, "key 'stray' is unknown"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"handler": "../evil.py"}, "must name a Python file of the app"),
+        ({"handler": "handler.sh"}, "must name a Python file of the app"),
+        ({"handler": "h.py:1Class"}, "must name a Python file of the app"),
+        ({"faces": {"apps": []}}, "key 'faces' is unknown"),  # the handler's own tables need a handler
+        ({"handler": "h.py", "stray": 1}, "key 'stray' is unknown"),
+    ],
+)
 def test_the_manifest_checks_the_handler_key(raw, message):
     with pytest.raises(ManifestError, match=message):
         parse_manifest(raw, name="a", source="app.toml")
 
 
 def test_a_handler_gets_its_own_tables_of_the_manifest():
-    spec = parse_manifest({"handler": "h.py:Faces", "faces": {"apps": ["x"]}, "input": {"color": "rgb"}},
-                          name="a", source="app.toml")
+    spec = parse_manifest(
+        {"handler": "h.py:Faces", "faces": {"apps": ["x"]}, "input": {"color": "rgb"}}, name="a", source="app.toml"
+    )
     assert (spec.handler, spec.handler_config, spec.input.color) == ("h.py:Faces", {"faces": {"apps": ["x"]}}, "rgb")

@@ -1,4 +1,5 @@
 """Loading one model file: both formats, exact outputs, typed failures."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,8 +21,18 @@ def test_loads_both_formats_and_matches_the_model(tmp_path, suffix):
     assert (inp.dtype, inp.shape, out.dtype, out.shape) == ("float32", modelkit.SHAPE, "float32", (1,))
     assert model.signature.batched and model.fmt == "keras" and model.params == 65
     assert model.load_seconds > 0 and model.warmup_seconds > 0
-    assert set(model.describe()) == {"name", "format", "signature", "batched", "inputs", "outputs", "signatures",
-                                     "params", "load_ms", "warmup_ms"}
+    assert set(model.describe()) == {
+        "name",
+        "format",
+        "signature",
+        "batched",
+        "inputs",
+        "outputs",
+        "signatures",
+        "params",
+        "load_ms",
+        "warmup_ms",
+    }
     assert model.describe()["inputs"] == [{"name": inp.name, "dtype": "float32", "shape": [None, 8, 8, 1]}]
 
 
@@ -50,15 +61,18 @@ def written(path, data):
     return path
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda p: modelkit.random_bytes(p / "bad.h5"), ""),
-    (lambda p: modelkit.random_bytes(p / "bad.keras"), ""),
-    (lambda p: modelkit.truncate(modelkit.regressor(p / "t.h5", weight=1.0)), ""),
-    (lambda p: modelkit.truncate(modelkit.regressor(p / "t.keras", weight=1.0)), ""),
-    (lambda p: written(p / "empty.h5", b""), "empty"),
-    (lambda p: written(p / "x.pkl", b"x"), "unsupported file type"),
-    (lambda p: p / "missing.h5", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: modelkit.random_bytes(p / "bad.h5"), ""),
+        (lambda p: modelkit.random_bytes(p / "bad.keras"), ""),
+        (lambda p: modelkit.truncate(modelkit.regressor(p / "t.h5", weight=1.0)), ""),
+        (lambda p: modelkit.truncate(modelkit.regressor(p / "t.keras", weight=1.0)), ""),
+        (lambda p: written(p / "empty.h5", b""), "empty"),
+        (lambda p: written(p / "x.pkl", b"x"), "unsupported file type"),
+        (lambda p: p / "missing.h5", "cannot read"),
+    ],
+)
 def test_bad_files_raise_typed_error_with_path(tmp_path, make, reason):
     path = make(tmp_path)
     with pytest.raises(ModelLoadError) as info:

@@ -1,4 +1,5 @@
 """app.toml parsing: defaults, every key, and errors that name the file and the key."""
+
 import pytest
 
 from yyai.runtime.errors import ManifestError
@@ -20,7 +21,10 @@ def test_missing_manifest_gives_defaults(tmp_path):
 
 
 def test_full_manifest(tmp_path):
-    spec = load_manifest(write(tmp_path, """
+    spec = load_manifest(
+        write(
+            tmp_path,
+            """
 description = "Face score"
 demo = true
 [input]
@@ -38,7 +42,10 @@ batch_timeout_micros = 0
 [versions]
 policy = "specific"
 specific = 3
-"""), batching_defaults=BatchingSpec(max_enqueued=99))
+""",
+        ),
+        batching_defaults=BatchingSpec(max_enqueued=99),
+    )
     assert spec.description == "Face score" and spec.demo is True
     assert spec.input.size == (350, 300) and spec.input.color == "bgr"
     assert spec.input.scale == 0.5 and spec.input.offset == -1.0
@@ -52,27 +59,30 @@ def test_labels_txt_used_when_manifest_has_none(tmp_path):
     assert load_manifest(tmp_path).output.labels == ("cat", "dog")
 
 
-@pytest.mark.parametrize("text, key", [
-    ("colour = 'rgb'", "colour"),
-    ("[input]\nsize = [10]", "input.size"),
-    ("[input]\nsize = [10, 0]", "input.size"),
-    ("[input]\ncolor = 'cmyk'", "input.color"),
-    ("[input]\nscale = 'x'", "input.scale"),
-    ("[input]\nscale = nan", "input.scale"),
-    ("[input]\nlayout = 'nchw'", "input.layout"),
-    ("demo = 1", "demo"),
-    ("[output]\ndecimals = true", "output.decimals"),
-    ("[output]\ndecimals = 40", "output.decimals"),
-    ("[output]\nlabels = []", "output.labels"),
-    ("[output]\nlabels = [1, 2]", "output.labels"),
-    ("[output]\nkind = 'detection'", "output.kind"),
-    ("[batching]\nmax_batch_size = 0", "batching.max_batch_size"),
-    ("[batching]\nmax_enqueued = -1", "batching.max_enqueued"),
-    ("[batching]\nmax_batch = 4", "batching.max_batch"),
-    ("[versions]\npolicy = 'specific'", "versions.specific"),
-    ("[versions]\npolicy = 'oldest'", "versions.policy"),
-    ("input = 3", "input"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("colour = 'rgb'", "colour"),
+        ("[input]\nsize = [10]", "input.size"),
+        ("[input]\nsize = [10, 0]", "input.size"),
+        ("[input]\ncolor = 'cmyk'", "input.color"),
+        ("[input]\nscale = 'x'", "input.scale"),
+        ("[input]\nscale = nan", "input.scale"),
+        ("[input]\nlayout = 'nchw'", "input.layout"),
+        ("demo = 1", "demo"),
+        ("[output]\ndecimals = true", "output.decimals"),
+        ("[output]\ndecimals = 40", "output.decimals"),
+        ("[output]\nlabels = []", "output.labels"),
+        ("[output]\nlabels = [1, 2]", "output.labels"),
+        ("[output]\nkind = 'detection'", "output.kind"),
+        ("[batching]\nmax_batch_size = 0", "batching.max_batch_size"),
+        ("[batching]\nmax_enqueued = -1", "batching.max_enqueued"),
+        ("[batching]\nmax_batch = 4", "batching.max_batch"),
+        ("[versions]\npolicy = 'specific'", "versions.specific"),
+        ("[versions]\npolicy = 'oldest'", "versions.policy"),
+        ("input = 3", "input"),
+    ],
+)
 def test_bad_values_name_file_and_key(tmp_path, text, key):
     with pytest.raises(ManifestError) as info:
         load_manifest(write(tmp_path, text))

@@ -1,4 +1,5 @@
 """ModelUtil: load, reload, failures that keep the old version, isolation, races."""
+
 import shutil
 import threading
 
@@ -43,8 +44,9 @@ def test_load_predict_and_status(make_app):
     assert_outputs(util, 1.0, 2.0)  # file-name order
     status = util.status()
     assert status["state"] == "AVAILABLE" and status["version"] == version and status["last_error"] is None
-    assert status["versions"] == [{"version": version, "state": "AVAILABLE", "complete": True, "reason": "",
-                                   "files": ["a.keras", "b.h5"]}]
+    assert status["versions"] == [
+        {"version": version, "state": "AVAILABLE", "complete": True, "reason": "", "files": ["a.keras", "b.h5"]}
+    ]
 
 
 def test_format_gives_one_result_per_model_per_row(make_app):

@@ -1,4 +1,5 @@
 """Tests of yyai.runtime.postprocess: kind inference, label checks, result formatting."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def test_infer_kind(spec, shape, kind):
     assert infer_kind(spec, shape) == kind
 
 
-@pytest.mark.parametrize("shape, kind", [((10,), "classification"), ((2,), "classification"),
-                                         ((1,), "regression"), ((None,), "regression")])
+@pytest.mark.parametrize(
+    "shape, kind", [((10,), "classification"), ((2,), "classification"), ((1,), "regression"), ((None,), "regression")]
+)
 def test_an_output_seen_as_a_probability_distribution_is_a_classification(shape, kind):
     assert infer_kind(OutputSpec(), shape, "float32", distribution=True) == kind
     assert infer_kind(OutputSpec(kind="regression"), shape, "float32", distribution=True) == "regression"

@@ -1,4 +1,5 @@
 """Tests of yyai.runtime.preprocess: header sniffing, decoding, limits, base64, model input of images."""
+
 from __future__ import annotations
 
 import base64
@@ -315,8 +316,9 @@ def test_integer_inputs_take_raw_pixels_unless_scaled():
     out = to_model_input(PIXELS, spec=InputSpec(color="bgr"), input_shape=(1, 3, 3), dtype=np.dtype(np.uint8))
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, PIXELS)
-    halved = to_model_input(PIXELS, spec=InputSpec(color="bgr", scale=0.5), input_shape=(1, 3, 3),
-                            dtype=np.dtype(np.int32))
+    halved = to_model_input(
+        PIXELS, spec=InputSpec(color="bgr", scale=0.5), input_shape=(1, 3, 3), dtype=np.dtype(np.int32)
+    )
     assert halved.dtype == np.int32 and halved.max() == 128
 
 

@@ -1,4 +1,5 @@
 """The registry: parallel start-up, failures isolated, apps added later, no Django."""
+
 import subprocess
 import sys
 
@@ -43,7 +44,9 @@ def test_app_added_while_running(make_app, tmp_path):
 
 
 def test_runtime_does_not_import_django():
-    code = ("import sys, yyai.runtime.registry, yyai.runtime.model_util, yyai.runtime.batching; "
-            "import yyai.runtime.preprocess, yyai.runtime.postprocess; "
-            "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)")
+    code = (
+        "import sys, yyai.runtime.registry, yyai.runtime.model_util, yyai.runtime.batching; "
+        "import yyai.runtime.preprocess, yyai.runtime.postprocess; "
+        "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -2,6 +2,7 @@
 
 Real boto3 against moto's S3 server on loopback; each "host" is a registry with its own cache folder.
 """
+
 import json
 import shutil
 import time
@@ -133,8 +134,10 @@ def test_keys_that_leave_their_folder_are_ignored(s3, tmp_path):
     registry = host(s3, tmp_path, "a")
     registry.get("calc").reload()
     assert not (tmp_path / "a" / "cache" / "escape.h5").exists()
-    assert sorted(p.name for p in (tmp_path / "a" / "cache" / "calc").iterdir() if not p.name.startswith(".")) == \
-        ["app.toml", "m.h5"]
+    assert sorted(p.name for p in (tmp_path / "a" / "cache" / "calc").iterdir() if not p.name.startswith(".")) == [
+        "app.toml",
+        "m.h5",
+    ]
 
 
 def test_an_upload_claims_the_next_number_and_is_complete_only_with_ready(s3, tmp_path):

@@ -1,4 +1,5 @@
 """SavedModel folders inside a version are models, served through their serving_default signature."""
+
 import os
 import time
 
@@ -30,8 +31,13 @@ def test_loads_a_saved_model_like_a_keras_file(tmp_path, how):
     batch = np.random.default_rng(1).random((4, *modelkit.SHAPE), dtype=np.float32)
     np.testing.assert_allclose(modelkit.infer(model, batch), modelkit.expected_regression(0.5, batch), rtol=1e-5)
     (inp,), (out,) = model.signature.inputs, model.signature.outputs
-    assert (model.name, model.fmt, inp.shape, out.shape, model.params) == ("sm", "saved_model", modelkit.SHAPE, (1,),
-                                                                           65)
+    assert (model.name, model.fmt, inp.shape, out.shape, model.params) == (
+        "sm",
+        "saved_model",
+        modelkit.SHAPE,
+        (1,),
+        65,
+    )
 
 
 def test_a_folder_without_saved_model_pb_is_refused(tmp_path):

@@ -1,4 +1,5 @@
 """Every shape of model users bring, loaded and run by a ModelUtil: signatures, dtypes, TF1 sessions."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -40,8 +41,12 @@ def test_two_heads_are_two_named_outputs(tmp_path):
     assert named["sex"].shape == (2, 2) and named["sex"][0, 0] > 0.5
     with util.serving() as version:
         (row,) = version.format(version.infer(version.prepare({"face": ONES}, columnar=True)))
-    assert row == [{"name": "heads.keras", "outputs": {"age": 96.0, "sex": [pytest.approx(0.98, abs=0.01),
-                                                                           pytest.approx(0.02, abs=0.01)]}}]
+    assert row == [
+        {
+            "name": "heads.keras",
+            "outputs": {"age": 96.0, "sex": [pytest.approx(0.98, abs=0.01), pytest.approx(0.02, abs=0.01)]},
+        }
+    ]
 
 
 def test_two_inputs_by_name_and_in_rows(tmp_path):
@@ -99,9 +104,16 @@ def test_tf1_graph_without_batch_dimension_runs_in_its_own_session(tmp_path):
     util = loaded(app)
     model = util.current.models[0]
     assert (model.name, model.fmt, model.signature.name, model.signature.batched) == (
-        "detector", "tf1_session", "detected_model", False)
+        "detector",
+        "tf1_session",
+        "detected_model",
+        False,
+    )
     assert [(o.name, o.dtype, o.shape) for o in model.signature.outputs] == [
-        ("boxes", "float32", (1, 4)), ("classes", "int64", (1,)), ("score", "float32", ())]
+        ("boxes", "float32", (1, 4)),
+        ("classes", "int64", (1,)),
+        ("score", "float32", ()),
+    ]
     (named,) = run(util, {"image": ONES[0]})  # columnar, unbatched: the whole tensor is one row
     assert named["score"].tolist() == [384.0] and named["classes"].tolist() == [[7]]
     (named,) = run(util, {"image": Rows([ONES[0], ONES[0] * 2])}, columnar=False)  # rows: one run each
@@ -157,8 +169,11 @@ def test_concurrent_requests_of_mixed_shapes_share_one_batcher(tmp_path):
         expected = 3 * value / 255.0
         try:
             for _ in range(10):
-                (named,) = run(util, {"image": Rows([EncodedImage(modelkit_png(np.full((h, w, 3), value, np.uint8)))])},
-                               columnar=False)
+                (named,) = run(
+                    util,
+                    {"image": Rows([EncodedImage(modelkit_png(np.full((h, w, 3), value, np.uint8)))])},
+                    columnar=False,
+                )
                 assert abs(float(named["brightness"][0, 0]) - expected) < 1e-4
                 seen.append(i)
         except Exception as exc:
@@ -196,6 +211,9 @@ def test_a_real_saved_model_the_tf2_object_api_cannot_restore(tmp_path):
     assert [(s.name, s.shape) for s in model.signature.inputs] == [("input_2", (43844, 1))]
     audio = np.random.default_rng(0).uniform(-0.1, 0.1, (2, 43844, 1)).astype(np.float32)
     (named,) = run(util, {"input_2": audio})
-    assert {k: v.shape for k, v in named.items()} == {"contour": (2, 172, 264), "note": (2, 172, 88),
-                                                      "onset": (2, 172, 88)}
+    assert {k: v.shape for k, v in named.items()} == {
+        "contour": (2, 172, 264),
+        "note": (2, 172, 88),
+        "onset": (2, 172, 88),
+    }
     assert np.all((named["note"] >= 0) & (named["note"] <= 1)) and named["note"].std() > 0

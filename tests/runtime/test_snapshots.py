@@ -1,4 +1,5 @@
 """Snapshots of the flat layout: frozen bytes by content id, loaded exactly by every other process."""
+
 import os
 import shutil
 import time

@@ -1,4 +1,5 @@
 """Finding versions on disk: flat and numbered layouts, completeness, choice."""
+
 import os
 import time
 

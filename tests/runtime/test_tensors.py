@@ -1,4 +1,5 @@
 """Caller values against a signature: dtypes, shapes, rows or columns, images, groups (tensors.py, request.py)."""
+
 from __future__ import annotations
 
 import cv2
@@ -29,6 +30,7 @@ def jobs(prepared):
 
 # --- coerce ------------------------------------------------------------------------------------------
 
+
 def test_json_lists_become_the_input_dtype():
     rows = [[1, 2], [0.5, -1e3]]
     array = coerce(rows, VEC, rows_first=True)
@@ -46,9 +48,16 @@ def test_ragged_rows_refused(value):
         coerce(value, VEC, rows_first=True)
 
 
-@pytest.mark.parametrize("value, words", [
-    ([["1", "2"]], "got strings"), ([[1, None]], "got values that are not all numbers"), ([[True, False]], "got booleans"),
-    ([[{"x": 1}, 2]], "got values that are not all numbers"), ([[2**70, 1]], "got values that are not all numbers")])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ([["1", "2"]], "got strings"),
+        ([[1, None]], "got values that are not all numbers"),
+        ([[True, False]], "got booleans"),
+        ([[{"x": 1}, 2]], "got values that are not all numbers"),
+        ([[2**70, 1]], "got values that are not all numbers"),
+    ],
+)
 def test_non_numbers_refused_for_a_float_input(value, words):
     with pytest.raises(BadTensor, match=f"input 'v' takes numbers \\(float32\\), {words}"):
         coerce(value, VEC, rows_first=True)
@@ -99,94 +108,158 @@ def test_too_many_dimensions_refused_before_use():
 
 # --- prepare: names, rows and columns --------------------------------------------------------------
 
+
 def test_one_input_takes_any_name():
-    prepared = prepare({"whatever": [[1, 2]]}, signature=signature(VEC), input_spec=InputSpec(), columnar=True,
-                       limits=RequestLimits())
+    prepared = prepare(
+        {"whatever": [[1, 2]]}, signature=signature(VEC), input_spec=InputSpec(), columnar=True, limits=RequestLimits()
+    )
     assert jobs(prepared) == [([0], {"v": (1, 2)}, True)]
 
 
 def test_several_inputs_are_matched_by_name():
     sig = signature(VEC, TensorSpec("ids", "int64", (3,)))
-    prepared = prepare({"v": [[1, 2], [3, 4]], "ids": [[1, 2, 3], [4, 5, 6]]}, signature=sig,
-                       input_spec=InputSpec(), columnar=True, limits=RequestLimits())
+    prepared = prepare(
+        {"v": [[1, 2], [3, 4]], "ids": [[1, 2, 3], [4, 5, 6]]},
+        signature=sig,
+        input_spec=InputSpec(),
+        columnar=True,
+        limits=RequestLimits(),
+    )
     assert jobs(prepared) == [([0, 1], {"v": (2, 2), "ids": (2, 3)}, True)]
     with pytest.raises(BadTensor, match="missing input 'ids'; the inputs are 'v', 'ids'"):
         prepare({"v": [[1, 2]]}, signature=sig, input_spec=InputSpec(), columnar=True, limits=RequestLimits())
     with pytest.raises(BadTensor, match="unknown input 'zz'"):
-        prepare({"v": [[1, 2]], "ids": [[1, 2, 3]], "zz": 1}, signature=sig, input_spec=InputSpec(),
-                columnar=True, limits=RequestLimits())
+        prepare(
+            {"v": [[1, 2]], "ids": [[1, 2, 3]], "zz": 1},
+            signature=sig,
+            input_spec=InputSpec(),
+            columnar=True,
+            limits=RequestLimits(),
+        )
     with pytest.raises(BadTensor, match="different numbers of rows: 'v' 2, 'ids' 1"):
-        prepare({"v": [[1, 2], [3, 4]], "ids": [[1, 2, 3]]}, signature=sig, input_spec=InputSpec(),
-                columnar=True, limits=RequestLimits())
+        prepare(
+            {"v": [[1, 2], [3, 4]], "ids": [[1, 2, 3]]},
+            signature=sig,
+            input_spec=InputSpec(),
+            columnar=True,
+            limits=RequestLimits(),
+        )
 
 
 def test_rows_limit():
     with pytest.raises(BadTensor, match="5 rows; the limit is 4"):
-        prepare({"v": Rows([[0.0, 0.0]] * 5)}, signature=signature(VEC), input_spec=InputSpec(), columnar=False,
-                limits=RequestLimits(max_rows=4))
+        prepare(
+            {"v": Rows([[0.0, 0.0]] * 5)},
+            signature=signature(VEC),
+            input_spec=InputSpec(),
+            columnar=False,
+            limits=RequestLimits(max_rows=4),
+        )
 
 
 def test_unbatched_signature_columnar_is_one_row_and_rows_run_one_by_one():
     sig = signature(TensorSpec("image", "float32", (2, 2)), batched=False)
-    one = prepare({"image": [[1, 2], [3, 4]]}, signature=sig, input_spec=InputSpec(), columnar=True,
-                  limits=RequestLimits())
+    one = prepare(
+        {"image": [[1, 2], [3, 4]]}, signature=sig, input_spec=InputSpec(), columnar=True, limits=RequestLimits()
+    )
     assert jobs(one) == [([0], {"image": (1, 2, 2)}, False)]
-    rows = prepare({"image": Rows([[[1, 2], [3, 4]], [[5, 6], [7, 8]]])}, signature=sig, input_spec=InputSpec(),
-                   columnar=False, limits=RequestLimits())
+    rows = prepare(
+        {"image": Rows([[[1, 2], [3, 4]], [[5, 6], [7, 8]]])},
+        signature=sig,
+        input_spec=InputSpec(),
+        columnar=False,
+        limits=RequestLimits(),
+    )
     assert jobs(rows) == [([0], {"image": (1, 2, 2)}, False), ([1], {"image": (1, 2, 2)}, False)]
 
 
 # --- prepare: images -------------------------------------------------------------------------------
 
+
 def test_images_at_their_own_size_are_grouped_by_shape():
     sig = signature(TensorSpec("img", "float32", (None, None, 3)))
     images = Rows([png(4, 3), png(5, 5), png(4, 3)])
-    prepared = prepare({"img": images}, signature=sig, input_spec=InputSpec(), columnar=False,
-                       limits=RequestLimits())
+    prepared = prepare({"img": images}, signature=sig, input_spec=InputSpec(), columnar=False, limits=RequestLimits())
     assert jobs(prepared) == [([0, 2], {"img": (2, 3, 4, 3)}, True), ([1], {"img": (1, 5, 5, 3)}, True)]
 
 
 def test_manifest_size_makes_every_image_one_shape():
     sig = signature(TensorSpec("img", "float32", (None, None, 3)))
-    prepared = prepare({"img": Rows([png(4, 3), png(5, 5)])}, signature=sig, input_spec=InputSpec(size=(6, 2)),
-                       columnar=False, limits=RequestLimits())
+    prepared = prepare(
+        {"img": Rows([png(4, 3), png(5, 5)])},
+        signature=sig,
+        input_spec=InputSpec(size=(6, 2)),
+        columnar=False,
+        limits=RequestLimits(),
+    )
     assert jobs(prepared) == [([0, 1], {"img": (2, 2, 6, 3)}, True)]
 
 
 def test_images_feed_an_uint8_input_raw_and_a_string_input_as_bytes():
-    raw = prepare({"x": Rows([png(2, 2, value=77)])}, signature=signature(TensorSpec("x", "uint8", (2, 2, 3))),
-                  input_spec=InputSpec(), columnar=False, limits=RequestLimits())
+    raw = prepare(
+        {"x": Rows([png(2, 2, value=77)])},
+        signature=signature(TensorSpec("x", "uint8", (2, 2, 3))),
+        input_spec=InputSpec(),
+        columnar=False,
+        limits=RequestLimits(),
+    )
     assert raw.jobs[0][1].inputs["x"].dtype == np.uint8 and raw.jobs[0][1].inputs["x"].max() == 77
     image = png(2, 2)
-    text = prepare({"jpeg": Rows([image])}, signature=signature(TensorSpec("jpeg", "string", ())),
-                   input_spec=InputSpec(), columnar=False, limits=RequestLimits())
+    text = prepare(
+        {"jpeg": Rows([image])},
+        signature=signature(TensorSpec("jpeg", "string", ())),
+        input_spec=InputSpec(),
+        columnar=False,
+        limits=RequestLimits(),
+    )
     assert text.jobs[0][1].inputs["jpeg"].tolist() == [bytes(image)]
 
 
 def test_unbatched_image_input_with_a_leading_one():
     sig = signature(TensorSpec("x", "float32", (1, 3, 4, 3)), batched=False)
-    prepared = prepare({"x": Rows([png(9, 9)])}, signature=sig, input_spec=InputSpec(), columnar=False,
-                       limits=RequestLimits())
+    prepared = prepare(
+        {"x": Rows([png(9, 9)])}, signature=sig, input_spec=InputSpec(), columnar=False, limits=RequestLimits()
+    )
     assert jobs(prepared) == [([0], {"x": (1, 1, 3, 4, 3)}, False)]
 
 
 def test_images_for_an_input_that_takes_no_images():
     with pytest.raises(InputError, match="input 'v' does not take images"):
-        prepare({"v": Rows([png(2, 2)])}, signature=signature(VEC), input_spec=InputSpec(), columnar=False,
-                limits=RequestLimits())
+        prepare(
+            {"v": Rows([png(2, 2)])},
+            signature=signature(VEC),
+            input_spec=InputSpec(),
+            columnar=False,
+            limits=RequestLimits(),
+        )
     with pytest.raises(BadTensor, match="mixes images and other values"):
-        prepare({"v": Rows([png(2, 2), [1, 2]])}, signature=signature(VEC), input_spec=InputSpec(),
-                columnar=False, limits=RequestLimits())
+        prepare(
+            {"v": Rows([png(2, 2), [1, 2]])},
+            signature=signature(VEC),
+            input_spec=InputSpec(),
+            columnar=False,
+            limits=RequestLimits(),
+        )
 
 
 def test_pixel_limits_per_image_and_per_request_come_before_decoding():
     sig = signature(TensorSpec("img", "float32", (None, None, 3)))
     with pytest.raises(ImageTooLarge, match="20x20 = 400 pixels; the limit is 300"):
-        prepare({"img": Rows([png(20, 20)])}, signature=sig, input_spec=InputSpec(), columnar=False,
-                limits=RequestLimits(max_pixels=300))
+        prepare(
+            {"img": Rows([png(20, 20)])},
+            signature=sig,
+            input_spec=InputSpec(),
+            columnar=False,
+            limits=RequestLimits(max_pixels=300),
+        )
     with pytest.raises(ImageTooLarge, match="more than 1000 pixels together"):
-        prepare({"img": Rows([png(20, 20)] * 3)}, signature=sig, input_spec=InputSpec(), columnar=False,
-                limits=RequestLimits(max_pixels=400, max_request_pixels=1000))
+        prepare(
+            {"img": Rows([png(20, 20)] * 3)},
+            signature=sig,
+            input_spec=InputSpec(),
+            columnar=False,
+            limits=RequestLimits(max_pixels=400, max_request_pixels=1000),
+        )
 
 
 def test_the_image_input_is_the_only_one_or_the_named_one():

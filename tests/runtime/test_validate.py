@@ -1,4 +1,5 @@
 """Validation of a candidate version in a child process, with memory and time limits."""
+
 import subprocess
 
 import pytest

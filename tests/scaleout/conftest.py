@@ -1,4 +1,5 @@
 """Fixtures for multi-process and multi-host tests: a model store and a PostgreSQL database."""
+
 import contextlib
 import os
 import uuid

@@ -3,6 +3,7 @@
 Real gunicorn: 3 workers on SQLite, and two instances (3 + 2 workers) sharing PostgreSQL and one model
 store. Every check sends predicts on fresh connections, so they land on every worker.
 """
+
 import os
 import shutil
 import signal
@@ -87,8 +88,9 @@ def test_three_workers_serve_the_reloaded_version_whatever_lands_on_disk(flat_st
         assert [(p["version"], p["error"]) for p in fresh] == [(target, None)]
 
 
-def test_two_instances_on_postgres_follow_every_reload_and_a_race_ends_on_one_version(flat_store, tmp_path,
-                                                                                      postgres_url):
+def test_two_instances_on_postgres_follow_every_reload_and_a_race_ends_on_one_version(
+    flat_store, tmp_path, postgres_url
+):
     a = GunicornServer(store=flat_store, data_dir=tmp_path / "a", workers=3, database_url=postgres_url)
     b = GunicornServer(store=flat_store, data_dir=tmp_path / "b", workers=2, database_url=postgres_url)
     with a, b:
@@ -104,11 +106,14 @@ def test_two_instances_on_postgres_follow_every_reload_and_a_race_ends_on_one_ve
         answers = {}
 
         def race(server, version):
-            answers[version] = requests.post(server.url("/api/apps/calc/reload/"), json={"version": version},
-                                             auth=AUTH, timeout=90)
+            answers[version] = requests.post(
+                server.url("/api/apps/calc/reload/"), json={"version": version}, auth=AUTH, timeout=90
+            )
 
-        racers = [threading.Thread(target=race, args=(a, snapshots[0])),
-                  threading.Thread(target=race, args=(b, snapshots[1]))]
+        racers = [
+            threading.Thread(target=race, args=(a, snapshots[0])),
+            threading.Thread(target=race, args=(b, snapshots[1])),
+        ]
         for t in racers:
             t.start()
         for t in racers:

@@ -1,4 +1,5 @@
 """With REDIS_URL, throttle counters live in Redis: two processes count against one limit."""
+
 import os
 import subprocess
 import sys
@@ -33,9 +34,21 @@ def redis_url():
 
 def test_two_processes_share_the_cache(redis_url, tmp_path):
     tag = uuid.uuid4().hex
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "aiserver.settings", "REDIS_URL": redis_url,
-           "YYAI_DATA_DIR": str(tmp_path)}
-    outputs = [subprocess.run([sys.executable, "manage.py", "shell", "-c", COUNT_ONCE.format(tag=tag)], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=120).stdout.split()[-2:]
-               for _ in range(2)]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "aiserver.settings",
+        "REDIS_URL": redis_url,
+        "YYAI_DATA_DIR": str(tmp_path),
+    }
+    outputs = [
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", COUNT_ONCE.format(tag=tag)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout.split()[-2:]
+        for _ in range(2)
+    ]
     assert outputs == [["RedisCache", "1"], ["RedisCache", "2"]]

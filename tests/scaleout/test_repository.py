@@ -4,6 +4,7 @@ whatever happened to the store between two starts, on a local store and on an S3
 Every check sends requests on fresh connections, so they land on every worker; "every worker" is the
 ``processes`` list of the answers, which counts each live worker whether or not it ever loaded the app.
 """
+
 import shutil
 
 import pytest
@@ -18,8 +19,12 @@ pytestmark = pytest.mark.slow
 
 def answers(servers, path: str, count: int = 40) -> list[requests.Response]:
     """``count`` requests to ``path``, a new connection each, round-robin over ``servers``."""
-    return [requests.post(servers[i % len(servers)].url(path), json=TENSOR, timeout=10) if path.endswith("predict/")
-            else requests.get(servers[i % len(servers)].url(path), timeout=10) for i in range(count)]
+    return [
+        requests.post(servers[i % len(servers)].url(path), json=TENSOR, timeout=10)
+        if path.endswith("predict/")
+        else requests.get(servers[i % len(servers)].url(path), timeout=10)
+        for i in range(count)
+    ]
 
 
 def reload(server, app: str, expect: int = 200) -> dict:
@@ -60,8 +65,9 @@ def test_a_local_store_restored_moved_or_grown_serves_on_every_worker(flat_store
         with (tmp_path / "up.h5").open("wb") as out:
             out.write(modelkit.regressor(tmp_path / "staged" / "up.h5", weight=2.0).read_bytes())
         with (tmp_path / "up.h5").open("rb") as upload:
-            created = requests.post(server.url("/api/apps/uploaded/versions/"), files={"files": upload},
-                                    auth=AUTH, timeout=120)
+            created = requests.post(
+                server.url("/api/apps/uploaded/versions/"), files={"files": upload}, auth=AUTH, timeout=120
+            )
         assert created.status_code == 201 and created.json()["converged"], created.text
         assert len(created.json()["processes"]) == 3
         assert {r.status_code for r in answers([server], "/api/apps/uploaded/predict/")} == {200}
@@ -80,8 +86,7 @@ def test_a_local_store_restored_moved_or_grown_serves_on_every_worker(flat_store
         assert info["target_version"] != target and info["generation"] == generation + 1
         assert versions([server]) == {info["target_version"]} and not info["degraded"]
         history = requests.get(server.url("/api/reloads/?app=calc&trigger=startup"), auth=AUTH, timeout=10).json()
-        assert [(e["from_version"], e["to_version"]) for e in history["results"]] == [(target,
-                                                                                      info["target_version"])]
+        assert [(e["from_version"], e["to_version"]) for e in history["results"]] == [(target, info["target_version"])]
 
 
 def test_an_s3_store_serves_every_instance_from_its_own_cache(tmp_path, postgres_url):
@@ -97,10 +102,12 @@ def test_an_s3_store_serves_every_instance_from_its_own_cache(tmp_path, postgres
         store = s3.bucket()
         put_app(store, "calc", 1.0)
         env = {**s3.env, "YYAI_MODEL_STORE": store.url}
-        a = GunicornServer(store=tmp_path / "unused", data_dir=tmp_path / "a", workers=2, database_url=postgres_url,
-                           env=env)
-        b = GunicornServer(store=tmp_path / "unused", data_dir=tmp_path / "b", workers=2, database_url=postgres_url,
-                           env=env)
+        a = GunicornServer(
+            store=tmp_path / "unused", data_dir=tmp_path / "a", workers=2, database_url=postgres_url, env=env
+        )
+        b = GunicornServer(
+            store=tmp_path / "unused", data_dir=tmp_path / "b", workers=2, database_url=postgres_url, env=env
+        )
         with a, b.start(migrate=False):  # one database: a migrates it
             first = detail(a)["target_version"]
             assert versions([a, b]) == {first}
@@ -111,26 +118,30 @@ def test_an_s3_store_serves_every_instance_from_its_own_cache(tmp_path, postgres
             assert f"calc/.snapshots/{body['new_version']}/.manifest.json" in store.keys("calc/.snapshots/")
 
             # a new instance with an empty cache joins the running fleet
-            c = GunicornServer(store=tmp_path / "unused", data_dir=tmp_path / "c", workers=1,
-                               database_url=postgres_url, env=env)
+            c = GunicornServer(
+                store=tmp_path / "unused", data_dir=tmp_path / "c", workers=1, database_url=postgres_url, env=env
+            )
             with c.start(migrate=False):
                 assert versions([c], 10) == {body["new_version"]}
-                check_new_and_gone_apps([a, b, c], lambda n, w: put_app(store, n, w), lambda n: store.delete(f"{n}/"),
-                                        workers=5)
+                check_new_and_gone_apps(
+                    [a, b, c], lambda n, w: put_app(store, n, w), lambda n: store.delete(f"{n}/"), workers=5
+                )
             target = body["new_version"]
 
         store.delete("calc/")  # restored into the bucket with other files, while nothing runs
         put_app(store, "calc", 5.0)
-        with GunicornServer(store=tmp_path / "unused", data_dir=tmp_path / "a", workers=2,
-                            database_url=postgres_url, env=env).start(migrate=False) as server:
+        with GunicornServer(
+            store=tmp_path / "unused", data_dir=tmp_path / "a", workers=2, database_url=postgres_url, env=env
+        ).start(migrate=False) as server:
             info = detail(server)
             assert info["target_version"] != target and versions([server]) == {info["target_version"]}
             target, generation = info["target_version"], info["generation"]
 
         store.delete("calc/")  # lost, snapshots and all, and the very same files copied back
         put_app(store, "calc", 5.0)
-        with GunicornServer(store=tmp_path / "unused", data_dir=tmp_path / "d", workers=2,
-                            database_url=postgres_url, env=env).start(migrate=False) as server:  # an empty cache
+        with GunicornServer(
+            store=tmp_path / "unused", data_dir=tmp_path / "d", workers=2, database_url=postgres_url, env=env
+        ).start(migrate=False) as server:  # an empty cache
             info = detail(server)
             assert (info["target_version"], info["generation"]) == (target, generation)
             assert versions([server]) == {target} and not info["degraded"]

@@ -1,5 +1,6 @@
 """Chaos: 16 clients predict for 30 s on a real gunicorn (2 workers) while every 2 s a reload
 tries a good, a corrupt or a half-copied version. Zero failed predictions; no response mixes versions."""
+
 import shutil
 import threading
 import time
@@ -36,8 +37,7 @@ def store(tmp_path):
 
 
 def test_predictions_survive_reload_chaos(store, tmp_path):
-    with GunicornServer(store=store, data_dir=tmp_path / "data", workers=2,
-                        env={"GUNICORN_THREADS": "16"}) as server:
+    with GunicornServer(store=store, data_dir=tmp_path / "data", workers=2, env={"GUNICORN_THREADS": "16"}) as server:
         failures, answers, stop = [], {"1": 0, "2": 0}, threading.Event()
         lock = threading.Lock()
 
@@ -45,8 +45,9 @@ def test_predictions_survive_reload_chaos(store, tmp_path):
             session = requests.Session()
             while not stop.is_set():
                 try:
-                    response = session.post(server.url("/api/apps/app/predict/"),
-                                            json={"instances": TENSOR.tolist()}, timeout=30)
+                    response = session.post(
+                        server.url("/api/apps/app/predict/"), json={"instances": TENSOR.tolist()}, timeout=30
+                    )
                     body = response.json()
                     got = [r["value"] for r in body["predictions"][0]]
                     if response.status_code != 200 or got != expected(body["version"]):
@@ -57,8 +58,12 @@ def test_predictions_survive_reload_chaos(store, tmp_path):
                     failures.append(repr(exc))
 
         def reload(version=None):
-            return requests.post(server.url("/api/apps/app/reload/"), auth=("admin", ADMIN_PASSWORD),
-                                 json={} if version is None else {"version": version}, timeout=120)
+            return requests.post(
+                server.url("/api/apps/app/reload/"),
+                auth=("admin", ADMIN_PASSWORD),
+                json={} if version is None else {"version": version},
+                timeout=120,
+            )
 
         threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
         for t in threads:

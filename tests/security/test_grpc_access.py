@@ -1,4 +1,5 @@
 """gRPC is locked down like REST: loopback by default, the REST API's tokens, TLS, capped messages, quiet errors."""
+
 import subprocess
 
 import grpc
@@ -64,9 +65,28 @@ def test_a_login_rule_needs_a_token_of_the_rest_api(store, django_user_model, ru
 
 def test_tls(store, tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server, port = serve(tls=(cert.read_bytes(), key.read_bytes()))
     try:
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())

@@ -1,4 +1,5 @@
 """Hostile model files: refused on reload (old version keeps serving) and on upload (nothing kept)."""
+
 import io
 import subprocess
 import sys
@@ -93,7 +94,9 @@ def test_reload_refuses_and_keeps_serving(store, client, staff_client, tmp_path,
     assert body["code"] == "model_load_failed" and words in body["error"], body["error"]
     after = client.post("/api/apps/calc/predict/", TENSOR, format="json").json()
     assert (after["version"], after["result"] if "result" in after else after["predictions"]) == (
-        before["version"], before["predictions"])
+        before["version"],
+        before["predictions"],
+    )
     assert client.get("/api/apps/calc/").json()["last_error"]
 
 

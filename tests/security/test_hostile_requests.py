@@ -2,6 +2,7 @@
 
 Sent over raw sockets where a client library would refuse to build the request.
 """
+
 import base64
 import http.client
 import json
@@ -51,8 +52,10 @@ def raw(server, request: bytes) -> tuple[int, dict]:
 
 
 def request_bytes(method: str, path: str, body: bytes, content_type: str, extra: str = "") -> bytes:
-    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +67,12 @@ def server(tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside") / "secret.png"
     outside.write_bytes(png())
     (root / "escape.png").symlink_to(outside)
-    env = {"YYAI_IMAGE_ROOT": str(root), "YYAI_MAX_BODY_BYTES": str(4 << 20), "YYAI_MAX_IMAGE_BYTES": str(2 << 20),
-           "YYAI_MAX_ROWS_PER_REQUEST": "8"}
+    env = {
+        "YYAI_IMAGE_ROOT": str(root),
+        "YYAI_MAX_BODY_BYTES": str(4 << 20),
+        "YYAI_MAX_IMAGE_BYTES": str(2 << 20),
+        "YYAI_MAX_ROWS_PER_REQUEST": "8",
+    }
     with GunicornServer(store=store, data_dir=tmp_path_factory.mktemp("data"), env=env) as running:
         running.outside = outside
         yield running
@@ -78,12 +85,20 @@ JSON_CASES = [
     ("number as image", {"image": 7}, 400, "bad_base64"),
     ("list as image", {"image": ["a"]}, 400, "bad_base64"),
     ("truncated png", {"image": b64(png()[:30])}, 415, "not_an_image"),
-    ("truncated jpeg", {"image": b64(cv2.imencode(".jpg", np.zeros((64, 64), np.uint8))[1].tobytes()[:200])},
-     415, "not_an_image"),
+    (
+        "truncated jpeg",
+        {"image": b64(cv2.imencode(".jpg", np.zeros((64, 64), np.uint8))[1].tobytes()[:200])},
+        415,
+        "not_an_image",
+    ),
     ("30000x30000 png header", {"image": b64(png_header(30000, 30000))}, 413, "image_too_large"),
     ("zero-size png", {"image": b64(png_header(0, 0))}, 415, "not_an_image"),
-    ("polyglot: png magic then zip", {"image": b64(b"\x89PNG\r\n\x1a\n" + b"PK\x03\x04" + b"\0" * 64)},
-     415, "not_an_image"),
+    (
+        "polyglot: png magic then zip",
+        {"image": b64(b"\x89PNG\r\n\x1a\n" + b"PK\x03\x04" + b"\0" * 64)},
+        415,
+        "not_an_image",
+    ),
     ("gif", {"image": b64(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")}, 415, "not_an_image"),
     ("huge batch", {"images": [b64(png())] * 9}, 413, "payload_too_large"),
     ("images not a list", {"images": "abc"}, 400, "bad_input"),
@@ -110,27 +125,66 @@ RAW_CASES = [
     ("malformed json", request_bytes("POST", PREDICT, b'{"image": ', "application/json"), 400, "malformed_body"),
     ("json array", request_bytes("POST", PREDICT, b"[1, 2]", "application/json"), 400, "bad_input"),
     ("json string", request_bytes("POST", PREDICT, b'"x"', "application/json"), 400, "bad_input"),
-    ("invalid utf-8 json", request_bytes("POST", PREDICT, b'{"image": "\xff\xfe"}', "application/json"), 400,
-     "malformed_body"),
-    ("truncated multipart: img becomes text", request_bytes(
-        "POST", PREDICT, b"--x\r\nContent-Disposition: form-data; name=\"img\"\r\n\r\ntrunc",
-        "multipart/form-data; boundary=x"), 400, "bad_base64"),
-    ("multipart without boundary", request_bytes("POST", PREDICT, b"abc", "multipart/form-data"), 400, "malformed_body"),
-    ("unsupported content type", request_bytes("POST", PREDICT, b"\x00\x01", "application/octet-stream"), 415,
-     "unsupported_media_type"),
+    (
+        "invalid utf-8 json",
+        request_bytes("POST", PREDICT, b'{"image": "\xff\xfe"}', "application/json"),
+        400,
+        "malformed_body",
+    ),
+    (
+        "truncated multipart: img becomes text",
+        request_bytes(
+            "POST",
+            PREDICT,
+            b'--x\r\nContent-Disposition: form-data; name="img"\r\n\r\ntrunc',
+            "multipart/form-data; boundary=x",
+        ),
+        400,
+        "bad_base64",
+    ),
+    (
+        "multipart without boundary",
+        request_bytes("POST", PREDICT, b"abc", "multipart/form-data"),
+        400,
+        "malformed_body",
+    ),
+    (
+        "unsupported content type",
+        request_bytes("POST", PREDICT, b"\x00\x01", "application/octet-stream"),
+        415,
+        "unsupported_media_type",
+    ),
     ("xml", request_bytes("POST", PREDICT, b"<a/>", "application/xml"), 415, "unsupported_media_type"),
-    ("body over the limit", request_bytes("POST", PREDICT, b"", "application/json").replace(
-        b"Content-Length: 0", f"Content-Length: {8 << 20}".encode()), 413, "payload_too_large"),
+    (
+        "body over the limit",
+        request_bytes("POST", PREDICT, b"", "application/json").replace(
+            b"Content-Length: 0", f"Content-Length: {8 << 20}".encode()
+        ),
+        413,
+        "payload_too_large",
+    ),
     ("wrong method", request_bytes("DELETE", PREDICT, b"", "application/json"), 405, "method_not_allowed"),
     ("unknown app", request_bytes("POST", "/api/apps/nope/predict/", b"{}", "application/json"), 404, "app_not_found"),
-    ("invalid app name", request_bytes("POST", "/api/apps/..%2f..%2fetc/predict/", b"{}", "application/json"), 404,
-     "not_found"),
+    (
+        "invalid app name",
+        request_bytes("POST", "/api/apps/..%2f..%2fetc/predict/", b"{}", "application/json"),
+        404,
+        "not_found",
+    ),
     ("unknown url", request_bytes("GET", "/wp-admin/setup.php", b"", "text/plain"), 404, "not_found"),
     ("unknown app in the seed namespace", request_bytes("GET", "/wp-admin/", b"", "text/plain"), 404, "app_not_found"),
-    ("reload without auth", request_bytes("POST", "/api/apps/calc/reload/", b"{}", "application/json"), 401,
-     "not_authenticated"),
-    ("reload with bad basic auth", request_bytes("POST", "/api/apps/calc/reload/", b"{}", "application/json",
-                                        "Authorization: Basic Ym9ndXM=\r\n"), 401, "authentication_failed"),
+    (
+        "reload without auth",
+        request_bytes("POST", "/api/apps/calc/reload/", b"{}", "application/json"),
+        401,
+        "not_authenticated",
+    ),
+    (
+        "reload with bad basic auth",
+        request_bytes("POST", "/api/apps/calc/reload/", b"{}", "application/json", "Authorization: Basic Ym9ndXM=\r\n"),
+        401,
+        "authentication_failed",
+    ),
 ]
 
 

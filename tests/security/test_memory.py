@@ -7,6 +7,7 @@ server collects after each reload drains (yyai.process_registry.release_when_idl
 script does the same after each reload, so what grows is a version that is
 still referenced, or native memory that is never given back: a leak.
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +48,13 @@ print(sum(isinstance(o, ServingVersion) for o in gc.get_objects()), after_10, rs
 
 def test_rss_flat_over_100_reloads(tmp_path):
     (tmp_path / "app").mkdir()
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2], timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     versions, after_10, after_100 = map(int, done.stdout.split()[-3:])
     assert versions == 1, f"{versions} versions alive after 100 reloads; only the serving one should be"
@@ -106,8 +112,13 @@ def test_admission_by_bytes_bounds_memory(budget_mb, refused_some):
     stays near it and the rest are refused at once (503); without one (a 1 TB budget) they all wait, and the
     peak holds most of them. The model waits for the last client, so how fast this machine prepares does not
     matter; the peak is counted from the start of the run (VmHWM reset), not from the imports' own peak."""
-    done = subprocess.run([sys.executable, "-c", ADMISSION, str(budget_mb << 20)], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2], timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", ADMISSION, str(budget_mb << 20)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     refused, peak_mb = map(int, done.stdout.split()[-2:])
     if refused_some:

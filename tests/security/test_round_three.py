@@ -2,6 +2,7 @@
 model itself refuses, limits checked before work, reserved names, and faults of the environment (a full disk, a
 locked database). After each class the server is checked healthy and still serving the right answers.
 """
+
 import json
 import os
 import shutil
@@ -74,17 +75,32 @@ def error(response, status: int, code: str | None = None) -> dict:
 
 # -- 1. server paths ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, status, code", [
-    ("sub/x.png", 200, None),
-    ("loop1", 400, "bad_input"), ("self", 400, "bad_input"), ("self/x.png", 400, "bad_input"),
-    ("x" * 300 + ".png", 400, "bad_input"), ("a/" * 2000 + "x.png", 400, "bad_input"),
-    ("\udc80\udcff.png", 404, "path_not_found"), ("caf\u00e9/\U0001f600.png", 404, "path_not_found"),
-    ("sub", 404, "path_not_found"), ("sub/", 404, "path_not_found"), (".", 404, "path_not_found"),
-    ("fifo", 404, "path_not_found"), ("fifo/x", 404, "path_not_found"), ("sub/x.png/..", 404, "path_not_found"),
-    ("out/passwd", 403, "path_outside_root"), ("../" * 40 + "etc/passwd", 403, "path_outside_root"),
-    ("/etc/passwd", 403, "path_outside_root"), ("sub/../../x", 403, "path_outside_root"),
-    ("line\nbreak", 404, "path_not_found"), ("x\x00.png", 400, "bad_input"),
-])
+
+@pytest.mark.parametrize(
+    "path, status, code",
+    [
+        ("sub/x.png", 200, None),
+        ("loop1", 400, "bad_input"),
+        ("self", 400, "bad_input"),
+        ("self/x.png", 400, "bad_input"),
+        ("x" * 300 + ".png", 400, "bad_input"),
+        ("a/" * 2000 + "x.png", 400, "bad_input"),
+        ("\udc80\udcff.png", 404, "path_not_found"),
+        ("caf\u00e9/\U0001f600.png", 404, "path_not_found"),
+        ("sub", 404, "path_not_found"),
+        ("sub/", 404, "path_not_found"),
+        (".", 404, "path_not_found"),
+        ("fifo", 404, "path_not_found"),
+        ("fifo/x", 404, "path_not_found"),
+        ("sub/x.png/..", 404, "path_not_found"),
+        ("out/passwd", 403, "path_outside_root"),
+        ("../" * 40 + "etc/passwd", 403, "path_outside_root"),
+        ("/etc/passwd", 403, "path_outside_root"),
+        ("sub/../../x", 403, "path_outside_root"),
+        ("line\nbreak", 404, "path_not_found"),
+        ("x\x00.png", 400, "bad_input"),
+    ],
+)
 def test_every_image_path_is_an_answer_never_a_500(server, path, status, code):
     started = time.monotonic()
     response = requests.post(server.url("/api/apps/calc/predict/"), json={"imgPath": path}, timeout=10)
@@ -103,6 +119,7 @@ def test_the_paths_left_the_server_healthy(server):
 
 
 # -- 2. inputs the model refuses ----------------------------------------------------------------------
+
 
 def test_a_token_id_past_the_table_is_400_and_its_neighbours_are_served(server):
     good, bad = {"instances": [[1, 2, 3, 4, 5]]}, {"instances": [[1, 2, 3, 4, 999]]}
@@ -126,24 +143,36 @@ def test_a_token_id_past_the_table_is_400_and_its_neighbours_are_served(server):
 
 # -- 3. limits before work ----------------------------------------------------------------------------
 
+
 def test_five_million_empty_bytes_elements_are_refused_from_the_header(server):
     count = 5_200_000
-    header = {"inputs": [{"name": "ids", "shape": [count], "datatype": "BYTES",
-                          "parameters": {"binary_data_size": 4 * count}}]}
+    header = {
+        "inputs": [
+            {"name": "ids", "shape": [count], "datatype": "BYTES", "parameters": {"binary_data_size": 4 * count}}
+        ]
+    }
     head = json.dumps(header).encode()
     body = head + struct.pack("<I", 0) * count
     for _ in range(2):
         started = time.monotonic()
-        response = requests.post(server.url("/v2/models/tokens/infer"), data=body, timeout=10,
-                                 headers={"Inference-Header-Content-Length": str(len(head)),
-                                          "Content-Type": "application/octet-stream"})
+        response = requests.post(
+            server.url("/v2/models/tokens/infer"),
+            data=body,
+            timeout=10,
+            headers={"Inference-Header-Content-Length": str(len(head)), "Content-Type": "application/octet-stream"},
+        )
         assert "limit" in error(response, 413)["error"]  # KServe's own error shape: no code
         print(f"refused in {time.monotonic() - started:.3f} s")
-    lying = {"inputs": [{"name": "ids", "shape": [1], "datatype": "BYTES",
-                         "parameters": {"binary_data_size": 4 * count}}]}
+    lying = {
+        "inputs": [{"name": "ids", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 4 * count}}]
+    }
     head = json.dumps(lying).encode()
-    response = requests.post(server.url("/v2/models/tokens/infer"), data=head + struct.pack("<I", 0) * count,
-                             timeout=10, headers={"Inference-Header-Content-Length": str(len(head))})
+    response = requests.post(
+        server.url("/v2/models/tokens/infer"),
+        data=head + struct.pack("<I", 0) * count,
+        timeout=10,
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
     assert "more BYTES elements" in error(response, 400)["error"]
     many = {"instances": [""] * 1_000_000}
     started = time.monotonic()
@@ -154,17 +183,20 @@ def test_five_million_empty_bytes_elements_are_refused_from_the_header(server):
 
 # -- 5. reserved names --------------------------------------------------------------------------------
 
+
 def test_an_upload_may_not_take_a_route_name(server, tmp_path):
     model = modelkit.regressor(tmp_path / "m.h5", weight=1.0).read_bytes()
     for name in ("admin", "metrics", "v2"):
-        response = requests.post(server.url(f"/api/apps/{name}/versions/"), files={"files": ("m.h5", model)},
-                                 auth=AUTH, timeout=60)
+        response = requests.post(
+            server.url(f"/api/apps/{name}/versions/"), files={"files": ("m.h5", model)}, auth=AUTH, timeout=60
+        )
         assert "own routes" in error(response, 400)["error"]
         assert not (server.store / name).exists()
     assert requests.get(server.url("/admin/login/"), timeout=10).status_code == 200
 
 
 # -- 6. faults of the environment ---------------------------------------------------------------------
+
 
 def fill(disk, leave: int = 8 << 10):
     """Fill the small disk until ``leave`` bytes are free; returns the filler to delete."""
@@ -177,16 +209,25 @@ def fill(disk, leave: int = 8 << 10):
 
 def test_a_full_disk_during_a_snapshot_and_an_upload_is_507_naming_the_app(server, disk, tmp_path):
     before = requests.get(server.url("/api/apps/calc/"), timeout=10).json()["version"]
-    shutil.copy(modelkit.regressor(tmp_path / "new.h5", weight=2.0, input_shape=(32, 32, 1)),
-                server.store / "calc" / "m.h5")
+    shutil.copy(
+        modelkit.regressor(tmp_path / "new.h5", weight=2.0, input_shape=(32, 32, 1)), server.store / "calc" / "m.h5"
+    )
     filler = fill(disk)
     try:
-        body = error(requests.post(server.url("/api/apps/calc/reload/"), json={}, auth=AUTH, timeout=60), 507,
-                     "insufficient_storage")
+        body = error(
+            requests.post(server.url("/api/apps/calc/reload/"), json={}, auth=AUTH, timeout=60),
+            507,
+            "insufficient_storage",
+        )
         assert "app 'calc'" in body["error"] and "no space" in body["error"]
         upload = modelkit.regressor(tmp_path / "up.h5", weight=3.0, input_shape=(64, 64, 1)).read_bytes()
-        body = error(requests.post(server.url("/api/apps/calc/versions/"), files={"files": ("up.h5", upload)},
-                                   auth=AUTH, timeout=60), 507, "insufficient_storage")
+        body = error(
+            requests.post(
+                server.url("/api/apps/calc/versions/"), files={"files": ("up.h5", upload)}, auth=AUTH, timeout=60
+            ),
+            507,
+            "insufficient_storage",
+        )
         assert "app 'calc'" in body["error"]
         leftovers = [p.name for p in (server.store / "calc").rglob("*") if p.name.startswith((".tmp-", ".staging-"))]
         assert leftovers == [] and not any(p.name.isdigit() for p in (server.store / "calc").iterdir())
@@ -291,8 +332,10 @@ def test_postgres_away_is_503_while_predicts_go_on(tmp_path):
             through = url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{relay.port}/")
             with GunicornServer(store=store, data_dir=tmp_path / "data", workers=2, database_url=through) as server:
                 relay.cut()  # the database is away
-                for response in (requests.post(server.url("/api/apps/calc/reload/"), json={}, auth=AUTH, timeout=60),
-                                 requests.get(server.url("/api/apps/calc/"), timeout=60)):
+                for response in (
+                    requests.post(server.url("/api/apps/calc/reload/"), json={}, auth=AUTH, timeout=60),
+                    requests.get(server.url("/api/apps/calc/"), timeout=60),
+                ):
                     error(response, 503, "database_unavailable")
                     assert response.headers["Retry-After"]
                 for _ in range(4):

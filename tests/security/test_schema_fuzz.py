@@ -2,6 +2,7 @@
 
 Every operation of /api/schema/ gets generated requests (valid and invalid), sent as staff.
 """
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -30,8 +31,12 @@ def server(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     modelkit.regressor(store / "calc" / "m.h5", weight=1.0)
     (store / "calc" / "app.toml").write_text('[input]\ncolor = "gray"\n')
-    env = {"YYAI_VALIDATE_ISOLATED": "0", "YYAI_THROTTLE_RELOAD": "", "YYAI_THROTTLE_UPLOAD": "",
-           "YYAI_THROTTLE_TOKEN": ""}
+    env = {
+        "YYAI_VALIDATE_ISOLATED": "0",
+        "YYAI_THROTTLE_RELOAD": "",
+        "YYAI_THROTTLE_UPLOAD": "",
+        "YYAI_THROTTLE_TOKEN": "",
+    }
     with GunicornServer(store=store, data_dir=tmp_path_factory.mktemp("data"), env=env) as running:
         yield running
 
@@ -44,9 +49,15 @@ def operations(server):
 
 def test_every_operation_conforms(server):
     ops = operations(server)
-    assert {op.path for op in ops} >= {"/api/apps/", "/api/apps/{app}/predict/", "/api/apps/{app}/reload/",
-                                       "/api/apps/{app}/versions/", "/api/reloads/"}
+    assert {op.path for op in ops} >= {
+        "/api/apps/",
+        "/api/apps/{app}/predict/",
+        "/api/apps/{app}/reload/",
+        "/api/apps/{app}/versions/",
+        "/api/reloads/",
+    }
     for op in ops:
+
         @given(case=op.as_strategy())
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case):

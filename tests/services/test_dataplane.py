@@ -28,8 +28,7 @@ def test_targets_versions_and_inputs_are_checked(store):
 
 def test_parse_target():
     assert dataplane.parse_target("calc") == dataplane.Target(name="calc", app="calc")
-    assert dataplane.parse_target("calc.b.keras") == dataplane.Target(name="calc.b.keras", app="calc",
-                                                                       model="b.keras")
+    assert dataplane.parse_target("calc.b.keras") == dataplane.Target(name="calc.b.keras", app="calc", model="b.keras")
 
 
 def test_readiness_lists_every_app(store):

@@ -1,4 +1,5 @@
 """yyai.services.predictions without HTTP: the canonical answer, on the event loop's path too."""
+
 import asyncio
 import threading
 

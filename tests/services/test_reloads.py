@@ -1,4 +1,5 @@
 """yyai.services.reloads without HTTP: rows, generations, events and the one version everywhere."""
+
 import pytest
 
 from tests import modelkit

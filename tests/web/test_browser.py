@@ -4,6 +4,7 @@ Skipped (with the reason) when Chromium is missing; ``make browser`` installs
 it. With ``YYAI_REQUIRE_BROWSER=1`` a missing Chromium fails instead, so CI
 cannot pass by skipping. Screenshots go to ``test-artifacts/``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,8 +17,16 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.modelkit import png_bytes
 
 CHROMIUM = Path(os.environ.get("YYAI_CHROMIUM", "/usr/bin/chromium"))
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -72,7 +81,9 @@ def drop_file(page: Page, selector: str, data: bytes, name: str, mime: str) -> N
             const transfer = new DataTransfer();
             transfer.items.add(new File([bytes], name, {type: mime}));
             return transfer;
-        }""", [base64.b64encode(data).decode(), name, mime])
+        }""",
+        [base64.b64encode(data).decode(), name, mime],
+    )
     page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 

@@ -1,4 +1,5 @@
 """The web page, server side: what it lists, who sees what, the sample image route."""
+
 import json
 
 import pytest
@@ -9,8 +10,9 @@ pytestmark = pytest.mark.django_db
 def page_data(response) -> dict:
     html = response.content.decode()
     start = html.index('<script id="page-data" type="application/json">') + len(
-        '<script id="page-data" type="application/json">')
-    return json.loads(html[start:html.index("</script>", start)])
+        '<script id="page-data" type="application/json">'
+    )
+    return json.loads(html[start : html.index("</script>", start)])
 
 
 def test_lists_apps_with_state_version_and_models(client, store):
@@ -21,8 +23,11 @@ def test_lists_apps_with_state_version_and_models(client, store):
         assert text in html
     data = page_data(response)
     assert data["apps"]["calc"] == {
-        "predict_url": "/api/apps/calc/predict/", "reload_url": "/api/apps/calc/reload/",
-        "sample_url": "/samples/calc", "has_sample": True, "labels": None,
+        "predict_url": "/api/apps/calc/predict/",
+        "reload_url": "/api/apps/calc/reload/",
+        "sample_url": "/samples/calc",
+        "has_sample": True,
+        "labels": None,
     }
     assert data["apps"]["cls"]["labels"] == ["x", "y", "z"]
     assert data["apps"]["cls"]["has_sample"] is False
@@ -31,7 +36,7 @@ def test_lists_apps_with_state_version_and_models(client, store):
 def test_no_cdn_only_local_assets(client, store):
     html = client.get("/").content.decode()
     assert "http://" not in html and "https://" not in html
-    assert '/static/yyai/app.js' in html and '/static/yyai/app.css' in html
+    assert "/static/yyai/app.js" in html and "/static/yyai/app.css" in html
 
 
 def test_anonymous_sees_no_reload_controls(client, store):

@@ -1,4 +1,5 @@
 """HTTP basic authentication that answers 429 when failed logins locked the user or the client out (yyai.auth)."""
+
 from __future__ import annotations
 
 from rest_framework import authentication

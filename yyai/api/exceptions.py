@@ -4,6 +4,7 @@ What a failure means (status, code, message, headers) is decided once, in
 :mod:`yyai.http_errors`; this module adds Django's and DRF's exceptions to it
 and renders the result. Nothing here ever puts a stack trace in a response.
 """
+
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
@@ -14,8 +15,12 @@ from rest_framework.response import Response
 
 from yyai.http_errors import INTERNAL, Failure, error_body, failure_of
 
-DATABASE_UNAVAILABLE = Failure(503, "database_unavailable", "the database cannot be reached or stayed locked; "
-                               "predictions go on, retry this in a few seconds", {"Retry-After": "5"})
+DATABASE_UNAVAILABLE = Failure(
+    503,
+    "database_unavailable",
+    "the database cannot be reached or stayed locked; predictions go on, retry this in a few seconds",
+    {"Retry-After": "5"},
+)
 
 DRF_CODES = {
     drf.ParseError: "malformed_body",
@@ -96,8 +101,9 @@ def _drf_code(exc: drf.APIException) -> str:
 def _drf_message(exc: drf.APIException) -> str:
     detail = exc.detail
     if isinstance(detail, dict):
-        return "; ".join(f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}"
-                         for key, value in detail.items())
+        return "; ".join(
+            f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}" for key, value in detail.items()
+        )
     if isinstance(detail, list):
         return " ".join(map(str, detail))
     return str(detail)
@@ -115,8 +121,12 @@ def permission_denied_view(request, exception=None):
 
 def csrf_failure_view(request, reason=""):
     """CSRF_FAILURE_VIEW: a write made with a session cookie but without its CSRF token."""
-    return json_error("CSRF check failed: a request made with a session cookie needs the X-CSRFToken header "
-                      "(or use token or basic authentication)", "csrf_failed", 403)
+    return json_error(
+        "CSRF check failed: a request made with a session cookie needs the X-CSRFToken header "
+        "(or use token or basic authentication)",
+        "csrf_failed",
+        403,
+    )
 
 
 def not_found_view(request, exception=None):
@@ -136,8 +146,9 @@ def json_methods(*methods: str):
     def decorate(view):
         def wrapped(request, *args, **kwargs):
             if request.method not in methods:
-                return json_error(f"{request.path} only answers {allowed}", "method_not_allowed", 405,
-                                  {"Allow": allowed})
+                return json_error(
+                    f"{request.path} only answers {allowed}", "method_not_allowed", 405, {"Allow": allowed}
+                )
             return view(request, *args, **kwargs)
 
         wrapped.__name__, wrapped.__doc__ = view.__name__, view.__doc__

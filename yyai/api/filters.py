@@ -1,4 +1,5 @@
 """django-filter filter sets for the list endpoints."""
+
 import django_filters
 
 from yyai.models import ModelApp, ReloadEvent
@@ -8,8 +9,11 @@ from yyai.selectors import names_in_state
 
 class ModelAppFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
-    state = django_filters.ChoiceFilter(choices=[(s.value, s.value) for s in State], method="filter_state",
-                                        help_text="Runtime state in the answering process.")
+    state = django_filters.ChoiceFilter(
+        choices=[(s.value, s.value) for s in State],
+        method="filter_state",
+        help_text="Runtime state in the answering process.",
+    )
 
     class Meta:
         model = ModelApp

@@ -15,6 +15,7 @@ entry per image.
 Limits are checked before the expensive step: the byte size of an upload or a
 base64 string before decoding, the number of images before any decoding.
 """
+
 from __future__ import annotations
 
 import errno
@@ -38,8 +39,9 @@ MAX_PATH_BYTES, MAX_NAME_BYTES = 1024, 255  # imgPath: the whole, and one name i
 FILE_FIELDS = ("img", "image")
 IMAGE_KEYS = ("img", "image", "images", "imgPath")
 KEYS = (*IMAGE_KEYS, "instances", "inputs")
-HINT = ("send one of: multipart file 'img' or 'image', JSON 'image' or 'images' (base64), 'imgPath', "
-        "'instances', 'inputs'")
+HINT = (
+    "send one of: multipart file 'img' or 'image', JSON 'image' or 'images' (base64), 'imgPath', 'instances', 'inputs'"
+)
 SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -87,10 +89,14 @@ def parse_predict_input(data: Any, files: Mapping[str, Any]) -> PredictInput:
         if not isinstance(value, list) or not value:
             raise ApiError("'images' must be a non-empty list of base64 strings", code="bad_input")
         if len(value) > yyai_settings.MAX_ROWS_PER_REQUEST:
-            raise ApiError(f"'images' has {len(value)} items; the limit is {yyai_settings.MAX_ROWS_PER_REQUEST}",
-                           code="payload_too_large", status=413)
-        return PredictInput(images=[_b64(item, f"images[{i}]") for i, item in enumerate(value)], inputs=inputs,
-                            many=True)
+            raise ApiError(
+                f"'images' has {len(value)} items; the limit is {yyai_settings.MAX_ROWS_PER_REQUEST}",
+                code="payload_too_large",
+                status=413,
+            )
+        return PredictInput(
+            images=[_b64(item, f"images[{i}]") for i, item in enumerate(value)], inputs=inputs, many=True
+        )
     return PredictInput(images=[read_image_path(value)], inputs=inputs)
 
 
@@ -100,8 +106,9 @@ def _inputs_field(value: Any, *, form: bool) -> Any:
         try:
             value = bounded_json.loads(value, max_depth=yyai_settings.MAX_JSON_DEPTH)
         except bounded_json.JSONError as exc:
-            raise ApiError(f"the 'inputs' field must hold JSON, an object naming the inputs: {exc}",
-                           code="bad_input") from None
+            raise ApiError(
+                f"the 'inputs' field must hold JSON, an object naming the inputs: {exc}", code="bad_input"
+            ) from None
     if value is None:
         raise ApiError("'inputs' must be an object naming the inputs, or a tensor", code="bad_input")
     return value
@@ -116,8 +123,9 @@ def read_image_path(value: Any) -> bytes:
     """
     root = yyai_settings.IMAGE_ROOT
     if root is None:
-        raise ApiError("'imgPath' is disabled on this server (YYAI_IMAGE_ROOT is not set)",
-                       code="image_path_disabled", status=403)
+        raise ApiError(
+            "'imgPath' is disabled on this server (YYAI_IMAGE_ROOT is not set)", code="image_path_disabled", status=403
+        )
     try:
         return _read_image_path(root, value)
     except ApiError as exc:
@@ -133,8 +141,9 @@ def _read_image_path(root: Path, value: Any) -> bytes:
     except UnicodeError:
         raise ApiError("'imgPath' is not a valid file name (it cannot be encoded)", code="bad_input") from None
     if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
-        raise ApiError(f"'imgPath' is too long (at most {MAX_PATH_BYTES} bytes, {MAX_NAME_BYTES} per name)",
-                       code="bad_input")
+        raise ApiError(
+            f"'imgPath' is too long (at most {MAX_PATH_BYTES} bytes, {MAX_NAME_BYTES} per name)", code="bad_input"
+        )
     outside = ApiError("'imgPath' points outside the image root", code="path_outside_root", status=403)
     if not Path(os.path.normpath(root / value)).is_relative_to(root):
         raise outside  # before anything outside the root is asked of the disk
@@ -144,8 +153,7 @@ def _read_image_path(root: Path, value: Any) -> bytes:
     except (FileNotFoundError, NotADirectoryError):
         raise missing from None
     except OSError as exc:  # a symlink loop, a name the file system refuses, no permission
-        raise ApiError(f"imgPath '{value}' cannot be resolved: {exc.strerror or 'refused'}",
-                       code="bad_input") from None
+        raise ApiError(f"imgPath '{value}' cannot be resolved: {exc.strerror or 'refused'}", code="bad_input") from None
     if not path.is_relative_to(root):
         raise outside
     try:
@@ -153,8 +161,9 @@ def _read_image_path(root: Path, value: Any) -> bytes:
     except IsADirectoryError:
         raise missing from None
     except PermissionError:
-        raise ApiError(f"imgPath '{value}' cannot be read by the server", code="path_not_readable",
-                       status=403) from None
+        raise ApiError(
+            f"imgPath '{value}' cannot be read by the server", code="path_not_readable", status=403
+        ) from None
     except OSError as exc:
         raise ApiError(f"imgPath '{value}' cannot be read: {exc.strerror or 'refused'}", code="bad_input") from None
 
@@ -168,8 +177,11 @@ def sample_image(app_dir: Path) -> bytes:
     """The bytes of :func:`sample_path`; ApiError 404 when the app has none."""
     path = sample_path(app_dir)
     if path is None:
-        raise ApiError(f"app '{app_dir.name}' has no sample image (sample.jpg, sample.png, ...); POST an image "
-                       f"instead", code="no_sample", status=404)
+        raise ApiError(
+            f"app '{app_dir.name}' has no sample image (sample.jpg, sample.png, ...); POST an image instead",
+            code="no_sample",
+            status=404,
+        )
     return _read_limited(path)
 
 

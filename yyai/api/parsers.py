@@ -1,4 +1,5 @@
 """DRF's JSON parser with the nesting depth bounded (:mod:`yyai.bounded_json`): too deep is a 400, not a 500."""
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -1,5 +1,6 @@
 """Who may predict (the YYAI_PREDICT_PERMISSION setting: any | authenticated | staff), and who may change
 users and groups (superusers only)."""
+
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from yyai.conf import yyai_settings

@@ -1,4 +1,5 @@
 """DRF serializers: the shapes of what the API reads and writes."""
+
 from __future__ import annotations
 
 from django.contrib.auth.models import Group, User
@@ -96,8 +97,9 @@ class AppSerializer(serializers.Serializer):
 class ReloadRequestSerializer(serializers.Serializer):
     """Body of POST reload: optional version pin and whether to wait for a running reload."""
 
-    version = serializers.RegexField(r"^(\d{1,18}|latest|[0-9a-f]{12})$", required=False,
-                                     help_text='A version number to pin, or "latest" to unpin.')
+    version = serializers.RegexField(
+        r"^(\d{1,18}|latest|[0-9a-f]{12})$", required=False, help_text='A version number to pin, or "latest" to unpin.'
+    )
     wait = serializers.BooleanField(default=True, help_text="false: answer 409 if a reload is already running.")
 
     def to_internal_value(self, data):
@@ -109,10 +111,15 @@ class ReloadRequestSerializer(serializers.Serializer):
 class UploadSerializer(serializers.Serializer):
     """Body of POST versions (multipart): the model files of one new version."""
 
-    files = serializers.ListField(child=serializers.FileField(), allow_empty=False, min_length=1,
-                                  help_text="Model files (.h5, .keras); repeat the field for each file.")
-    manifest = serializers.FileField(required=False, help_text="Optional app.toml for this version "
-                                                               "(field 'app.toml' or 'manifest').")
+    files = serializers.ListField(
+        child=serializers.FileField(),
+        allow_empty=False,
+        min_length=1,
+        help_text="Model files (.h5, .keras); repeat the field for each file.",
+    )
+    manifest = serializers.FileField(
+        required=False, help_text="Optional app.toml for this version (field 'app.toml' or 'manifest')."
+    )
     activate = serializers.BooleanField(default=True, help_text="false: store and validate, serve at the next reload.")
 
     def to_internal_value(self, data):
@@ -128,8 +135,21 @@ class ReloadEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ReloadEvent
-        fields = ["id", "app", "from_version", "to_version", "trigger", "user", "status", "error", "note",
-                  "duration_ms", "host", "pid", "created_at"]
+        fields = [
+            "id",
+            "app",
+            "from_version",
+            "to_version",
+            "trigger",
+            "user",
+            "status",
+            "error",
+            "note",
+            "duration_ms",
+            "host",
+            "pid",
+            "created_at",
+        ]
 
 
 class UserSerializer(serializers.HyperlinkedModelSerializer):

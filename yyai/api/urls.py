@@ -1,4 +1,5 @@
 """Canonical API routes under /api/."""
+
 from django.urls import include, path
 from rest_framework import permissions, routers
 

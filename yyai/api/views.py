@@ -1,4 +1,5 @@
 """API views: parse the request, call one service or selector, respond. Nothing else."""
+
 from __future__ import annotations
 
 from django.contrib.auth.models import Group, User
@@ -71,8 +72,9 @@ class AppViewSet(viewsets.GenericViewSet):
 
     def retrieve(self, request: Request, app: str) -> Response:
         get_registry().get(app)  # AppNotFound (404) before any database access
-        return Response(self.get_serializer(selectors.app_status(app=self.get_object(),
-                                                                 staff=request.user.is_staff)).data)
+        return Response(
+            self.get_serializer(selectors.app_status(app=self.get_object(), staff=request.user.is_staff)).data
+        )
 
     def perform_authentication(self, request: Request) -> None:
         """Authenticate lazily for predict when anyone may predict (DRF's eager lookup costs ~0.2 ms)."""
@@ -96,14 +98,19 @@ class AppViewSet(viewsets.GenericViewSet):
         """Reload the app from disk; answers after the swap. Body: ``{"version": N | "latest", "wait": bool}``."""
         params = ReloadRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        outcome = services.reload_app(app=app, version=params.validated_data.get("version"), user=request.user,
-                                      wait=params.validated_data["wait"])
+        outcome = services.reload_app(
+            app=app, version=params.validated_data.get("version"), user=request.user, wait=params.validated_data["wait"]
+        )
         return Response(*reload_answer(outcome))
 
     def reload_needs_post(self, request: Request, app: str) -> Response:
         """GET of the seed's ``/<app>_loadmodel/``: safe methods change nothing, so 405 with the way to do it."""
-        raise ApiError(f"a reload changes what serves, so it takes POST: curl -X POST -u <staff user> "
-                       f"{request.build_absolute_uri()}", code="method_not_allowed", status=405)
+        raise ApiError(
+            f"a reload changes what serves, so it takes POST: curl -X POST -u <staff user> "
+            f"{request.build_absolute_uri()}",
+            code="method_not_allowed",
+            status=405,
+        )
 
     @action(detail=True, methods=["post"], serializer_class=UploadSerializer, parser_classes=[MultiPartParser])
     def versions(self, request: Request, app: str) -> Response:
@@ -112,9 +119,12 @@ class AppViewSet(viewsets.GenericViewSet):
         params.is_valid(raise_exception=True)
         manifest = params.validated_data.get("manifest")
         result = services.upload_version(
-            app=app, files=[(f.name, f) for f in params.validated_data["files"]],
-            manifest=manifest.read() if manifest else None, activate=params.validated_data["activate"],
-            user=request.user)
+            app=app,
+            files=[(f.name, f) for f in params.validated_data["files"]],
+            manifest=manifest.read() if manifest else None,
+            activate=params.validated_data["activate"],
+            user=request.user,
+        )
         body = {
             "app": result.app,
             "version": str(result.version),
@@ -125,8 +135,10 @@ class AppViewSet(viewsets.GenericViewSet):
         if result.reload is None:
             return Response(body, status=201)
         fleet, status = reload_answer(result.reload)
-        return Response({**body, "processes": fleet["processes"], "converged": fleet["converged"]},
-                        status=201 if status == 200 else status)
+        return Response(
+            {**body, "processes": fleet["processes"], "converged": fleet["converged"]},
+            status=201 if status == 200 else status,
+        )
 
 
 def reload_answer(outcome: services.ReloadOutcome) -> tuple[dict, int]:
@@ -135,8 +147,10 @@ def reload_answer(outcome: services.ReloadOutcome) -> tuple[dict, int]:
     ReloadSuperseded when a newer reload replaced it meanwhile."""
     report, fleet = outcome.report, outcome.fleet
     if fleet is not None and fleet.superseded_by:
-        raise ReloadSuperseded(f"a newer reload of app '{report.app}' (generation {fleet.superseded_by}) replaced "
-                               f"this one before every process served {report.new_version}")
+        raise ReloadSuperseded(
+            f"a newer reload of app '{report.app}' (generation {fleet.superseded_by}) replaced "
+            f"this one before every process served {report.new_version}"
+        )
     body = {
         "app": report.app,
         "old_version": report.old_version,
@@ -148,8 +162,11 @@ def reload_answer(outcome: services.ReloadOutcome) -> tuple[dict, int]:
         "processes": fleet.processes if fleet is not None else [],
     }
     if outcome.removed:
-        body.update(removed=True, message=f"app '{report.app}' is gone from the repository: it was removed from "
-                                          f"every process, every list, the admin and the web page")
+        body.update(
+            removed=True,
+            message=f"app '{report.app}' is gone from the repository: it was removed from "
+            f"every process, every list, the admin and the web page",
+        )
     if fleet is not None and not fleet.converged:
         body["lagging"] = fleet.lagging
     return body, 200 if body["converged"] else 202

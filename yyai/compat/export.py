@@ -8,6 +8,7 @@ model is already a SavedModel is copied as it is, every signature included.
 Preprocessing of images (resize, color, scale) is not part of the graph: send
 tensors, as with any TF Serving model.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,9 +38,14 @@ class _AppModule(tf.Module):
         self.keep = [model.keep for model in version.models]
         self._calls = [_graph_call(model) for model in version.models]
         self._names = output_map(version, Target(name=version.spec.name, app=version.spec.name), signature)
-        specs = {s.name: tf.TensorSpec(((None,) if signature.batched else ()) + tuple(s.shape or ()),
-                                       tf.string if s.dtype == "string" else s.dtype, name=s.name)
-                 for s in signature.inputs}
+        specs = {
+            s.name: tf.TensorSpec(
+                ((None,) if signature.batched else ()) + tuple(s.shape or ()),
+                tf.string if s.dtype == "string" else s.dtype,
+                name=s.name,
+            )
+            for s in signature.inputs
+        }
         self.serve = tf.function(self._serve, input_signature=[specs])
 
     def _serve(self, inputs):
@@ -52,17 +58,28 @@ def _graph_call(model: LoadedModel):
     if model.fmt == "keras":
         names = model.signature.output_names
         single = model.signature.inputs[0].name if len(model.signature.inputs) == 1 else None
-        return lambda inputs: dict(zip(names, tf.nest.flatten(
-            model.keep(inputs[single] if single else inputs, training=False))))
+        return lambda inputs: dict(
+            zip(names, tf.nest.flatten(model.keep(inputs[single] if single else inputs, training=False)))
+        )
     if model.fmt == "saved_model":
         function = model.keep.signatures[model.signature.name]
         return lambda inputs: function(**inputs)
-    raise ModelLoadError(model.path, "a TF1 graph cannot be combined with other models into one SavedModel; "
-                                     "export an app whose only model it is (it is copied as it is)")
+    raise ModelLoadError(
+        model.path,
+        "a TF1 graph cannot be combined with other models into one SavedModel; "
+        "export an app whose only model it is (it is copied as it is)",
+    )
 
 
-def export_app(app: AppSource | Path, out_dir: Path, *, version: str | None = None, number: int | None = None,
-               settle_seconds: float = 0.0, force: bool = False) -> Path:
+def export_app(
+    app: AppSource | Path,
+    out_dir: Path,
+    *,
+    version: str | None = None,
+    number: int | None = None,
+    settle_seconds: float = 0.0,
+    force: bool = False,
+) -> Path:
     """Export ``version`` of ``app`` (an app folder, or any repository's app; default: the version the app's
     policy serves) to ``out_dir/<app>/<number>``.
 
@@ -73,12 +90,13 @@ def export_app(app: AppSource | Path, out_dir: Path, *, version: str | None = No
     source = app if isinstance(app, AppSource) else LocalApp(Path(app))
     app_dir = source.folder
     base = load_manifest(app_dir)
-    candidate = choose_version(source.candidates(settle_seconds=settle_seconds), policy=base.versions,
-                               pinned=version)
+    candidate = choose_version(source.candidates(settle_seconds=settle_seconds), policy=base.versions, pinned=version)
     candidate = source.fetch(candidate.id) if candidate.numbered else candidate
     if not candidate.files:
-        raise NoModel(f"app '{app_dir.name}' has only a handler: there is no model to export (its hooks are Python, "
-                      f"which a SavedModel cannot carry)")
+        raise NoModel(
+            f"app '{app_dir.name}' has only a handler: there is no model to export (its hooks are Python, "
+            f"which a SavedModel cannot carry)"
+        )
     number = number if number is not None else (candidate.number or 1)
     target = Path(out_dir) / app_dir.name / str(number)
     if target.exists() and not force:

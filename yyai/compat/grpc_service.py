@@ -7,6 +7,7 @@ batcher, same version rules as HTTP): several named inputs and outputs of any
 dtype, ``signature_name`` and ``output_filter``; errors are gRPC status codes
 derived from the canonical HTTP status of the error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,8 +64,10 @@ def _version(spec) -> int | None:
     if spec.HasField("version"):
         return spec.version.value
     if spec.version_label:
-        raise VersionNotFound(f"version labels are not supported (got '{spec.version_label}'); "
-                                        f"leave the version empty for the serving one")
+        raise VersionNotFound(
+            f"version labels are not supported (got '{spec.version_label}'); "
+            f"leave the version empty for the serving one"
+        )
     return None
 
 
@@ -76,20 +79,30 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             spec = request.model_spec
             if not request.inputs:
                 raise BadTensor("the request has no inputs")
-            inputs = {name: protos.tensor_to_array(tensor, max_bytes=yyai_settings.MAX_BODY_BYTES,
-                                                   max_strings=yyai_settings.MAX_STRING_ELEMENTS)
-                      for name, tensor in request.inputs.items()}
-            result = services.infer(services.InferRequest(
-                target=spec.name, inputs=inputs, version=_version(spec), signature=spec.signature_name or None,
-                outputs=tuple(request.output_filter) or None))
+            inputs = {
+                name: protos.tensor_to_array(
+                    tensor, max_bytes=yyai_settings.MAX_BODY_BYTES, max_strings=yyai_settings.MAX_STRING_ELEMENTS
+                )
+                for name, tensor in request.inputs.items()
+            }
+            result = services.infer(
+                services.InferRequest(
+                    target=spec.name,
+                    inputs=inputs,
+                    version=_version(spec),
+                    signature=spec.signature_name or None,
+                    outputs=tuple(request.output_filter) or None,
+                )
+            )
             response = predict_pb2.PredictResponse()
             response.model_spec.CopyFrom(protos.model_spec(result.version, result.target, result.signature.name))
             for name, array in result.tensors().items():
                 response.outputs[name].CopyFrom(protos.array_to_tensor(array))
             return response
 
-    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                         context) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         with _aborting(context):
             fields = list(request.metadata_field)
             if set(fields) != {SIGNATURE_DEF}:
@@ -105,8 +118,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus; HandleReloadConfigRequest answers UNIMPLEMENTED (reload over HTTP instead)."""
 
-    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                       context) -> get_model_status_pb2.GetModelStatusResponse:
+    def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         with _aborting(context):
             return protos.model_status(services.parse_target(request.model_spec.name), _version(request.model_spec))
 
@@ -128,8 +142,10 @@ class Access(grpc.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         user = user_of(metadata.get("authorization", ""))
         if user is None:
-            return _refusal(grpc.StatusCode.UNAUTHENTICATED, "this server needs a token: metadata "
-                                                             "'authorization: Token <key>' (POST /api/token/)")
+            return _refusal(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "this server needs a token: metadata 'authorization: Token <key>' (POST /api/token/)",
+            )
         if self.rule == "staff" and not user.is_staff:
             return _refusal(grpc.StatusCode.PERMISSION_DENIED, "predicting on this server needs a staff user")
         return continuation(handler_call_details)
@@ -153,20 +169,32 @@ def user_of(authorization: str):
 def _refusal(code: grpc.StatusCode, message: str):
     def refuse(request, context):
         context.abort(code, message)
+
     return grpc.unary_unary_rpc_method_handler(refuse)
 
 
-def build_server(address: str, *, workers: int = 8, max_message_bytes: int = 64 * 1024**2,
-                 permission: str = "any", tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
+def build_server(
+    address: str,
+    *,
+    workers: int = 8,
+    max_message_bytes: int = 64 * 1024**2,
+    permission: str = "any",
+    tls: tuple[bytes, bytes] | None = None,
+) -> tuple[grpc.Server, int]:
     """A gRPC server with both services bound to ``address`` (``host:0`` picks a free port); not started.
 
     ``permission`` is who may call (:class:`Access`); ``tls`` is (certificate chain, private key), PEM.
     Messages larger than ``max_message_bytes`` are refused by gRPC itself. Returns the server and its port.
     """
-    options = [("grpc.max_receive_message_length", max_message_bytes),
-               ("grpc.max_send_message_length", max_message_bytes)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"), options=options,
-                         interceptors=[Access(permission)])
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        options=options,
+        interceptors=[Access(permission)],
+    )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(), server)
     if tls is not None:

@@ -5,6 +5,7 @@ differs per protocol (:meth:`ProtocolView.error_body`). Bodies are read as the
 protocol says, whatever the Content-Type (TF Serving and Triton clients do not
 all send one).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -52,8 +53,9 @@ class ProtocolView(APIView):
         failure = known_failure(exc)
         if failure is None:
             return None  # a bug: DRF re-raises it and Django answers 500, without a trace
-        return JsonResponse(self.error_body(failure.message, failure.code), status=failure.status,
-                            headers=failure.headers, safe=False)
+        return JsonResponse(
+            self.error_body(failure.message, failure.code), status=failure.status, headers=failure.headers, safe=False
+        )
 
     def read_json(self) -> Any:
         """The body as JSON; ProtocolError when it is empty or not JSON."""
@@ -64,4 +66,3 @@ class ProtocolView(APIView):
             return bounded_json.loads(body, max_depth=yyai_settings.MAX_JSON_DEPTH)
         except bounded_json.JSONError as exc:
             raise ProtocolError(str(exc)) from None
-

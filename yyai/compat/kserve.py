@@ -11,6 +11,7 @@
 
 Errors are ``{"error": "<message>"}`` with the canonical HTTP status.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,14 +77,18 @@ class ModelMetadataView(ProtocolView):
         target = services.parse_target(name)
         with dataplane.serving(target, version) as serving:
             signature = serving.signature
-            return JsonResponse({
-                "name": name,
-                "versions": [serving.id],
-                "platform": "tensorflow",
-                "inputs": [_tensor_meta(spec, signature.batched) for spec in signature.inputs],
-                "outputs": [_tensor_meta(spec, signature.batched)
-                            for spec in dataplane.output_specs(serving, target, signature)],
-            })
+            return JsonResponse(
+                {
+                    "name": name,
+                    "versions": [serving.id],
+                    "platform": "tensorflow",
+                    "inputs": [_tensor_meta(spec, signature.batched) for spec in signature.inputs],
+                    "outputs": [
+                        _tensor_meta(spec, signature.batched)
+                        for spec in dataplane.output_specs(serving, target, signature)
+                    ],
+                }
+            )
 
 
 class ModelReadyView(ProtocolView):
@@ -98,15 +103,21 @@ class InferView(ProtocolView):
     """``POST /v2/models/<name>[/versions/<v>]/infer``."""
 
     def post(self, request: Request, name: str, version: str | None = None) -> HttpResponse:
-        parsed = v2tensors.parse_body(request.body, header_length=request.headers.get(v2tensors.HEADER_LENGTH),
-                                      encoding=request.headers.get("Content-Encoding"),
-                                      max_bytes=yyai_settings.MAX_BODY_BYTES, max_depth=yyai_settings.MAX_JSON_DEPTH)
-        inputs = v2tensors.read_inputs(parsed, max_bytes=yyai_settings.MAX_BODY_BYTES,
-                                       max_strings=yyai_settings.MAX_STRING_ELEMENTS)
+        parsed = v2tensors.parse_body(
+            request.body,
+            header_length=request.headers.get(v2tensors.HEADER_LENGTH),
+            encoding=request.headers.get("Content-Encoding"),
+            max_bytes=yyai_settings.MAX_BODY_BYTES,
+            max_depth=yyai_settings.MAX_JSON_DEPTH,
+        )
+        inputs = v2tensors.read_inputs(
+            parsed, max_bytes=yyai_settings.MAX_BODY_BYTES, max_strings=yyai_settings.MAX_STRING_ELEMENTS
+        )
         wanted, binary = _requested_outputs(parsed.header)
         parameters = v2tensors.parameters_of(parsed.header)
-        result = services.infer(services.InferRequest(target=name, version=version, inputs=inputs,
-                                                      outputs=tuple(wanted) or None))
+        result = services.infer(
+            services.InferRequest(target=name, version=version, inputs=inputs, outputs=tuple(wanted) or None)
+        )
         outputs = result.tensors()
         if not wanted and parameters.get("binary_data_output"):
             binary = set(outputs)
@@ -125,8 +136,9 @@ class InferView(ProtocolView):
 def _requested_outputs(header: dict) -> tuple[list[str], set[str]]:
     """Names in the request's ``outputs`` (empty: all), and which of them want binary data."""
     requested = header.get("outputs") or []
-    if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                  for o in requested):
+    if not isinstance(requested, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+    ):
         raise ProtocolError("'outputs' must be a list of objects with a 'name'")
     names = [o["name"] for o in requested]
     binary = set()

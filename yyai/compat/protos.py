@@ -4,6 +4,7 @@ The REST endpoints render these same messages as JSON (the way TF Serving's own
 REST layer does, proto field names and default values included), so the two
 transports can never disagree on a shape, a dtype or a state.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,14 +29,21 @@ from yyai.services.dataplane import Target
 NAME_PATTERN = rf"{APP_NAME_PATTERN}(?:\.[^/:]+)?"  # for URLs: <app> or <app>.<model>
 PREDICT_METHOD = "tensorflow/serving/predict"
 VersionStatus = get_model_status_pb2.ModelVersionStatus
-STATES = {"START": VersionStatus.START, "LOADING": VersionStatus.LOADING, "AVAILABLE": VersionStatus.AVAILABLE,
-          "UNLOADING": VersionStatus.UNLOADING, "END": VersionStatus.END, "FAILED": VersionStatus.END}
+STATES = {
+    "START": VersionStatus.START,
+    "LOADING": VersionStatus.LOADING,
+    "AVAILABLE": VersionStatus.AVAILABLE,
+    "UNLOADING": VersionStatus.UNLOADING,
+    "END": VersionStatus.END,
+    "FAILED": VersionStatus.END,
+}
 
 
 def to_json(message: Message) -> dict[str, Any]:
     """A message as TF Serving's REST API writes it: proto field names, defaults printed."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def model_spec(version: ServingVersion, target: Target, signature_name: str = "") -> model_pb2.ModelSpec:
@@ -49,8 +57,9 @@ def _tensor_info(spec: TensorSpec, batched: bool) -> meta_graph_pb2.TensorInfo:
     if spec.shape is not None:
         dims = ([None] if batched else []) + list(spec.shape)
         shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=-1 if d is None else int(d)) for d in dims)
-    return meta_graph_pb2.TensorInfo(name=f"{spec.name}:0", dtype=tf.as_dtype(_tf_dtype(spec.dtype)).as_datatype_enum,
-                                     tensor_shape=shape)
+    return meta_graph_pb2.TensorInfo(
+        name=f"{spec.name}:0", dtype=tf.as_dtype(_tf_dtype(spec.dtype)).as_datatype_enum, tensor_shape=shape
+    )
 
 
 def _tf_dtype(dtype: str) -> str:
@@ -70,8 +79,9 @@ def signature_def_map(version: ServingVersion, target: Target) -> get_model_meta
     return result
 
 
-def model_status(target: Target,
-                 requested_version: str | int | None = None) -> get_model_status_pb2.GetModelStatusResponse:
+def model_status(
+    target: Target, requested_version: str | int | None = None
+) -> get_model_status_pb2.GetModelStatusResponse:
     """TF Serving's status of the app's versions that are loading, serving or failed.
 
     Versions on disk that this server will not load are not listed (TF Serving
@@ -91,9 +101,13 @@ def model_status(target: Target,
             continue
         failed = state == "FAILED"
         response.model_version_status.add(
-            version=number, state=STATES[state],
-            status=status_pb2.StatusProto(error_code=error_codes_pb2.UNKNOWN if failed else error_codes_pb2.OK,
-                                          error_message=(status["last_error"] or "") if failed else ""))
+            version=number,
+            state=STATES[state],
+            status=status_pb2.StatusProto(
+                error_code=error_codes_pb2.UNKNOWN if failed else error_codes_pb2.OK,
+                error_message=(status["last_error"] or "") if failed else "",
+            ),
+        )
     if not response.model_version_status:
         which = f"version {requested_version}" if requested_version not in (None, "") else "any versions"
         raise VersionNotFound(f"Could not find {which} of model {target.name}")
@@ -120,8 +134,9 @@ def tensor_to_array(proto: tensor_pb2.TensorProto, *, max_bytes: int, max_string
         raise BadTensor(f"unsupported tensor dtype {proto.dtype}") from None
     if proto.dtype == types_pb2.DT_STRING:
         if max(elements, len(proto.string_val)) > max_strings:
-            raise PayloadTooLarge(f"a DT_STRING tensor of {max(elements, len(proto.string_val))} elements; the "
-                                  f"limit is {max_strings}")
+            raise PayloadTooLarge(
+                f"a DT_STRING tensor of {max(elements, len(proto.string_val))} elements; the limit is {max_strings}"
+            )
         values = list(proto.string_val)
         if len(values) != elements:
             raise BadTensor(f"a DT_STRING tensor of shape {shape} needs {elements} values, got {len(values)}")
@@ -131,13 +146,15 @@ def tensor_to_array(proto: tensor_pb2.TensorProto, *, max_bytes: int, max_string
     if dtype.name not in DTYPES:
         raise BadTensor(f"unsupported tensor dtype {dtype.name} (supported: {', '.join(DTYPES)})")
     if elements * dtype.size > max_bytes:
-        raise PayloadTooLarge(f"the tensor's shape {shape} holds {elements * dtype.size} bytes; "
-                              f"the limit is {max_bytes}")
+        raise PayloadTooLarge(
+            f"the tensor's shape {shape} holds {elements * dtype.size} bytes; the limit is {max_bytes}"
+        )
     try:
         return tf.make_ndarray(proto)
     except (TypeError, ValueError):
-        raise BadTensor(f"the input tensor of shape {shape} cannot be read: its content does not match its "
-                        f"dtype and shape") from None
+        raise BadTensor(
+            f"the input tensor of shape {shape} cannot be read: its content does not match its dtype and shape"
+        ) from None
 
 
 def array_to_tensor(value: np.ndarray) -> tensor_pb2.TensorProto:

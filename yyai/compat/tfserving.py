@@ -16,6 +16,7 @@
 Errors are ``{"error": "<message>"}`` with the canonical HTTP status.
 Model names and versions: see :mod:`yyai.services.dataplane` and docs/protocols.md.
 """
+
 from __future__ import annotations
 
 import base64
@@ -100,16 +101,24 @@ class PredictView(TFServingView):
     def post(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
         body = self.read_object()
         if ("instances" in body) == ("inputs" in body):
-            raise ProtocolError("Missing 'inputs' or 'instances' key" if "inputs" not in body
-                                else "Both 'inputs' and 'instances' keys are present; send only one")
+            raise ProtocolError(
+                "Missing 'inputs' or 'instances' key"
+                if "inputs" not in body
+                else "Both 'inputs' and 'instances' keys are present; send only one"
+            )
         rows = "instances" in body
         limit = yyai_settings.MAX_ROWS_PER_REQUEST
         if rows and isinstance(body["instances"], list) and len(body["instances"]) > limit:
             raise BadTensor(f"'instances' has {len(body['instances'])} rows; the limit is {limit}")  # none decoded
-        result = services.infer(services.InferRequest(
-            target=name, version=version, signature=_signature_name(body),
-            instances=decode_b64(body["instances"]) if rows else None,
-            inputs=None if rows else decode_b64(body["inputs"])))
+        result = services.infer(
+            services.InferRequest(
+                target=name,
+                version=version,
+                signature=_signature_name(body),
+                instances=decode_b64(body["instances"]) if rows else None,
+                inputs=None if rows else decode_b64(body["inputs"]),
+            )
+        )
         if not rows:
             outputs = {key: json_tensor(key, value) for key, value in result.tensors().items()}
             return JsonResponse({"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs})
@@ -141,8 +150,7 @@ class ClassifyRegressView(TFServingView):
                 raise ProtocolError(f"'{name}' is a {kind} model; :{self.verb} needs a {wanted} model")
             rows = [self._feature(serving, {**context, **e} if isinstance(e, dict) else e) for e in body["examples"]]
             labels = serving.spec.output.labels
-            result = dataplane.infer_on(serving, target, services.InferRequest(target=name,
-                                                                               instances=decode_b64(rows)))
+            result = dataplane.infer_on(serving, target, services.InferRequest(target=name, instances=decode_b64(rows)))
         (output,) = result.outputs.values()
         rows2d = np.asarray(output, dtype=float).reshape(len(output), -1)
         if self.verb == "regress":
@@ -152,8 +160,9 @@ class ClassifyRegressView(TFServingView):
         if rows2d.shape[1] == 1:  # a binary sigmoid: p is the probability of the second label
             rows2d = np.concatenate([1.0 - rows2d, rows2d], axis=1)
         labels = labels or tuple(str(i) for i in range(rows2d.shape[1]))
-        return JsonResponse({"result": [[[label, score] for label, score in zip(labels, row)]
-                                        for row in rows2d.tolist()]})
+        return JsonResponse(
+            {"result": [[[label, score] for label, score in zip(labels, row)] for row in rows2d.tolist()]}
+        )
 
     @staticmethod
     def _model(serving: ServingVersion, target: services.Target) -> int:
@@ -163,8 +172,10 @@ class ClassifyRegressView(TFServingView):
             raise ProtocolError(f"'{target.name}' has several models; address one of: {names}")
         signature = serving.models[indices[0]].signature
         if len(signature.inputs) != 1 or len(signature.outputs) != 1:
-            raise ProtocolError(f"'{target.name}' has {len(signature.inputs)} inputs and {len(signature.outputs)} "
-                                f"outputs; :classify and :regress need one of each (use :predict)")
+            raise ProtocolError(
+                f"'{target.name}' has {len(signature.inputs)} inputs and {len(signature.outputs)} "
+                f"outputs; :classify and :regress need one of each (use :predict)"
+            )
         return indices[0]
 
     @staticmethod
@@ -181,8 +192,7 @@ class ClassifyRegressView(TFServingView):
         flat = np.asarray(value if isinstance(value, list) else [value], dtype=object).ravel()
         size = spec.known_elements()
         if flat.size != size:
-            raise ProtocolError(f"a feature has {flat.size} values; the model takes {size} "
-                                f"(shape {spec.shape_text()})")
+            raise ProtocolError(f"a feature has {flat.size} values; the model takes {size} (shape {spec.shape_text()})")
         return flat.reshape(spec.shape).tolist()
 
 
@@ -203,10 +213,12 @@ class MetadataView(TFServingView):
     def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
         target = services.parse_target(name)
         with dataplane.serving(target, version) as serving:
-            return JsonResponse({
-                "model_spec": protos.to_json(protos.model_spec(serving, target)),
-                "metadata": {"signature_def": protos.to_json(protos.signature_def_map(serving, target))},
-            })
+            return JsonResponse(
+                {
+                    "model_spec": protos.to_json(protos.model_spec(serving, target)),
+                    "metadata": {"signature_def": protos.to_json(protos.signature_def_map(serving, target))},
+                }
+            )
 
 
 urlpatterns = [

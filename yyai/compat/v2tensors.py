@@ -5,6 +5,7 @@ bytes of JSON followed by the raw tensors, each input naming its
 ``parameters.binary_data_size``. Raw numbers are little-endian row-major;
 ``BYTES`` elements are a 4-byte little-endian length then the bytes.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,9 +22,18 @@ from yyai.runtime.errors import PayloadTooLarge
 from yyai.runtime.tensors import MAX_RANK, EncodedImage
 
 DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(bool), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+    "BOOL": np.dtype(bool),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
 }
 DATATYPES = {dtype: name for name, dtype in DTYPES.items()}  # numpy dtype -> v2 datatype
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -31,7 +41,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 def datatype_of(dtype: np.dtype) -> str:
     """The v2 datatype of a numpy dtype (``object``: BYTES)."""
-    if dtype == object:
+    if dtype == np.dtype(object):
         return "BYTES"
     if dtype not in DATATYPES:
         raise ProtocolError(f"the output dtype {dtype} has no v2 datatype")
@@ -46,8 +56,14 @@ class Request:
     binary: bytes
 
 
-def parse_body(body: bytes, *, header_length: str | None, encoding: str | None, max_bytes: int,
-               max_depth: int = bounded_json.DEFAULT_MAX_DEPTH) -> Request:
+def parse_body(
+    body: bytes,
+    *,
+    header_length: str | None,
+    encoding: str | None,
+    max_bytes: int,
+    max_depth: int = bounded_json.DEFAULT_MAX_DEPTH,
+) -> Request:
     """Split (and decompress, to at most ``max_bytes``) a body into the JSON header and the binary tensors."""
     if encoding in ("gzip", "deflate"):
         inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
@@ -92,30 +108,38 @@ def read_inputs(request: Request, *, max_bytes: int, max_strings: int) -> dict[s
         if not isinstance(tensor, dict):
             raise ProtocolError("each input must be an object with name, shape, datatype and data")
         name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
-        if not isinstance(name, str) or not isinstance(shape, list) or not all(
-                type(d) is int and d >= 0 for d in shape):
+        if (
+            not isinstance(name, str)
+            or not isinstance(shape, list)
+            or not all(type(d) is int and d >= 0 for d in shape)
+        ):
             raise ProtocolError("each input needs a 'name' and a 'shape' list of non-negative integers")
         if len(shape) > MAX_RANK:
             raise ProtocolError(f"input '{name}' has {len(shape)} dimensions; the limit is {MAX_RANK}")
         if datatype != "BYTES" and datatype not in DTYPES:
-            raise ProtocolError(f"input '{name}': unsupported datatype {datatype!r} "
-                                f"(supported: {', '.join([*DTYPES, 'BYTES'])})")
+            raise ProtocolError(
+                f"input '{name}': unsupported datatype {datatype!r} (supported: {', '.join([*DTYPES, 'BYTES'])})"
+            )
         if name in result:
             raise ProtocolError(f"input '{name}' is given twice")
         elements = math.prod(shape)
         if datatype != "BYTES" and elements * DTYPES[datatype].itemsize > max_bytes:
             raise PayloadTooLarge(f"input '{name}' of shape {shape} holds more than the limit of {max_bytes} bytes")
         if datatype == "BYTES" and elements > max_strings:
-            raise PayloadTooLarge(f"input '{name}' of shape {shape} holds {elements} BYTES elements; the limit is "
-                                  f"{max_strings}")
+            raise PayloadTooLarge(
+                f"input '{name}' of shape {shape} holds {elements} BYTES elements; the limit is {max_strings}"
+            )
         parameters = _object(tensor.get("parameters"), f"input '{name}': 'parameters'")
         size = parameters.get("binary_data_size")
         if size is not None:
             if type(size) is not int or size < 0 or offset + size > len(request.binary):
                 raise ProtocolError(f"input '{name}': binary_data_size {size} runs past the end of the body")
-            raw, offset = request.binary[offset:offset + size], offset + size
-            value = (_strings(_bytes_elements(raw, name, elements), shape, name) if datatype == "BYTES"
-                     else _from_raw(raw, datatype, shape, name))
+            raw, offset = request.binary[offset : offset + size], offset + size
+            value = (
+                _strings(_bytes_elements(raw, name, elements), shape, name)
+                if datatype == "BYTES"
+                else _from_raw(raw, datatype, shape, name)
+            )
         elif "data" in tensor:
             value = _from_json(tensor["data"], datatype, shape, name)
         else:
@@ -186,7 +210,7 @@ def _bytes_elements(raw: bytes, name: str, count: int) -> list[bytes]:
         pos += 4
         if pos + length > len(raw):
             raise ProtocolError(f"input '{name}': a BYTES element runs past its data")
-        items.append(raw[pos:pos + length])
+        items.append(raw[pos : pos + length])
         pos += length
     return items
 
@@ -221,5 +245,6 @@ def _json_data(array: np.ndarray, name: str, datatype: str) -> list:
     try:
         return [item.decode("utf-8") for item in flat]
     except UnicodeDecodeError:
-        raise ProtocolError(f"output '{name}' holds bytes that are not text; request it as binary data "
-                            f"(parameters.binary_data)") from None
+        raise ProtocolError(
+            f"output '{name}' holds bytes that are not text; request it as binary data (parameters.binary_data)"
+        ) from None

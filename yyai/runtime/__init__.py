@@ -2,6 +2,7 @@
 
 Nothing below this package imports django; a test holds it to that.
 """
+
 import os
 
 # TensorFlow reads these once, at its import: keep its C++ info logs quiet by default.

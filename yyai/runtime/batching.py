@@ -27,6 +27,7 @@ Callers wait in one of two ways: :meth:`Batcher.submit` blocks its thread;
 :meth:`Batcher.submit_async` awaits on an asyncio event loop, which the batch
 thread wakes with ``call_soon_threadsafe`` (the ASGI predict path).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -145,17 +146,24 @@ class Batcher:
         """Queue ``pending`` for the next batch, or raise Overloaded / AppNotAvailable at once."""
         budget = self.spec.max_enqueued_bytes
         if pending.job.nbytes > budget:
-            raise PayloadTooLarge(f"this request is {pending.job.nbytes} bytes of model input; {self.name} admits "
-                                  f"at most {budget} bytes at once: send fewer rows or smaller images")
+            raise PayloadTooLarge(
+                f"this request is {pending.job.nbytes} bytes of model input; {self.name} admits "
+                f"at most {budget} bytes at once: send fewer rows or smaller images"
+            )
         with self._cond:
             if self._closed:
                 raise AppNotAvailable(f"{self.name} is unloading; retry")
             if len(self._queue) >= self.spec.max_enqueued:
-                raise Overloaded(f"{self.name}: {len(self._queue)} requests are queued (limit "
-                                 f"{self.spec.max_enqueued}); retry shortly", retry_after=1)
+                raise Overloaded(
+                    f"{self.name}: {len(self._queue)} requests are queued (limit "
+                    f"{self.spec.max_enqueued}); retry shortly",
+                    retry_after=1,
+                )
             if self._queued_bytes + pending.job.nbytes > budget:
-                raise Overloaded(f"{self.name}: {self._queued_bytes} bytes of input are queued (limit {budget}); "
-                                 f"retry shortly", retry_after=1)
+                raise Overloaded(
+                    f"{self.name}: {self._queued_bytes} bytes of input are queued (limit {budget}); retry shortly",
+                    retry_after=1,
+                )
             self._queued_bytes += pending.job.nbytes
             self._queue.append(pending)
             if self._worker is None:
@@ -224,8 +232,11 @@ class Batcher:
     def _execute(self, batch: list[_Pending]) -> None:
         first = batch[0].job
         try:
-            inputs = first.inputs if len(batch) == 1 else {
-                name: aligned_concatenate([p.job.inputs[name] for p in batch]) for name in first.inputs}
+            inputs = (
+                first.inputs
+                if len(batch) == 1
+                else {name: aligned_concatenate([p.job.inputs[name] for p in batch]) for name in first.inputs}
+            )
             outputs = self._run(first.signature, inputs)
         except InputError as exc:  # some caller's own rows: each caller again alone, so only theirs fail
             if len(batch) > 1:
@@ -245,8 +256,11 @@ class Batcher:
         start = 0
         for pending in batch:
             stop = start + pending.job.rows
-            pending.outputs = outputs if len(batch) == 1 else [
-                {name: value[start:stop] for name, value in model.items()} for model in outputs]
+            pending.outputs = (
+                outputs
+                if len(batch) == 1
+                else [{name: value[start:stop] for name, value in model.items()} for model in outputs]
+            )
             pending.done.set()
             start = stop
 

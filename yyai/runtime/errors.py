@@ -3,6 +3,7 @@
 Every error carries a stable ``code`` slug; the HTTP layer maps codes to
 statuses, so the runtime knows nothing of HTTP.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -153,8 +154,10 @@ def storage_errors(app: str, doing: str) -> Iterator[None]:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise StorageFull(f"no space left on the device while {doing} app '{app}': nothing was half-written, "
-                          f"and what serves keeps serving") from None
+        raise StorageFull(
+            f"no space left on the device while {doing} app '{app}': nothing was half-written, "
+            f"and what serves keeps serving"
+        ) from None
 
 
 class ReloadInProgress(ServingError):

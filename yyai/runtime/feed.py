@@ -4,6 +4,7 @@ Every model of a version runs on the same batch. A :class:`Feed` hands each
 runner either the numpy arrays (TF1 sessions feed those) or TensorFlow
 tensors, made on first request and shared by every later runner.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,13 @@ def as_tensor(array: np.ndarray) -> tf.Tensor:
     An unaligned array must never be shared: TensorFlow aborts the process; nor
     can a read-only one (a request's bytes seen through ``np.frombuffer``).
     """
-    if (array.dtype.kind in "fiu" and array.flags.c_contiguous and array.flags.writeable and array.size
-            and array.ctypes.data % ALIGNMENT == 0):
+    if (
+        array.dtype.kind in "fiu"
+        and array.flags.c_contiguous
+        and array.flags.writeable
+        and array.size
+        and array.ctypes.data % ALIGNMENT == 0
+    ):
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
     return tf.convert_to_tensor(array, dtype=tf.string if array.dtype == object else None)
 
@@ -63,5 +69,5 @@ def aligned_concatenate(parts: list[np.ndarray], alignment: int = ALIGNMENT) -> 
     nbytes = int(np.prod(shape)) * first.dtype.itemsize
     raw = np.empty(nbytes + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
-    out = raw[start:start + nbytes].view(first.dtype).reshape(shape)
+    out = raw[start : start + nbytes].view(first.dtype).reshape(shape)
     return np.concatenate(parts, out=out)

@@ -6,6 +6,7 @@
 * ``.keras`` archives: members with absolute or ``..`` paths, and archives
   whose uncompressed size exceeds the file-size cap (a zip bomb), are refused.
 """
+
 from __future__ import annotations
 
 import io

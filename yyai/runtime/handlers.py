@@ -22,6 +22,7 @@ the app and the hook), its trace logged. Hooks run in the request's thread, neve
 on an event loop, and concurrently: they must be thread-safe. One instance of the
 class serves a version, so ``setup`` may keep state on ``self``.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -46,8 +47,7 @@ from .opened import reason_of
 
 log = logging.getLogger(__name__)
 
-HOOKS = {"setup": ("context",), "preprocess": ("request", "context"),
-         "postprocess": ("outputs", "request", "context")}
+HOOKS = {"setup": ("context",), "preprocess": ("request", "context"), "postprocess": ("outputs", "request", "context")}
 MAX_HANDLER_BYTES = 1 << 20
 MAX_CALL_DEPTH = 8  # apps calling apps (context.predict), counting the first
 MAX_ANSWER_DEPTH = 64
@@ -120,8 +120,10 @@ class Context:
         OpenCV's BGR order, sent as lossless PNG. RuntimeError when the call would go round in a circle."""
         chain = _calling.get() or (self.app,)
         if app in chain or len(chain) >= MAX_CALL_DEPTH:
-            raise RuntimeError(f"context.predict: {' -> '.join((*chain, app))} would call apps in a circle or "
-                               f"deeper than {MAX_CALL_DEPTH}")
+            raise RuntimeError(
+                f"context.predict: {' -> '.join((*chain, app))} would call apps in a circle or "
+                f"deeper than {MAX_CALL_DEPTH}"
+            )
         if self.settings.call_app is None:
             raise RuntimeError("context.predict: this process serves no data plane (a tool, not the server)")
         encoded = None if images is None else [_encoded(image) for image in images]
@@ -178,8 +180,9 @@ class LoadedHandler:
         raise HandlerFailed(self.context.app, hook)
 
 
-def load_handler(spec: AppSpec, *, version: str, folders: list[Path], app_folder: Path,
-                 settings: HandlerSettings) -> LoadedHandler:
+def load_handler(
+    spec: AppSpec, *, version: str, folders: list[Path], app_folder: Path, settings: HandlerSettings
+) -> LoadedHandler:
     """Import the handler ``spec`` names from the first of ``folders`` that has it, and run its ``setup``.
 
     HandlerLoadError (naming the file) when handlers are off, the file is missing
@@ -190,13 +193,16 @@ def load_handler(spec: AppSpec, *, version: str, folders: list[Path], app_folder
     if match is None:
         raise HandlerLoadError(f"app '{spec.name}': handler '{spec.handler}' is not a file name")
     if not settings.allowed:
-        raise HandlerLoadError(f"app '{spec.name}' names a handler ({match['file']}) but this server runs no "
-                               f"handlers (YYAI_ALLOW_HANDLERS is off)")
+        raise HandlerLoadError(
+            f"app '{spec.name}' names a handler ({match['file']}) but this server runs no "
+            f"handlers (YYAI_ALLOW_HANDLERS is off)"
+        )
     path = next((folder / match["file"] for folder in folders if (folder / match["file"]).is_file()), None)
     if path is None:
-        raise HandlerLoadError(f"app '{spec.name}': its handler {match['file']} is not in the version folder or "
-                               f"the app folder")
-    source = path.read_bytes()[:MAX_HANDLER_BYTES + 1]
+        raise HandlerLoadError(
+            f"app '{spec.name}': its handler {match['file']} is not in the version folder or the app folder"
+        )
+    source = path.read_bytes()[: MAX_HANDLER_BYTES + 1]
     if len(source) > MAX_HANDLER_BYTES:
         raise HandlerLoadError(f"{path}: larger than {MAX_HANDLER_BYTES} bytes")
     name = f"yyai_handler_{spec.name.replace('-', '_')}_{next(_module_numbers)}"
@@ -216,8 +222,9 @@ def load_handler(spec: AppSpec, *, version: str, folders: list[Path], app_folder
             instance = cls()
         except (Exception, SystemExit) as exc:
             raise HandlerLoadError(f"{path}: {cls.__name__}() failed: {type(exc).__name__}: {reason_of(exc)}") from None
-        context = Context(app=spec.name, version=version, manifest=spec, folder=folders[0], app_folder=app_folder,
-                          settings=settings)
+        context = Context(
+            app=spec.name, version=version, manifest=spec, folder=folders[0], app_folder=app_folder, settings=settings
+        )
         handler = LoadedHandler(file=path.name, instance=instance, module=name, context=context)
         if handler.has("setup"):
             try:
@@ -237,12 +244,17 @@ def _handler_class(module: types.ModuleType, wanted: str | None, path: Path) -> 
         if not isinstance(cls, type):
             raise HandlerLoadError(f"{path}: defines no class {wanted}")
         return cls
-    own = [value for value in vars(module).values()
-           if isinstance(value, type) and value.__module__ == module.__name__ and any(hasattr(value, h) for h in HOOKS)]
+    own = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and value.__module__ == module.__name__ and any(hasattr(value, h) for h in HOOKS)
+    ]
     if len(own) != 1:
         found = ", ".join(sorted(c.__name__ for c in own)) or "none"
-        raise HandlerLoadError(f"{path}: must define exactly one class with a hook ({', '.join(HOOKS)}); found "
-                               f"{found}: name one as handler = \"{path.name}:ClassName\"")
+        raise HandlerLoadError(
+            f"{path}: must define exactly one class with a hook ({', '.join(HOOKS)}); found "
+            f'{found}: name one as handler = "{path.name}:ClassName"'
+        )
     return own[0]
 
 
@@ -289,5 +301,7 @@ def _encoded(image: Any) -> bytes:
         ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if ok:
             return png.tobytes()
-    raise ValueError("context.predict: each image must be bytes (an image file) or a uint8 array (H, W[, C]), "
-                     f"got {type(image).__name__}")
+    raise ValueError(
+        "context.predict: each image must be bytes (an image file) or a uint8 array (H, W[, C]), "
+        f"got {type(image).__name__}"
+    )

@@ -11,6 +11,7 @@
   input signature that leaves every unknown dimension free; the model owns it
   (its own graph): nothing process-global is touched.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,17 +33,27 @@ def open_keras(path: Path, *, trust_code: bool) -> Opened:
     except Exception as exc:  # keras raises many types for bad files; all mean "cannot load"
         raise ModelLoadError(path, reason_of(exc)) from exc
     if not inputs or not outputs:
-        raise ModelLoadError(path, "the model has no defined inputs or outputs (a subclassed model that was "
-                                   "never built); save it as a functional or Sequential model")
+        raise ModelLoadError(
+            path,
+            "the model has no defined inputs or outputs (a subclassed model that was "
+            "never built); save it as a functional or Sequential model",
+        )
     try:
         input_specs = [TensorSpec(_layer_name(t), dtype_name(t.dtype), tuple(t.shape[1:])) for t in inputs]
-        output_specs = [TensorSpec(name, dtype_name(t.dtype), tuple(t.shape[1:]))
-                        for name, t in zip(_output_names(model, outputs), outputs)]
+        output_specs = [
+            TensorSpec(name, dtype_name(t.dtype), tuple(t.shape[1:]))
+            for name, t in zip(_output_names(model, outputs), outputs)
+        ]
     except ValueError as exc:
         raise ModelLoadError(path, str(exc)) from exc
     signature = Signature(SERVING_DEFAULT, tuple(input_specs), tuple(output_specs), batched=True)
-    return Opened(fmt="keras", signatures={SERVING_DEFAULT: signature},
-                  runners={SERVING_DEFAULT: _compile(model, signature)}, params=int(model.count_params()), keep=model)
+    return Opened(
+        fmt="keras",
+        signatures={SERVING_DEFAULT: signature},
+        runners={SERVING_DEFAULT: _compile(model, signature)},
+        params=int(model.count_params()),
+        keep=model,
+    )
 
 
 def _layer_name(tensor) -> str:
@@ -65,8 +76,10 @@ def _output_names(model, outputs) -> list[str]:
 
 def _compile(model, signature: Signature):
     """One graph per model: a tf.function over a dict of named inputs, every unknown dimension free."""
-    specs = {s.name: tf.TensorSpec((None, *s.shape), tf.string if s.dtype == "string" else s.dtype, name=s.name)
-             for s in signature.inputs}
+    specs = {
+        s.name: tf.TensorSpec((None, *s.shape), tf.string if s.dtype == "string" else s.dtype, name=s.name)
+        for s in signature.inputs
+    }
     single = signature.inputs[0].name if len(signature.inputs) == 1 else None
     names = signature.output_names
 

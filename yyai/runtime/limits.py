@@ -3,6 +3,7 @@
 Nothing here imports more than the standard library, so settings can read it
 without loading TensorFlow.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

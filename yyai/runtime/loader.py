@@ -18,6 +18,7 @@ Contract of :func:`load_model`:
   ``model.predict()``);
 * any failure becomes a :class:`ModelLoadError` naming the file and the reason.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -130,10 +131,20 @@ def load_model(
         opened.close()
         raise
     signatures = {**opened.signatures, chosen: serving}
-    return LoadedModel(name=name or path.name, path=str(path), fmt=opened.fmt, signature=serving,
-                       signatures=signatures, params=opened.params, load_seconds=loaded - started,
-                       warmup_seconds=time.perf_counter() - loaded, runners=opened.runners, release=opened.close,
-                       keep=opened.keep, distributions=distributions)
+    return LoadedModel(
+        name=name or path.name,
+        path=str(path),
+        fmt=opened.fmt,
+        signature=serving,
+        signatures=signatures,
+        params=opened.params,
+        load_seconds=loaded - started,
+        warmup_seconds=time.perf_counter() - loaded,
+        runners=opened.runners,
+        release=opened.close,
+        keep=opened.keep,
+        distributions=distributions,
+    )
 
 
 def _check_file(path: Path, max_file_bytes: int) -> None:
@@ -157,8 +168,11 @@ def _check_row_size(path: Path, signature: Signature) -> None:
     for what, specs in (("input", signature.inputs), ("output", signature.outputs)):
         for spec in specs:
             if spec.known_elements() > MAX_ROW_ELEMENTS:
-                raise ModelLoadError(path, f"{what} '{spec.name}' of shape {spec.shape_text()} has "
-                                           f"{spec.known_elements()} values per row; the limit is {MAX_ROW_ELEMENTS}")
+                raise ModelLoadError(
+                    path,
+                    f"{what} '{spec.name}' of shape {spec.shape_text()} has "
+                    f"{spec.known_elements()} values per row; the limit is {MAX_ROW_ELEMENTS}",
+                )
 
 
 def _warm_up(path: Path, signature: Signature, runner: Runner) -> tuple[Signature, frozenset[str]]:
@@ -167,11 +181,12 @@ def _warm_up(path: Path, signature: Signature, runner: Runner) -> tuple[Signatur
     certain = all(s.fully_defined and s.dtype != "string" for s in signature.inputs)
     distributions: frozenset[str] = frozenset()
     try:
-        for rows in ((1, 2) if signature.batched else (None,)):
+        for rows in (1, 2) if signature.batched else (None,):
             outputs = runner(Feed({s.name: _zeros(s, rows) for s in signature.inputs}))
             if rows is not None and not _follows_batch(outputs, rows):
-                log.info("%s: signature %s gives outputs without a batch dimension; served unbatched",
-                         path, signature.name)
+                log.info(
+                    "%s: signature %s gives outputs without a batch dimension; served unbatched", path, signature.name
+                )
                 return _warm_up(path, _unbatched(signature), runner)
             _check_outputs(path, signature, outputs, rows, certain)
             distributions = _distributions(outputs, rows)
@@ -180,8 +195,9 @@ def _warm_up(path: Path, signature: Signature, runner: Runner) -> tuple[Signatur
     except Exception as exc:
         if certain:
             raise ModelLoadError(path, f"warm-up failed: {reason_of(exc)}") from exc
-        log.warning("%s: warm-up on synthetic inputs failed (%s); its first requests warm it up instead",
-                    path, reason_of(exc))
+        log.warning(
+            "%s: warm-up on synthetic inputs failed (%s); its first requests warm it up instead", path, reason_of(exc)
+        )
     return signature, distributions
 
 
@@ -202,7 +218,7 @@ def _distributions(outputs: dict[str, np.ndarray], rows: int | None) -> frozense
 def _zeros(spec: TensorSpec, rows: int | None) -> np.ndarray:
     dims = list(spec.shape or ())
     free = dims.count(None)
-    fill = WARMUP_FREE_DIM if spec.known_elements() * WARMUP_FREE_DIM ** free <= MAX_ROW_ELEMENTS else 1
+    fill = WARMUP_FREE_DIM if spec.known_elements() * WARMUP_FREE_DIM**free <= MAX_ROW_ELEMENTS else 1
     shape = ([rows] if rows is not None else []) + [fill if d is None else d for d in dims]
     if spec.dtype == "string":
         return np.full(shape, b"", dtype=object)
@@ -216,8 +232,13 @@ def _follows_batch(outputs: dict[str, np.ndarray], rows: int) -> bool:
 def _unbatched(signature: Signature) -> Signature:
     def full(spec: TensorSpec) -> TensorSpec:
         return dataclasses.replace(spec, shape=None if spec.shape is None else (None, *spec.shape))
-    return Signature(signature.name, tuple(map(full, signature.inputs)),
-                     tuple(dataclasses.replace(s, shape=None) for s in signature.outputs), batched=False)
+
+    return Signature(
+        signature.name,
+        tuple(map(full, signature.inputs)),
+        tuple(dataclasses.replace(s, shape=None) for s in signature.outputs),
+        batched=False,
+    )
 
 
 def _check_outputs(path: Path, signature: Signature, outputs: dict, rows: int | None, certain: bool) -> None:
@@ -227,10 +248,12 @@ def _check_outputs(path: Path, signature: Signature, outputs: dict, rows: int | 
     for spec in signature.outputs:
         value = np.asarray(outputs[spec.name])
         got = value.shape[1:] if rows is not None else value.shape
-        if spec.shape is not None and (len(got) != len(spec.shape) or any(
-                want is not None and want != have for want, have in zip(spec.shape, got))):
-            raise ModelLoadError(path, f"warm-up gave output '{spec.name}' of shape {list(got)}, expected "
-                                       f"{spec.shape_text()}")
+        if spec.shape is not None and (
+            len(got) != len(spec.shape) or any(want is not None and want != have for want, have in zip(spec.shape, got))
+        ):
+            raise ModelLoadError(
+                path, f"warm-up gave output '{spec.name}' of shape {list(got)}, expected {spec.shape_text()}"
+            )
         if certain and value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise ModelLoadError(path, f"warm-up on zeros gave non-finite values in output '{spec.name}'")
 

@@ -6,6 +6,7 @@ wrong type or an impossible value raises :class:`ManifestError` naming the file
 and the key. An app with a ``handler`` may add tables of its own (``[faces]``):
 they are the handler's configuration (``AppSpec.handler_config``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -142,10 +143,14 @@ def parse_manifest(
     handler = reader.get(raw, "handler", str, None)
     if handler is not None and not HANDLER.match(handler):
         reader.fail("handler", 'must name a Python file of the app, "handler.py" or "handler.py:ClassName"')
-    handler_config = {key: value for key, value in raw.items()
-                      if handler is not None and isinstance(value, dict) and key not in OWN_TABLES}
-    top = reader.table(None, {"description", "demo", "trust_code", "signature", "handler", *OWN_TABLES,
-                              *handler_config})
+    handler_config = {
+        key: value
+        for key, value in raw.items()
+        if handler is not None and isinstance(value, dict) and key not in OWN_TABLES
+    }
+    top = reader.table(
+        None, {"description", "demo", "trust_code", "signature", "handler", *OWN_TABLES, *handler_config}
+    )
     description = reader.get(top, "description", str, "")
     demo = reader.get(top, "demo", bool, False)
     trust_code = reader.get(top, "trust_code", bool, False)
@@ -195,8 +200,7 @@ def parse_manifest(
             bat, "batching.batch_timeout_micros", defaults.batch_timeout_micros, 10_000_000, allow_zero=True
         ),
         max_enqueued=reader.positive(bat, "batching.max_enqueued", defaults.max_enqueued, 1_000_000),
-        max_enqueued_bytes=reader.positive(bat, "batching.max_enqueued_bytes", defaults.max_enqueued_bytes,
-                                           1 << 40),
+        max_enqueued_bytes=reader.positive(bat, "batching.max_enqueued_bytes", defaults.max_enqueued_bytes, 1 << 40),
     )
 
     ver = reader.table("versions", {"policy", "specific"})

@@ -15,6 +15,7 @@ Guarantees:
 * **Serialized reloads.** Reloads of one app run one at a time; they never block
   predictions or other apps.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,9 +40,9 @@ from .handlers import HandlerSettings, LoadedHandler, load_handler
 from .limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
 from .manifest import AppSpec, BatchingSpec, load_manifest
 from .publish import UPLOADED_MARKER
-from .servable import ServingVersion, State
 from .repository import AppSource
 from .repository.local import LocalApp
+from .servable import ServingVersion, State
 from .source import VersionCandidate, choose_version, model_files
 from .version_models import demo_checked, load_version_models, manifest_for
 
@@ -173,8 +174,13 @@ class ModelUtil:
         except ServingError as exc:
             _store_relative(exc, self.app_dir.parent)
             self._failure = _Failure(version=wanted, error=exc.message)
-            log.warning("app %s: reload to %s failed, %s keeps serving: %s", self.name, wanted or "?",
-                        old.id if old else "nothing", exc.message)
+            log.warning(
+                "app %s: reload to %s failed, %s keeps serving: %s",
+                self.name,
+                wanted or "?",
+                old.id if old else "nothing",
+                exc.message,
+            )
             raise
         finally:
             self._loading = None
@@ -184,11 +190,22 @@ class ModelUtil:
         self._failure = None
         if old is not None:
             old.retire()
-        log.info("app %s: version %s AVAILABLE (%d models, %.0f ms)%s", self.name, new.id, len(models),
-                 new.load_seconds * 1000, f", replaced {old.id}" if old else "")
-        return ReloadReport(app=self.name, old_version=old.id if old else None, new_version=new.id,
-                            load_seconds=new.load_seconds, models=[m.describe() for m in models],
-                            handler=handler.describe() if handler else None)
+        log.info(
+            "app %s: version %s AVAILABLE (%d models, %.0f ms)%s",
+            self.name,
+            new.id,
+            len(models),
+            new.load_seconds * 1000,
+            f", replaced {old.id}" if old else "",
+        )
+        return ReloadReport(
+            app=self.name,
+            old_version=old.id if old else None,
+            new_version=new.id,
+            load_seconds=new.load_seconds,
+            models=[m.describe() for m in models],
+            handler=handler.describe() if handler else None,
+        )
 
     def _handler(self, spec: AppSpec, candidate: VersionCandidate) -> LoadedHandler | None:
         """The version's handler, if its manifest names one: from the version folder, else the app folder
@@ -197,12 +214,19 @@ class ModelUtil:
             return None
         version_dir = Path(candidate.path)
         folders = [] if (version_dir / UPLOADED_MARKER).exists() else [version_dir]
-        handler = load_handler(spec, version=candidate.id, folders=[*folders, self.app_dir],
-                               app_folder=self.app_dir, settings=self.handlers)
+        handler = load_handler(
+            spec,
+            version=candidate.id,
+            folders=[*folders, self.app_dir],
+            app_folder=self.app_dir,
+            settings=self.handlers,
+        )
         if not candidate.files and not handler.has("postprocess"):
             handler.close()
-            raise HandlerLoadError(f"app '{self.name}' has no model, so its handler {handler.file} must define "
-                                   f"postprocess (it gives the answer)")
+            raise HandlerLoadError(
+                f"app '{self.name}' has no model, so its handler {handler.file} must define "
+                f"postprocess (it gives the answer)"
+            )
         return handler
 
     def _choose(self, base: AppSpec, pinned: str | None) -> VersionCandidate:
@@ -215,8 +239,10 @@ class ModelUtil:
         except VersionNotFound as exc:
             loose = [p.name for p in model_files(self.app_dir)] if any(c.numbered for c in candidates) else []
             if loose:
-                exc.message += (f"; the app's loose files ({', '.join(loose)}) are ignored once it has numbered "
-                                f"folders: move them into one (1/) to serve them as a version")
+                exc.message += (
+                    f"; the app's loose files ({', '.join(loose)}) are ignored once it has numbered "
+                    f"folders: move them into one (1/) to serve them as a version"
+                )
                 exc.args = (exc.message,)
             raise
         return self.source.fetch(chosen.id) if chosen.numbered else self.source.freeze()
@@ -236,8 +262,7 @@ class ModelUtil:
     def _manifest(self, base: AppSpec, candidate: VersionCandidate) -> AppSpec:
         """A numbered version's own manifest (or the app's); a snapshot's frozen one (absent: defaults)."""
         if candidate.numbered:
-            spec = manifest_for(self.app_dir, Path(candidate.path), base=base,
-                                batching_defaults=self.batching_defaults)
+            spec = manifest_for(self.app_dir, Path(candidate.path), base=base, batching_defaults=self.batching_defaults)
             if (Path(candidate.path) / UPLOADED_MARKER).exists():
                 spec = dataclasses.replace(spec, trust_code=False)  # no code from an upload, ever
             return spec
@@ -278,8 +303,15 @@ class ModelUtil:
                 state = State.FAILED
             else:
                 state = State.START
-            versions.append({"version": c.id, "state": state.value, "complete": c.complete,
-                             "reason": c.reason, "files": [Path(f).name for f in c.files]})
+            versions.append(
+                {
+                    "version": c.id,
+                    "state": state.value,
+                    "complete": c.complete,
+                    "reason": c.reason,
+                    "files": [Path(f).name for f in c.files],
+                }
+            )
         spec = current.spec if current else None
         return {
             "name": self.name,

@@ -1,4 +1,5 @@
 """What opening a model gives the loader, whatever its format: signatures, runners, a way to release it."""
+
 from __future__ import annotations
 
 import re

@@ -14,6 +14,7 @@ same value), unless the manifest's ``decimals`` rounds them. Results hold only p
 non-finite model output); text that is not UTF-8 becomes ``{"b64": ...}`` (TF
 Serving's rule), so results serialise to strict JSON as they are.
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,8 +29,9 @@ from .manifest import OutputSpec
 _BINARY_LABELS = ("0", "1")
 
 
-def infer_kind(spec: OutputSpec, output_shape: tuple[int | None, ...] | None, dtype: str = "float32",
-               distribution: bool = False) -> str:
+def infer_kind(
+    spec: OutputSpec, output_shape: tuple[int | None, ...] | None, dtype: str = "float32", distribution: bool = False
+) -> str:
     """Return ``spec.kind``, or guess it from the output (shape without the batch dimension).
 
     Classification only where it is unmistakable: several units whose rows are probability distributions
@@ -48,8 +50,9 @@ def infer_kind(spec: OutputSpec, output_shape: tuple[int | None, ...] | None, dt
     return "classification" if spec.labels is not None and len(spec.labels) == 2 else "regression"
 
 
-def check_labels(spec: OutputSpec, output_shape: tuple[int | None, ...] | None, kind: str,
-                 dtype: str = "float32") -> None:
+def check_labels(
+    spec: OutputSpec, output_shape: tuple[int | None, ...] | None, kind: str, dtype: str = "float32"
+) -> None:
     """Raise :class:`ManifestError` when a classifier's labels do not match its output units.
 
     A single-unit classifier (binary sigmoid) needs two labels; any other needs
@@ -59,21 +62,23 @@ def check_labels(spec: OutputSpec, output_shape: tuple[int | None, ...] | None, 
     if kind != "classification":
         return
     if not dtype.startswith("float") or output_shape is None or None in output_shape:
-        raise ManifestError(f"output kind 'classification' needs float outputs of a fixed size; the model's "
-                            f"output is {dtype} of shape {list(output_shape) if output_shape is not None else '?'}")
+        raise ManifestError(
+            f"output kind 'classification' needs float outputs of a fixed size; the model's "
+            f"output is {dtype} of shape {list(output_shape) if output_shape is not None else '?'}"
+        )
     if spec.labels is None:
         return
     units = math.prod(output_shape)
     expected = 2 if units == 1 else units
     if len(spec.labels) != expected:
         raise ManifestError(
-            f"output.labels has {len(spec.labels)} labels but the model's {units} output "
-            f"unit(s) need {expected}"
+            f"output.labels has {len(spec.labels)} labels but the model's {units} output unit(s) need {expected}"
         )
 
 
-def format_results(name: str, outputs: np.ndarray | list[np.ndarray], *, spec: OutputSpec,
-                   kind: str) -> list[dict[str, Any]]:
+def format_results(
+    name: str, outputs: np.ndarray | list[np.ndarray], *, spec: OutputSpec, kind: str
+) -> list[dict[str, Any]]:
     """Format a batch of outputs ``(N, ...)`` from model ``name`` into ``N`` result dicts.
 
     ``outputs`` may also be a list of per-row arrays (rows of different shapes).
@@ -101,15 +106,19 @@ def format_results(name: str, outputs: np.ndarray | list[np.ndarray], *, spec: O
     ]
 
 
-def format_outputs(name: str, outputs: dict[str, np.ndarray | list[np.ndarray]], *,
-                   decimals: int | None) -> list[dict[str, Any]]:
+def format_outputs(
+    name: str, outputs: dict[str, np.ndarray | list[np.ndarray]], *, decimals: int | None
+) -> list[dict[str, Any]]:
     """Results of a model with several outputs: per row, ``{"name", "outputs": {<output>: <value>}}``.
 
     As for a regression, an output of one value per row is that value, not a list of one.
     """
-    per_output = {key: [json_values(_unit(row), decimals) for row in value] if isinstance(value, list)
-                  else json_values(value[:, 0] if value.ndim == 2 and value.shape[1] == 1 else value, decimals)
-                  for key, value in outputs.items()}
+    per_output = {
+        key: [json_values(_unit(row), decimals) for row in value]
+        if isinstance(value, list)
+        else json_values(value[:, 0] if value.ndim == 2 and value.shape[1] == 1 else value, decimals)
+        for key, value in outputs.items()
+    }
     rows = len(next(iter(per_output.values())))
     return [{"name": name, "outputs": {key: values[i] for key, values in per_output.items()}} for i in range(rows)]
 
@@ -138,8 +147,9 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _binary(name: str, probabilities: np.ndarray, labels: tuple[str, ...], decimals: int | None
-            ) -> list[dict[str, Any]]:
+def _binary(
+    name: str, probabilities: np.ndarray, labels: tuple[str, ...], decimals: int | None
+) -> list[dict[str, Any]]:
     """Results of a single-unit sigmoid: ``p >= 0.5`` picks ``labels[1]``."""
     positive = probabilities >= 0.5
     scores = _rounded(np.where(positive, probabilities, 1.0 - probabilities), decimals)

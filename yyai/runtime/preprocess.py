@@ -6,6 +6,7 @@ text is computed from its length before it is decoded. Every failure raises a
 typed :class:`~yyai.runtime.errors.InputError` whose message tells the caller
 what to fix.
 """
+
 from __future__ import annotations
 
 import base64
@@ -133,9 +134,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if width == 0 or height == 0:
         raise NotAnImage(f"{_NOT_AN_IMAGE}: its header says it is {width}x{height} pixels")
     if width * height > max_pixels:
-        raise ImageTooLarge(
-            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
-        )
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:

@@ -10,6 +10,7 @@ neither sets ``trust_code`` nor names a handler, and the version is marked
 ``UPLOADED``, so it loads in safe mode whatever the app's own manifest says and
 its folder is never searched for a handler (:class:`yyai.runtime.model_util.ModelUtil`).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,11 +41,15 @@ def stage_version(app_dir: Path, files: Iterable[tuple[str, BinaryIO]], manifest
         raise InputError(f"{len(names)} files uploaded; at most {MAX_FILES} per version")
     for name in names:
         if Path(name).suffix.lower() in CODE_SUFFIXES:
-            raise InputError(f"'{name}' is code, and an upload never carries code: a handler runs only from the "
-                             f"operator's disk (put it in the app folder by hand)")
+            raise InputError(
+                f"'{name}' is code, and an upload never carries code: a handler runs only from the "
+                f"operator's disk (put it in the app folder by hand)"
+            )
         if not SAFE_NAME.match(name) or Path(name).suffix not in MODEL_SUFFIXES:
-            raise InputError(f"'{name}' is not an accepted model file name (letters, digits, . _ -; ending "
-                             f"{' or '.join(MODEL_SUFFIXES)})")
+            raise InputError(
+                f"'{name}' is not an accepted model file name (letters, digits, . _ -; ending "
+                f"{' or '.join(MODEL_SUFFIXES)})"
+            )
     if len(set(names)) != len(names):
         raise InputError("two uploaded files have the same name")
     if manifest is not None:
@@ -71,11 +76,15 @@ def check_uploaded_manifest(manifest: bytes) -> None:
     except ManifestError as exc:
         raise InputError(exc.message) from None
     if raw.get("trust_code"):
-        raise InputError("an uploaded app.toml may not set trust_code: code runs only from the operator's disk "
-                         "(put the version in the model store by hand to trust its Lambda layers)")
+        raise InputError(
+            "an uploaded app.toml may not set trust_code: code runs only from the operator's disk "
+            "(put the version in the model store by hand to trust its Lambda layers)"
+        )
     if "handler" in raw:
-        raise InputError("an uploaded app.toml may not name a handler: code runs only from the operator's disk "
-                         "(name it in the app's own app.toml, next to the handler file)")
+        raise InputError(
+            "an uploaded app.toml may not name a handler: code runs only from the operator's disk "
+            "(name it in the app's own app.toml, next to the handler file)"
+        )
 
 
 def publish_version(app_dir: Path, staging: Path) -> int:

@@ -6,6 +6,7 @@ bucket). The registry loads every app in parallel at start-up (a failing app is
 recorded and never stops the others), picks up apps added later on demand, and
 forgets an app that is gone.
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,8 +79,9 @@ class Registry:
         plans = plans or {}
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=max(1, self.config.load_workers), thread_name_prefix="load") as pool:
-            results = dict(zip((u.name for u in utils),
-                               pool.map(lambda u: self._load_one(u, plans.get(u.name, Plan())), utils)))
+            results = dict(
+                zip((u.name for u in utils), pool.map(lambda u: self._load_one(u, plans.get(u.name, Plan())), utils))
+            )
         log.info("loaded %d apps in %.1f s", len(utils), time.perf_counter() - started)
         return results
 
@@ -90,8 +92,7 @@ class Registry:
             util = self._apps.get(name)
         if util is not None:
             return util
-        if not APP_NAME.match(name) or (name not in self.repository.names()
-                                        and not self.repository.app(name).exists()):
+        if not APP_NAME.match(name) or (name not in self.repository.names() and not self.repository.app(name).exists()):
             raise AppNotFound(f"no model app named '{name}'")
         return self._util(name)
 
@@ -124,9 +125,13 @@ class Registry:
         with self._lock:
             if name not in self._apps:
                 cfg = self.config
-                self._apps[name] = ModelUtil(self.repository.app(name), settle_seconds=cfg.settle_seconds,
-                                             batching_defaults=cfg.batching_defaults,
-                                             max_file_bytes=cfg.max_file_bytes, handlers=cfg.handlers)
+                self._apps[name] = ModelUtil(
+                    self.repository.app(name),
+                    settle_seconds=cfg.settle_seconds,
+                    batching_defaults=cfg.batching_defaults,
+                    max_file_bytes=cfg.max_file_bytes,
+                    handlers=cfg.handlers,
+                )
             return self._apps[name]
 
     @staticmethod
@@ -141,6 +146,12 @@ class Registry:
             log.error("app %s: not loaded: %s", util.name, exc.message)
             return LoadResult(time.perf_counter() - started, error=exc)
         for model in report.models:
-            log.info("app %s: %s loaded in %.0f ms, warmed up in %.0f ms (%d params)", util.name, model["name"],
-                     model["load_ms"], model["warmup_ms"], model["params"])
+            log.info(
+                "app %s: %s loaded in %.0f ms, warmed up in %.0f ms (%d params)",
+                util.name,
+                model["name"],
+                model["load_ms"],
+                model["warmup_ms"],
+                model["params"],
+            )
         return LoadResult(time.perf_counter() - started, report=report)

@@ -16,6 +16,7 @@ are. A signature with one input takes it under any name.
 Rows whose inputs differ in shape (images at their own size) become separate
 jobs; so does every row of an unbatched signature.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,8 +71,9 @@ def image_input(signature: Signature, spec: InputSpec) -> TensorSpec | None:
     return None
 
 
-def prepare(values: dict[str, Any], *, signature: Signature, input_spec: InputSpec, columnar: bool,
-            limits: RequestLimits) -> Prepared:
+def prepare(
+    values: dict[str, Any], *, signature: Signature, input_spec: InputSpec, columnar: bool, limits: RequestLimits
+) -> Prepared:
     """Check ``values`` against ``signature`` and split them into batcher jobs; InputError on anything wrong."""
     named = _by_name(values, signature)
     counts: dict[str, int] = {}
@@ -106,8 +108,10 @@ def prepare(values: dict[str, Any], *, signature: Signature, input_spec: InputSp
     if signature.batched:
         jobs = [(indices, Job(signature.name, group)) for indices, group in group_rows(columns, rows)]
     else:
-        jobs = [([i], Job(signature.name, {name: _one(column, i) for name, column in columns.items()},
-                          batched=False)) for i in range(rows)]
+        jobs = [
+            ([i], Job(signature.name, {name: _one(column, i) for name, column in columns.items()}, batched=False))
+            for i in range(rows)
+        ]
     return Prepared(rows=rows, jobs=jobs)
 
 
@@ -136,18 +140,22 @@ def _list(names) -> str:
     return ", ".join(f"'{n}'" for n in names)
 
 
-def _images(rows: list[EncodedImage], spec: TensorSpec, signature: Signature, input_spec: InputSpec,
-            budget: "_PixelBudget") -> np.ndarray | list[np.ndarray]:
+def _images(
+    rows: list[EncodedImage], spec: TensorSpec, signature: Signature, input_spec: InputSpec, budget: "_PixelBudget"
+) -> np.ndarray | list[np.ndarray]:
     shape = image_shape(spec, signature.batched)
     if shape is None:
-        raise InputError(f"input '{spec.name}' does not take images (it takes {spec.dtype} of shape "
-                         f"{spec.shape_text()}); send numbers")
+        raise InputError(
+            f"input '{spec.name}' does not take images (it takes {spec.dtype} of shape "
+            f"{spec.shape_text()}); send numbers"
+        )
     hwc, leading_one = shape
     decoded = []
     for data in rows:
         budget.check(preprocess.image_dimensions(data))
-        array = preprocess.prepare_image(data, spec=input_spec, input_shape=hwc, dtype=spec.numpy_dtype,
-                                         max_pixels=budget.max_pixels)
+        array = preprocess.prepare_image(
+            data, spec=input_spec, input_shape=hwc, dtype=spec.numpy_dtype, max_pixels=budget.max_pixels
+        )
         decoded.append(array[np.newaxis] if leading_one else array)
     first = decoded[0].shape
     return np.stack(decoded) if all(d.shape == first for d in decoded) else decoded
@@ -173,5 +181,6 @@ class _PixelBudget:
             raise ImageTooLarge(f"image is {size[0]}x{size[1]} = {pixels} pixels; the limit is {self.max_pixels}")
         self.left -= pixels
         if self.left < 0:
-            raise ImageTooLarge(f"the images of this request have more than {self.total} pixels together; "
-                                f"send fewer or smaller images")
+            raise ImageTooLarge(
+                f"the images of this request have more than {self.total} pixels together; send fewer or smaller images"
+            )

@@ -15,6 +15,7 @@ A signature whose inputs all have a free leading dimension is batched; one
 that has none (a TF1 placeholder without a batch dimension) is served one
 request at a time. Loading runs graph code only: no Python of the model.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,11 @@ def open_saved_model(path: Path) -> Opened:
         except ModelLoadError:
             raise
         except Exception as exc:  # the object graph cannot be restored in this TensorFlow: TF1 loader
-            log.info("%s: the TF2 object API cannot restore it (%s); loading its graph into a session of its own",
-                     path, reason_of(exc))
+            log.info(
+                "%s: the TF2 object API cannot restore it (%s); loading its graph into a session of its own",
+                path,
+                reason_of(exc),
+            )
     return _open_tf1(path, meta)
 
 
@@ -75,13 +79,18 @@ def _open_tf2(path: Path, tags: list[str]) -> Opened:
             log.warning("%s: signature %s takes positional inputs; not served", path, name)
             continue
         inputs = [TensorSpec(key, dtype_name(spec.dtype), _dims(spec.shape)) for key, spec in sorted(kwargs.items())]
-        outputs = [TensorSpec(key, dtype_name(spec.dtype), _dims(spec.shape))
-                   for key, spec in sorted(function.structured_outputs.items())]
+        outputs = [
+            TensorSpec(key, dtype_name(spec.dtype), _dims(spec.shape))
+            for key, spec in sorted(function.structured_outputs.items())
+        ]
         signatures[name] = _signature(name, inputs, outputs)
         runners[name] = _tf2_runner(function)
     if not signatures:
-        raise ModelLoadError(path, "the SavedModel has no signature with named inputs (export one with "
-                                   "tf.saved_model.save(..., signatures=...))")
+        raise ModelLoadError(
+            path,
+            "the SavedModel has no signature with named inputs (export one with "
+            "tf.saved_model.save(..., signatures=...))",
+        )
     variables = {id(v): v for f in functions.values() for v in f.variables}  # what the signatures use
     params = sum(int(np.prod(v.shape)) for v in variables.values())
     return Opened(fmt="saved_model", signatures=signatures, runners=runners, params=params, keep=loaded)
@@ -90,6 +99,7 @@ def _open_tf2(path: Path, tags: list[str]) -> Opened:
 def _tf2_runner(function):
     def run(feed: Feed) -> dict[str, np.ndarray]:
         return {name: value.numpy() for name, value in function(**feed.tensors()).items()}
+
     run.function = function  # keeps the concrete function (and through it the restored object) alive
     return run
 
@@ -97,8 +107,10 @@ def _tf2_runner(function):
 def _open_tf1(path: Path, meta: meta_graph_pb2.MetaGraphDef) -> Opened:
     graph = tf.Graph()
     threads = tf.config.threading
-    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads.get_intra_op_parallelism_threads(),
-                                      inter_op_parallelism_threads=threads.get_inter_op_parallelism_threads())
+    config = tf.compat.v1.ConfigProto(
+        intra_op_parallelism_threads=threads.get_intra_op_parallelism_threads(),
+        inter_op_parallelism_threads=threads.get_inter_op_parallelism_threads(),
+    )
     session = tf.compat.v1.Session(graph=graph, config=config)
     try:
         with graph.as_default():
@@ -127,6 +139,7 @@ def _open_tf1(path: Path, meta: meta_graph_pb2.MetaGraphDef) -> Opened:
 
 def _tf1_specs(path: Path, name: str, definition):
     """(inputs, outputs, feed tensor names, fetch tensor names) of a signature_def; None if it is not dense."""
+
     def specs(infos) -> tuple[list[TensorSpec], dict[str, str]] | None:
         result, names = [], {}
         for key, info in sorted(infos.items()):
@@ -147,14 +160,17 @@ def _tf1_runner(session, feeds: dict[str, str], fetches: dict[str, str]):
     def run(feed: Feed) -> dict[str, np.ndarray]:
         values = session.run(fetches, feed_dict={feeds[name]: array for name, array in feed.arrays.items()})
         return {name: np.asarray(value) for name, value in values.items()}
+
     return run
 
 
 def _signature(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> Signature:
     batched = leading_batch([s.shape for s in inputs])
     strip = [TensorSpec(s.name, s.dtype, row_shape(s.shape, batched)) for s in inputs]
-    out = [TensorSpec(s.name, s.dtype, row_shape(s.shape, batched and s.shape is not None and len(s.shape) > 0))
-           for s in outputs]
+    out = [
+        TensorSpec(s.name, s.dtype, row_shape(s.shape, batched and s.shape is not None and len(s.shape) > 0))
+        for s in outputs
+    ]
     return Signature(name, tuple(strip), tuple(out), batched=batched)
 
 

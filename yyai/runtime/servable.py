@@ -4,6 +4,7 @@ Everything a request needs (checking its inputs, inference through the
 batcher, formatting) comes from one ServingVersion, so a response can never
 mix two versions. ModelUtil (model_util.py) creates, swaps and retires them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,14 @@ class ServingVersion:
     ``signature`` is then None.
     """
 
-    def __init__(self, spec: AppSpec, candidate: VersionCandidate, models: tuple[LoadedModel, ...],
-                 load_seconds: float, handler: LoadedHandler | None = None):
+    def __init__(
+        self,
+        spec: AppSpec,
+        candidate: VersionCandidate,
+        models: tuple[LoadedModel, ...],
+        load_seconds: float,
+        handler: LoadedHandler | None = None,
+    ):
         self.spec = spec
         self.id = candidate.id
         self.candidate = candidate
@@ -73,8 +80,9 @@ class ServingVersion:
         found = [m.signatures.get(name) for m in self.models]
         if any(s is None for s in found):
             known = sorted(set.intersection(*(set(m.signatures) for m in self.models)))
-            raise InputError(f"app '{self.spec.name}' has no signature '{name}' in every model "
-                             f"(signatures: {', '.join(known)})")
+            raise InputError(
+                f"app '{self.spec.name}' has no signature '{name}' in every model (signatures: {', '.join(known)})"
+            )
         if any(_inputs_key(s) != _inputs_key(found[0]) for s in found[1:]):
             raise InputError(f"signature '{name}' takes different inputs in the models of app '{self.spec.name}'")
         return found[0]
@@ -87,11 +95,18 @@ class ServingVersion:
         spec = request.image_input(self.signature, self.spec.input)
         return spec.name if spec is not None else None
 
-    def prepare(self, values: dict[str, Any], *, signature: Signature | None = None, columnar: bool = False,
-                limits: RequestLimits = RequestLimits()) -> Prepared:
+    def prepare(
+        self,
+        values: dict[str, Any],
+        *,
+        signature: Signature | None = None,
+        columnar: bool = False,
+        limits: RequestLimits = RequestLimits(),
+    ) -> Prepared:
         """Check a request's named values against ``signature`` (default: the served one); jobs for :meth:`infer`."""
-        return request.prepare(values, signature=signature or self.signature, input_spec=self.spec.input,
-                               columnar=columnar, limits=limits)
+        return request.prepare(
+            values, signature=signature or self.signature, input_spec=self.spec.input, columnar=columnar, limits=limits
+        )
 
     def infer(self, prepared: Prepared) -> ModelOutputs:
         """Run every model on the prepared request (through the dynamic batcher); per model, its named outputs."""
@@ -155,8 +170,7 @@ class ServingVersion:
 
 def _inputs_key(signature: Signature) -> tuple:
     """What models of one app must share for a signature: input names (unless single), dtypes, shapes, batching."""
-    specs = [(s.dtype, s.shape) if len(signature.inputs) == 1 else (s.name, s.dtype, s.shape)
-             for s in signature.inputs]
+    specs = [(s.dtype, s.shape) if len(signature.inputs) == 1 else (s.name, s.dtype, s.shape) for s in signature.inputs]
     return (*specs, signature.batched)
 
 
@@ -173,8 +187,9 @@ def _kind(spec: AppSpec, model: LoadedModel) -> str | None:
     outputs = model.signature.outputs
     if len(outputs) != 1:
         return None
-    return postprocess.infer_kind(spec.output, outputs[0].shape, outputs[0].dtype,
-                                  outputs[0].name in model.distributions)
+    return postprocess.infer_kind(
+        spec.output, outputs[0].shape, outputs[0].dtype, outputs[0].name in model.distributions
+    )
 
 
 def _reassemble(prepared: Prepared, results: list[Outputs]) -> ModelOutputs:

@@ -10,6 +10,7 @@
   batch dimension, a function that reduces over its whole input) is served one
   request at a time; its specs' shapes are the whole tensors'.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,10 +21,18 @@ import numpy as np
 SERVING_DEFAULT = "serving_default"
 
 DTYPES: dict[str, np.dtype] = {
-    "float16": np.dtype(np.float16), "float32": np.dtype(np.float32), "float64": np.dtype(np.float64),
-    "int8": np.dtype(np.int8), "int16": np.dtype(np.int16), "int32": np.dtype(np.int32),
-    "int64": np.dtype(np.int64), "uint8": np.dtype(np.uint8), "uint16": np.dtype(np.uint16),
-    "uint32": np.dtype(np.uint32), "uint64": np.dtype(np.uint64), "bool": np.dtype(np.bool_),
+    "float16": np.dtype(np.float16),
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+    "int8": np.dtype(np.int8),
+    "int16": np.dtype(np.int16),
+    "int32": np.dtype(np.int32),
+    "int64": np.dtype(np.int64),
+    "uint8": np.dtype(np.uint8),
+    "uint16": np.dtype(np.uint16),
+    "uint32": np.dtype(np.uint32),
+    "uint64": np.dtype(np.uint64),
+    "bool": np.dtype(np.bool_),
     "string": np.dtype(object),
 }
 Shape = tuple[int | None, ...] | None
@@ -92,9 +101,12 @@ class Signature:
         return tuple(spec.name for spec in self.outputs)
 
     def describe(self) -> dict:
-        return {"name": self.name, "batched": self.batched,
-                "inputs": [s.describe(batched=self.batched) for s in self.inputs],
-                "outputs": [s.describe(batched=self.batched) for s in self.outputs]}
+        return {
+            "name": self.name,
+            "batched": self.batched,
+            "inputs": [s.describe(batched=self.batched) for s in self.inputs],
+            "outputs": [s.describe(batched=self.batched) for s in self.outputs],
+        }
 
 
 def leading_batch(shapes: list[Shape]) -> bool:
@@ -117,5 +129,7 @@ def pick_signature(available: list[str], wanted: str | None, *, where: str) -> s
         return SERVING_DEFAULT
     if len(available) == 1:
         return available[0]
-    raise ValueError(f"{where} has no '{SERVING_DEFAULT}' signature and several others "
-                     f"({', '.join(available)}); name one with signature = \"...\" in app.toml")
+    raise ValueError(
+        f"{where} has no '{SERVING_DEFAULT}' signature and several others "
+        f'({", ".join(available)}); name one with signature = "..." in app.toml'
+    )

@@ -13,6 +13,7 @@ place, and a hard-linked snapshot would change with it.
 
 :func:`prune` removes the snapshots nobody needs, keeping the newest few for rollback.
 """
+
 from __future__ import annotations
 
 import errno
@@ -45,8 +46,12 @@ def freeze(app_dir: Path) -> VersionCandidate:
     try:
         for source in version_files(app_dir):
             if source.is_dir():
-                shutil.copytree(source, staging / (source.name if source != app_dir else app_dir.name),
-                                copy_function=_clone, ignore=shutil.ignore_patterns(".*"))
+                shutil.copytree(
+                    source,
+                    staging / (source.name if source != app_dir else app_dir.name),
+                    copy_function=_clone,
+                    ignore=shutil.ignore_patterns(".*"),
+                )
             else:
                 _clone(source, staging / source.name)
         version = flat_id(staging)

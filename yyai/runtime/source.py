@@ -21,6 +21,7 @@ SavedModel (``<app>/<N>/saved_model.pb``) is that version's one model.
 When an app has any numbered folder, the numbered layout is used and loose
 files in ``<app>/`` are ignored.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,8 +84,11 @@ def version_files(folder: Path) -> list[Path]:
     """What a flat version in ``folder`` is made of: its models, manifest files and handler file."""
     folder = Path(folder)
     handler = handler_file(folder)
-    return [*model_files(folder), *(p for p in (folder / n for n in MANIFEST_FILES) if p.is_file()),
-            *([handler] if handler else [])]
+    return [
+        *model_files(folder),
+        *(p for p in (folder / n for n in MANIFEST_FILES) if p.is_file()),
+        *([handler] if handler else []),
+    ]
 
 
 def scan_versions(app_dir: Path, *, settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> list[VersionCandidate]:
@@ -99,8 +103,11 @@ def scan_versions(app_dir: Path, *, settle_seconds: float = DEFAULT_SETTLE_SECON
     files = model_files(app_dir)
     if not files and handler_file(app_dir) is None:
         return []
-    return [VersionCandidate(id=flat_id(app_dir), path=str(app_dir), files=tuple(map(str, files)),
-                             numbered=False, complete=True)]
+    return [
+        VersionCandidate(
+            id=flat_id(app_dir), path=str(app_dir), files=tuple(map(str, files)), numbered=False, complete=True
+        )
+    ]
 
 
 def flat_id(folder: Path) -> str:
@@ -132,8 +139,14 @@ def numbered_version(folder: Path, settle_seconds: float = DEFAULT_SETTLE_SECOND
         age = time.time() - max(p.stat().st_mtime for p in folder.rglob("*"))
         if age < settle_seconds:
             reason = f"files changed {age:.1f}s ago; waiting {settle_seconds:g}s to settle (or add a READY file)"
-    return VersionCandidate(id=folder.name, path=str(folder), files=tuple(map(str, files)),
-                            numbered=True, complete=not reason, reason=reason)
+    return VersionCandidate(
+        id=folder.name,
+        path=str(folder),
+        files=tuple(map(str, files)),
+        numbered=True,
+        complete=not reason,
+        reason=reason,
+    )
 
 
 def choose_version(

@@ -10,6 +10,7 @@ Casts are those that lose nothing: integers and floats to a float input,
 integers to an integer input (range-checked), booleans to ``bool``, text or
 bytes to ``string``. Anything else is :class:`BadTensor`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -39,8 +40,9 @@ def coerce(value: Any, spec: TensorSpec, *, rows_first: bool, batched: bool = Tr
     shape = array.shape[1:] if rows_first else array.shape
     if rows_first and array.ndim == 0:
         raise BadTensor(f"input '{spec.name}' must be a list with one entry per row, got a single value")
-    if spec.shape is not None and (len(shape) != len(spec.shape) or any(
-            want is not None and want != got for want, got in zip(spec.shape, shape))):
+    if spec.shape is not None and (
+        len(shape) != len(spec.shape) or any(want is not None and want != got for want, got in zip(spec.shape, shape))
+    ):
         rows = " per row" if rows_first and batched else ""
         raise BadTensor(f"input '{spec.name}' takes shape {spec.shape_text()}{rows}, got {list(shape)}")
     return array
@@ -68,8 +70,10 @@ def _as_array(value: Any, spec: TensorSpec) -> np.ndarray:
         info = np.iinfo(want)
         low, high = array.min(), array.max()
         if low < info.min or high > info.max:
-            raise BadTensor(f"input '{spec.name}' takes {spec.dtype}; {low if low < info.min else high} is out of "
-                            f"its range [{info.min}, {info.max}]")
+            raise BadTensor(
+                f"input '{spec.name}' takes {spec.dtype}; {low if low < info.min else high} is out of "
+                f"its range [{info.min}, {info.max}]"
+            )
     if array.dtype == want:
         return array
     with np.errstate(over="ignore", invalid="ignore"):
@@ -96,8 +100,9 @@ def _strings(value: Any, spec: TensorSpec) -> np.ndarray:
 
 
 def _kind_text(array: np.ndarray) -> str:
-    return {"b": "booleans", "i": "integers", "u": "integers", "f": "floats", "U": "strings",
-            "S": "bytes"}.get(array.dtype.kind, "values that are not all numbers (strings, nulls or objects)")
+    return {"b": "booleans", "i": "integers", "u": "integers", "f": "floats", "U": "strings", "S": "bytes"}.get(
+        array.dtype.kind, "values that are not all numbers (strings, nulls or objects)"
+    )
 
 
 def group_rows(columns: dict[str, np.ndarray | list[np.ndarray]], rows: int) -> list[tuple[list[int], dict]]:
@@ -124,5 +129,6 @@ def row_count(name: str, value: np.ndarray | list, counts: dict[str, int]) -> No
     """Record how many rows input ``name`` brought; BadTensor when inputs disagree."""
     counts[name] = len(value)
     if len(set(counts.values())) > 1:
-        raise BadTensor("the inputs have different numbers of rows: "
-                        + ", ".join(f"'{k}' {v}" for k, v in counts.items()))
+        raise BadTensor(
+            "the inputs have different numbers of rows: " + ", ".join(f"'{k}' {v}" for k, v in counts.items())
+        )

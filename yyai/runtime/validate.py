@@ -11,6 +11,7 @@ key, no database URL; :data:`CHILD_ENVIRONMENT` only), ignores ``PYTHON*``
 variables and the user's site packages, and loads in safe mode whatever the
 app's manifest says about ``trust_code``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,13 +30,29 @@ from .limits import (
 )
 
 # What the child may see of this process's environment: paths, locale and TensorFlow's own knobs.
-CHILD_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TF_CPP_MIN_LOG_LEVEL", "TF_NUM_INTRAOP_THREADS",
-                     "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+CHILD_ENVIRONMENT = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+)
 
 
-def validate_version(folder: Path, *, app_dir: Path, timeout: float = DEFAULT_VALIDATE_TIMEOUT_SECONDS,
-                     memory_bytes: int = DEFAULT_VALIDATE_MEMORY_BYTES, max_file_bytes: int | None = None,
-                     isolated: bool = True) -> list[dict]:
+def validate_version(
+    folder: Path,
+    *,
+    app_dir: Path,
+    timeout: float = DEFAULT_VALIDATE_TIMEOUT_SECONDS,
+    memory_bytes: int = DEFAULT_VALIDATE_MEMORY_BYTES,
+    max_file_bytes: int | None = None,
+    isolated: bool = True,
+) -> list[dict]:
     """Describe the models of ``folder`` (one dict each); ModelLoadError with the reason if invalid.
 
     ``isolated=False`` validates in this process (no limits): for tests and trusted tooling only.
@@ -50,9 +67,15 @@ def validate_version(folder: Path, *, app_dir: Path, timeout: float = DEFAULT_VA
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, preexec_fn=limit_memory,
-                              cwd=Path(__file__).resolve().parents[2],
-                              env={k: v for k, v in os.environ.items() if k in CHILD_ENVIRONMENT})
+        done = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=limit_memory,
+            cwd=Path(__file__).resolve().parents[2],
+            env={k: v for k, v in os.environ.items() if k in CHILD_ENVIRONMENT},
+        )
     except subprocess.TimeoutExpired:
         raise ModelLoadError(folder, f"validation took longer than {timeout:g} s and was stopped") from None
     lines = done.stdout.strip().splitlines()
@@ -62,8 +85,11 @@ def validate_version(folder: Path, *, app_dir: Path, timeout: float = DEFAULT_VA
         answer = None
     if not isinstance(answer, dict):
         tail = " ".join(done.stderr.split()[-30:])
-        reason = "ran out of its memory limit" if "MemoryError" in done.stderr or "bad_alloc" in done.stderr else (
-            f"crashed (exit {done.returncode})")
+        reason = (
+            "ran out of its memory limit"
+            if "MemoryError" in done.stderr or "bad_alloc" in done.stderr
+            else (f"crashed (exit {done.returncode})")
+        )
         raise ModelLoadError(folder, f"validation {reason}: {tail[-400:]}")
     return _answer(folder, answer)
 
@@ -85,8 +111,9 @@ def _check(folder: Path, app_dir: Path, max_file_bytes: int | None) -> dict:
         files = model_files(folder)
         if not files:
             return {"ok": False, "error": "no model files (.h5, .keras) in the version"}
-        candidate = VersionCandidate(id=folder.name, path=str(folder), files=tuple(map(str, files)), numbered=True,
-                                     complete=True)
+        candidate = VersionCandidate(
+            id=folder.name, path=str(folder), files=tuple(map(str, files)), numbered=True, complete=True
+        )
         models = load_version_models(spec, candidate, max_file_bytes=max_file_bytes or DEFAULT_MAX_FILE_BYTES)
     except ModelLoadError as exc:
         return {"ok": False, "error": exc.reason, "path": Path(exc.path).name}

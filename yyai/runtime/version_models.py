@@ -5,6 +5,7 @@ inputs (names, dtypes, shapes; a one-input model may name its input
 differently) and fit the manifest (image input, size, labels). On any failure
 the models already loaded are closed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,9 @@ from .source import VersionCandidate
 log = logging.getLogger(__name__)
 
 
-def manifest_for(app_dir: Path, version_dir: Path, *, base: AppSpec,
-                 batching_defaults: BatchingSpec | None = None) -> AppSpec:
+def manifest_for(
+    app_dir: Path, version_dir: Path, *, base: AppSpec, batching_defaults: BatchingSpec | None = None
+) -> AppSpec:
     """The manifest a version serves with: its own ``app.toml`` if it has one, else the app's.
 
     The version policy always comes from the app's manifest (``base``).
@@ -34,8 +36,9 @@ def manifest_for(app_dir: Path, version_dir: Path, *, base: AppSpec,
     return dataclasses.replace(own, versions=base.versions)
 
 
-def load_version_models(spec: AppSpec, candidate: VersionCandidate, *,
-                        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[LoadedModel, ...]:
+def load_version_models(
+    spec: AppSpec, candidate: VersionCandidate, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> tuple[LoadedModel, ...]:
     """Load and warm up every model of ``candidate``, checked against each other and the manifest.
 
     On any failure the models already loaded are closed before the error is raised. A version without
@@ -47,8 +50,11 @@ def load_version_models(spec: AppSpec, candidate: VersionCandidate, *,
     try:
         for file in map(Path, candidate.files):
             own = spec.name if file == Path(candidate.path) else None  # TF Serving's <app>/<N>/saved_model.pb
-            models.append(load_model(file, signature=spec.signature, trust_code=spec.trust_code,
-                                     max_file_bytes=max_file_bytes, name=own))
+            models.append(
+                load_model(
+                    file, signature=spec.signature, trust_code=spec.trust_code, max_file_bytes=max_file_bytes, name=own
+                )
+            )
         if models:
             check_compatible(spec, tuple(models))
     except BaseException:
@@ -68,8 +74,11 @@ def demo_checked(spec: AppSpec, models: tuple[LoadedModel, ...]) -> AppSpec:
     keras_names = [getattr(model.keep, "name", "") for model in models if model.fmt == "keras"]
     if not spec.demo or all(name.startswith(DEMO_MODEL_PREFIX) for name in keras_names):
         return spec
-    log.info("app %s: app.toml says demo = true but its models are not the demo's placeholders; answering "
-             "demo: false (remove demo = true from app.toml)", spec.name)
+    log.info(
+        "app %s: app.toml says demo = true but its models are not the demo's placeholders; answering "
+        "demo: false (remove demo = true from app.toml)",
+        spec.name,
+    )
     return dataclasses.replace(spec, demo=False)
 
 
@@ -82,20 +91,25 @@ def check_compatible(spec: AppSpec, models: tuple[LoadedModel, ...]) -> None:
     image = image_input(signature, spec.input)
     if spec.input.name is not None and image is None:
         names = ", ".join(signature.input_names)
-        raise ModelLoadError(first.path, f"app.toml input.name '{spec.input.name}' is not an input that takes "
-                                         f"images (inputs: {names})")
+        raise ModelLoadError(
+            first.path, f"app.toml input.name '{spec.input.name}' is not an input that takes images (inputs: {names})"
+        )
     shape = image_shape(image, signature.batched) if image is not None else None
     if spec.input.size is not None and shape is not None:
         width, height = spec.input.size
         model_h, model_w = shape[0][:2]
         if (model_h not in (None, height)) or (model_w not in (None, width)):
-            raise ModelLoadError(first.path, f"app.toml input.size {list(spec.input.size)} (width, height) does not "
-                                             f"match the model's input '{image.name}' {model_w}x{model_h}")
+            raise ModelLoadError(
+                first.path,
+                f"app.toml input.size {list(spec.input.size)} (width, height) does not "
+                f"match the model's input '{image.name}' {model_w}x{model_h}",
+            )
     for model in models:
         outputs = model.signature.outputs
         if len(outputs) == 1:
-            kind = postprocess.infer_kind(spec.output, outputs[0].shape, outputs[0].dtype,
-                                          outputs[0].name in model.distributions)
+            kind = postprocess.infer_kind(
+                spec.output, outputs[0].shape, outputs[0].dtype, outputs[0].name in model.distributions
+            )
             postprocess.check_labels(spec.output, outputs[0].shape, kind, outputs[0].dtype)
 
 
@@ -103,13 +117,22 @@ def _same_inputs(first: LoadedModel, model: LoadedModel) -> None:
     """Same input names (one-input models may name theirs differently), dtypes, shapes and batching."""
     ours, theirs = first.signature, model.signature
     if ours.input_names != theirs.input_names and not len(ours.inputs) == len(theirs.inputs) == 1:
-        raise ModelLoadError(model.path, f"its inputs {list(theirs.input_names)} differ from {first.name}'s "
-                                         f"{list(ours.input_names)}; the models of one app share their inputs")
+        raise ModelLoadError(
+            model.path,
+            f"its inputs {list(theirs.input_names)} differ from {first.name}'s "
+            f"{list(ours.input_names)}; the models of one app share their inputs",
+        )
     for mine, other in zip(ours.inputs, theirs.inputs):
         if (mine.dtype, mine.shape) != (other.dtype, other.shape):
-            raise ModelLoadError(model.path, f"input '{other.name}' is {other.dtype} {other.shape_text()} but "
-                                             f"{first.name}'s is {mine.dtype} {mine.shape_text()}; the models of "
-                                             f"one app share their inputs")
+            raise ModelLoadError(
+                model.path,
+                f"input '{other.name}' is {other.dtype} {other.shape_text()} but "
+                f"{first.name}'s is {mine.dtype} {mine.shape_text()}; the models of "
+                f"one app share their inputs",
+            )
     if ours.batched != theirs.batched:
-        raise ModelLoadError(model.path, f"it is {'' if theirs.batched else 'not '}batched and {first.name} is "
-                                         f"{'' if ours.batched else 'not '}; the models of one app share their inputs")
+        raise ModelLoadError(
+            model.path,
+            f"it is {'' if theirs.batched else 'not '}batched and {first.name} is "
+            f"{'' if ours.batched else 'not '}; the models of one app share their inputs",
+        )

@@ -6,12 +6,28 @@
 * :mod:`.reloads`: reload an app here and announce it to every other process;
 * :mod:`.uploads`: publish a new numbered version after validating it.
 """
+
 from yyai.services.dataplane import InferRequest, InferResult, Target, infer, infer_async, parse_target
 from yyai.services.predictions import PredictionResult, predict, predict_async
 from yyai.services.reloads import ReloadOutcome, ensure_app, follow_app, record_reload, reload_app, sync_apps
 from yyai.services.uploads import UploadResult, upload_version
 
-__all__ = ["InferRequest", "InferResult", "PredictionResult", "Target", "infer", "infer_async", "parse_target",
-           "predict", "predict_async", "ReloadOutcome", "ensure_app", "follow_app", "record_reload", "reload_app",
-           "sync_apps", "UploadResult",
-           "upload_version"]
+__all__ = [
+    "InferRequest",
+    "InferResult",
+    "PredictionResult",
+    "Target",
+    "infer",
+    "infer_async",
+    "parse_target",
+    "predict",
+    "predict_async",
+    "ReloadOutcome",
+    "ensure_app",
+    "follow_app",
+    "record_reload",
+    "reload_app",
+    "sync_apps",
+    "UploadResult",
+    "upload_version",
+]

@@ -16,6 +16,7 @@ its number, see :func:`version_number`), else :class:`VersionNotFound`. Every
 call takes the serving version once and runs on it, so an answer never mixes
 versions, and inference always goes through the version's batcher.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -97,8 +98,10 @@ class InferResult:
         tensors = {}
         for name, value in self.outputs.items():
             if isinstance(value, list):
-                raise BadTensor(f"the rows' outputs '{name}' have different shapes and cannot form one tensor; "
-                                f"send one row per request")
+                raise BadTensor(
+                    f"the rows' outputs '{name}' have different shapes and cannot form one tensor; "
+                    f"send one row per request"
+                )
             tensors[name] = value if self.signature.batched else value[0]
         return tensors
 
@@ -127,8 +130,7 @@ async def infer_async(target: str, read: Callable[[], InferRequest | None]) -> I
         if staged is None:
             return None
         request, signature, prepared, started = staged
-        return _result(addressed, version, signature, request, prepared, await version.infer_async(prepared),
-                       started)
+        return _result(addressed, version, signature, request, prepared, await version.infer_async(prepared), started)
 
 
 def _read_and_prepare(version: ServingVersion, target: Target, read: Callable[[], InferRequest | None]):
@@ -166,8 +168,11 @@ def serving(target: Target, requested_version: str | int | None = None) -> Itera
 
 
 def request_limits() -> RequestLimits:
-    return RequestLimits(max_rows=yyai_settings.MAX_ROWS_PER_REQUEST, max_pixels=yyai_settings.MAX_IMAGE_PIXELS,
-                         max_request_pixels=yyai_settings.MAX_REQUEST_PIXELS)
+    return RequestLimits(
+        max_rows=yyai_settings.MAX_ROWS_PER_REQUEST,
+        max_pixels=yyai_settings.MAX_IMAGE_PIXELS,
+        max_request_pixels=yyai_settings.MAX_REQUEST_PIXELS,
+    )
 
 
 def prepare(version: ServingVersion, target: Target, request: InferRequest) -> tuple[Signature, Prepared]:
@@ -187,9 +192,11 @@ def _values(version: ServingVersion, signature: Signature, request: InferRequest
     if request.images is not None:
         image = version.image_input if signature is version.signature else None
         if image is None:
-            raise BadTensor(f"app '{version.spec.name}' has no input that takes images (inputs: "
-                            f"{', '.join(signature.input_names)}); send tensors, or name the image input in "
-                            f"app.toml ([input] name)")
+            raise BadTensor(
+                f"app '{version.spec.name}' has no input that takes images (inputs: "
+                f"{', '.join(signature.input_names)}); send tensors, or name the image input in "
+                f"app.toml ([input] name)"
+            )
         extra = _named(request.inputs, signature, "inputs") if request.inputs is not None else {}
         if image in extra:
             raise BadTensor(f"input '{image}' is given twice: as images and in 'inputs'")
@@ -229,14 +236,28 @@ def since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-def _result(target: Target, version: ServingVersion, signature: Signature, request: InferRequest,
-            prepared: Prepared, per_model: ModelOutputs, started: float) -> InferResult:
+def _result(
+    target: Target,
+    version: ServingVersion,
+    signature: Signature,
+    request: InferRequest,
+    prepared: Prepared,
+    per_model: ModelOutputs,
+    started: float,
+) -> InferResult:
     metrics.observe_predict(version, rows=prepared.rows)
     named = {name: per_model[index][output] for name, index, output in output_map(version, target, signature)}
     if request.outputs:
         named = {name: named[name] for name in request.outputs}
-    return InferResult(target=target, version=version, signature=signature, outputs=named, per_model=per_model,
-                       rows=prepared.rows, elapsed_ms=since(started))
+    return InferResult(
+        target=target,
+        version=version,
+        signature=signature,
+        outputs=named,
+        per_model=per_model,
+        rows=prepared.rows,
+        elapsed_ms=since(started),
+    )
 
 
 # -- addressing and metadata ---------------------------------------------------
@@ -256,8 +277,10 @@ def model_indices(version: ServingVersion, target: Target) -> list[int]:
     """Indices of the addressed models in ``version.models``; AppNotFound for an unknown model, NoModel for an
     app that has only a handler."""
     if not version.models:
-        raise NoModel(f"app '{target.app}' has no model to address with tensors: its handler answers at "
-                      f"POST /api/apps/{target.app}/predict/")
+        raise NoModel(
+            f"app '{target.app}' has no model to address with tensors: its handler answers at "
+            f"POST /api/apps/{target.app}/predict/"
+        )
     if target.model is None:
         return list(range(len(version.models)))
     names = unique_names([m.name for m in version.models])
@@ -276,14 +299,21 @@ def output_map(version: ServingVersion, target: Target, signature: Signature) ->
     if len(indices) == 1:
         return [(spec.name, indices[0], spec.name) for spec in specs[0]]
     short = unique_names([m.name for m in version.models])
-    return [(short[i] if len(outs) == 1 else f"{short[i]}/{spec.name}", i, spec.name)
-            for i, outs in zip(indices, specs) for spec in outs]
+    return [
+        (short[i] if len(outs) == 1 else f"{short[i]}/{spec.name}", i, spec.name)
+        for i, outs in zip(indices, specs)
+        for spec in outs
+    ]
 
 
 def output_specs(version: ServingVersion, target: Target, signature: Signature) -> list[TensorSpec]:
     """The target's outputs under their served names."""
-    return [TensorSpec(name, spec.dtype, spec.shape) for name, index, output in output_map(version, target, signature)
-            for spec in version.models[index].signatures[signature.name].outputs if spec.name == output]
+    return [
+        TensorSpec(name, spec.dtype, spec.shape)
+        for name, index, output in output_map(version, target, signature)
+        for spec in version.models[index].signatures[signature.name].outputs
+        if spec.name == output
+    ]
 
 
 def signatures_of(version: ServingVersion, target: Target) -> dict[str, Signature]:
@@ -293,8 +323,9 @@ def signatures_of(version: ServingVersion, target: Target) -> dict[str, Signatur
     result = {}
     for name in sorted(common):
         try:
-            result[name] = version.signature_named(name) if len(indices) > 1 else version.models[
-                indices[0]].signatures[name]
+            result[name] = (
+                version.signature_named(name) if len(indices) > 1 else version.models[indices[0]].signatures[name]
+            )
         except InputError:
             continue
     return result
@@ -312,8 +343,9 @@ def check_version(version: ServingVersion, requested: str | int | None, *, name:
     wanted = str(requested)
     if wanted in (version.id, str(version_number(version.id))):
         return
-    raise VersionNotFound(f"Servable not found for request: Specific({name}, {wanted}); "
-                          f"the serving version is {version.id}")
+    raise VersionNotFound(
+        f"Servable not found for request: Specific({name}, {wanted}); the serving version is {version.id}"
+    )
 
 
 def model_ready(target: Target, requested_version: str | int | None = None) -> bool:

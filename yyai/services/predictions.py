@@ -6,6 +6,7 @@ the hooks around the models' batcher instead, in the calling thread. Every
 predict route answers with :meth:`PredictionResult.to_body`; a handler's
 ``context.predict`` is :func:`call_app`.
 """
+
 from __future__ import annotations
 
 import time
@@ -56,8 +57,9 @@ class PredictionResult:
         return body
 
 
-def predict(*, app: str, images: list[bytes] | None = None, instances: Any = None,
-            inputs: Any = None) -> PredictionResult:
+def predict(
+    *, app: str, images: list[bytes] | None = None, instances: Any = None, inputs: Any = None
+) -> PredictionResult:
     """Run every model of ``app`` on image files, rows or named tensors, all on one version, between the hooks
     of the app's handler if it has one (in this thread: never call it on an event loop)."""
     request = InferRequest(target=app, images=images, instances=instances, inputs=inputs)
@@ -81,8 +83,9 @@ def _handled(version: ServingVersion, target: Target, request: InferRequest) -> 
     handler = version.handler
     if request.images:
         check_image_sizes(request.images, request_limits())  # before any hook decodes one
-    asked = HandlerRequest(app=version.spec.name, images=request.images, instances=request.instances,
-                           inputs=request.inputs)
+    asked = HandlerRequest(
+        app=version.spec.name, images=request.images, instances=request.instances, inputs=request.inputs
+    )
     values: dict[str, Any] = {}
     per_model, rows = [], 1
     if handler.has("preprocess"):
@@ -95,13 +98,23 @@ def _handled(version: ServingVersion, target: Target, request: InferRequest) -> 
         per_model, rows = version.infer(prepared), prepared.rows
     metrics.observe_predict(version, rows=rows)
     if not handler.has("postprocess"):
-        return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo,
-                                rows=version.format(per_model), elapsed_ms=since(started))
+        return PredictionResult(
+            app=version.spec.name,
+            version=version.id,
+            demo=version.spec.demo,
+            rows=version.format(per_model),
+            elapsed_ms=since(started),
+        )
     outputs = {model.name: named for model, named in zip(version.models, per_model)} if version.models else values
     answer = handler.postprocess(outputs, asked)
-    return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo, rows=[],
-                            elapsed_ms=since(started), answer=answer if isinstance(answer, dict) else
-                            {"result": answer})
+    return PredictionResult(
+        app=version.spec.name,
+        version=version.id,
+        demo=version.spec.demo,
+        rows=[],
+        elapsed_ms=since(started),
+        answer=answer if isinstance(answer, dict) else {"result": answer},
+    )
 
 
 async def predict_async(app: str, read: Callable[[], InferRequest | None]) -> PredictionResult | None:
@@ -112,5 +125,10 @@ async def predict_async(app: str, read: Callable[[], InferRequest | None]) -> Pr
 
 def _prediction(result: InferResult) -> PredictionResult:
     version = result.version
-    return PredictionResult(app=version.spec.name, version=version.id, demo=version.spec.demo,
-                            rows=version.format(result.per_model), elapsed_ms=result.elapsed_ms)
+    return PredictionResult(
+        app=version.spec.name,
+        version=version.id,
+        demo=version.spec.demo,
+        rows=version.format(result.per_model),
+        elapsed_ms=result.elapsed_ms,
+    )

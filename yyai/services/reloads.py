@@ -13,6 +13,7 @@ process that serves nothing of an app whose target is gone everywhere serves
 what the repository holds now and makes that the target
 (:func:`serve_what_is_there`): start-up always serves.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,15 @@ class ReloadOutcome:
     removed: bool = False  # the app was gone from the repository: every process unloaded it
 
 
-def reload_app(*, app: str, version: str | int | None = None, user=None, trigger: str = ReloadEvent.Trigger.API,
-               wait: bool = True, wait_fleet: bool = True) -> ReloadOutcome:
+def reload_app(
+    *,
+    app: str,
+    version: str | int | None = None,
+    user=None,
+    trigger: str = ReloadEvent.Trigger.API,
+    wait: bool = True,
+    wait_fleet: bool = True,
+) -> ReloadOutcome:
     """Reload ``app`` here and make what it loaded every process's target; wait for them unless told not to.
 
     ``version``: None keeps the pin, a number or a snapshot id pins it,
@@ -59,8 +67,9 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
         return remove_app(app=app, user=user, trigger=trigger, wait_fleet=wait_fleet)
     retiring = util.current
     started = time.perf_counter()
-    event = begin_reload(app=app, from_version=retiring.id if retiring else "", to_version=str(version or ""),
-                         trigger=trigger, user=user)
+    event = begin_reload(
+        app=app, from_version=retiring.id if retiring else "", to_version=str(version or ""), trigger=trigger, user=user
+    )
     try:
         report = util.reload(version, wait=wait)
     except ReloadInProgress:
@@ -71,8 +80,11 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
         raise
     with transaction.atomic():
         row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
-        changed = (row.target_version, row.pinned_version, row.removed_at) != (report.new_version,
-                                                                              util.pinned or "", None)
+        changed = (row.target_version, row.pinned_version, row.removed_at) != (
+            report.new_version,
+            util.pinned or "",
+            None,
+        )
         if changed:
             _set_target(row, report.new_version, util.pinned or "")
         finish_reload(event, to_version=report.new_version, error="", started=started)
@@ -80,8 +92,13 @@ def reload_app(*, app: str, version: str | int | None = None, user=None, trigger
     if changed:
         wakeup.wake(fleet.host_pids())
     release_when_idle(retiring)
-    waited = fleet.wait_for(app, version=report.new_version, generation=row.generation,
-                            timeout=yyai_settings.RELOAD_WAIT_SECONDS) if wait_fleet else None
+    waited = (
+        fleet.wait_for(
+            app, version=report.new_version, generation=row.generation, timeout=yyai_settings.RELOAD_WAIT_SECONDS
+        )
+        if wait_fleet
+        else None
+    )
     _prune(util, keep={report.new_version})
     return ReloadOutcome(report=report, generation=row.generation, fleet=waited)
 
@@ -96,8 +113,9 @@ def _set_target(row: ModelApp, version: str, pinned: str, *, removed_at=None) ->
     wakeup.notify_hosts()
 
 
-def remove_app(*, app: str, user=None, trigger: str = ReloadEvent.Trigger.API,
-               wait_fleet: bool = True) -> ReloadOutcome:
+def remove_app(
+    *, app: str, user=None, trigger: str = ReloadEvent.Trigger.API, wait_fleet: bool = True
+) -> ReloadOutcome:
     """``app`` is gone from the repository: unload it here, tell every process to, wait until none serves it.
 
     Its row stays (marked removed) for the reload history; it leaves every list.
@@ -108,14 +126,25 @@ def remove_app(*, app: str, user=None, trigger: str = ReloadEvent.Trigger.API,
         row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
         old = row.target_version or (retiring.id if retiring else "")
         _set_target(row, "", "", removed_at=timezone.now())
-        record_reload(app=app, from_version=old, to_version="", trigger=trigger, user=user, error="",
-                      started=started, note=f"removed: app '{app}' is gone from the repository")
+        record_reload(
+            app=app,
+            from_version=old,
+            to_version="",
+            trigger=trigger,
+            user=user,
+            error="",
+            started=started,
+            note=f"removed: app '{app}' is gone from the repository",
+        )
     dropped(app, row.generation)
     wakeup.wake(fleet.host_pids())
     release_when_idle(retiring)
     log.info("app %s: gone from the repository; removed from every process (generation %d)", app, row.generation)
-    waited = fleet.wait_for(app, version="", generation=row.generation,
-                            timeout=yyai_settings.RELOAD_WAIT_SECONDS) if wait_fleet else None
+    waited = (
+        fleet.wait_for(app, version="", generation=row.generation, timeout=yyai_settings.RELOAD_WAIT_SECONDS)
+        if wait_fleet
+        else None
+    )
     report = ReloadReport(app=app, old_version=old or None, new_version="", load_seconds=0.0, models=[])
     return ReloadOutcome(report=report, generation=row.generation, fleet=waited, removed=True)
 
@@ -140,21 +169,32 @@ def serve_what_is_there(*, app: str, lost: str, generation: int) -> ReloadReport
     util = get_registry().get(app)
     started = time.perf_counter()
     report = util.reload(LATEST)
-    reason = (f"the target version {lost} is gone from the repository; serving {report.new_version}, what the "
-              f"repository holds now")
+    reason = (
+        f"the target version {lost} is gone from the repository; serving {report.new_version}, what the "
+        f"repository holds now"
+    )
     with transaction.atomic():
         row, _ = ModelApp.objects.select_for_update().get_or_create(name=app)
         moved = row.generation == generation and row.target_version == lost
         if moved:
             _set_target(row, report.new_version, "")
-            record_reload(app=app, from_version=lost, to_version=report.new_version, trigger=ReloadEvent.Trigger.STARTUP,
-                          user=None, error="", started=started, note=reason)
+            record_reload(
+                app=app,
+                from_version=lost,
+                to_version=report.new_version,
+                trigger=ReloadEvent.Trigger.STARTUP,
+                user=None,
+                error="",
+                started=started,
+                note=reason,
+            )
     if moved:
         log.warning("app %s: %s (generation %d)", app, reason, row.generation)
         wakeup.wake(fleet.host_pids())
     elif row.target_version != report.new_version:
-        return follow_app(app=app, version=row.target_version, pinned=row.pinned_version or None,
-                          generation=row.generation)
+        return follow_app(
+            app=app, version=row.target_version, pinned=row.pinned_version or None, generation=row.generation
+        )
     _served(app, report.new_version, row.generation)
     return report
 
@@ -172,11 +212,25 @@ def follow_app(*, app: str, version: str, pinned: str | None, generation: int, r
     except ServingError as exc:
         fleet.beats().set(app, generation=generation, error=exc.message)
         if record:
-            record_reload(app=app, from_version=retiring.id if retiring else "", to_version=version,
-                          trigger=ReloadEvent.Trigger.SYNC, user=None, error=exc.message, started=started)
+            record_reload(
+                app=app,
+                from_version=retiring.id if retiring else "",
+                to_version=version,
+                trigger=ReloadEvent.Trigger.SYNC,
+                user=None,
+                error=exc.message,
+                started=started,
+            )
         raise
-    record_reload(app=app, from_version=report.old_version or "", to_version=report.new_version,
-                  trigger=ReloadEvent.Trigger.SYNC, user=None, error="", started=started)
+    record_reload(
+        app=app,
+        from_version=report.old_version or "",
+        to_version=report.new_version,
+        trigger=ReloadEvent.Trigger.SYNC,
+        user=None,
+        error="",
+        started=started,
+    )
     _served(app, report.new_version, generation)
     release_when_idle(retiring)
     _evict(util, keep={report.new_version})
@@ -233,9 +287,15 @@ def begin_reload(*, app: str, from_version: str, to_version: str, trigger: str, 
     """The reload's row, written before it loads (status ``running``, this host and pid): a process killed
     mid-way leaves it in the history (:func:`mark_interrupted`)."""
     return ReloadEvent.objects.create(
-        app=ensure_app(name=app), from_version=from_version, to_version=to_version, trigger=trigger,
-        user=user if getattr(user, "is_authenticated", False) else None, status=ReloadEvent.Status.RUNNING,
-        host=HOST, pid=os.getpid())
+        app=ensure_app(name=app),
+        from_version=from_version,
+        to_version=to_version,
+        trigger=trigger,
+        user=user if getattr(user, "is_authenticated", False) else None,
+        status=ReloadEvent.Status.RUNNING,
+        host=HOST,
+        pid=os.getpid(),
+    )
 
 
 def finish_reload(event: ReloadEvent, *, to_version: str, error: str, started: float, note: str = "") -> ReloadEvent:
@@ -248,8 +308,9 @@ def finish_reload(event: ReloadEvent, *, to_version: str, error: str, started: f
     return event
 
 
-def record_reload(*, app: str, from_version: str, to_version: str, trigger: str, user, error: str,
-                  started: float, note: str = "") -> ReloadEvent:
+def record_reload(
+    *, app: str, from_version: str, to_version: str, trigger: str, user, error: str, started: float, note: str = ""
+) -> ReloadEvent:
     """One ReloadEvent for a reload this process did in one step (following, start-up, removal)."""
     event = begin_reload(app=app, from_version=from_version, to_version=to_version, trigger=trigger, user=user)
     return finish_reload(event, to_version=to_version, error=error, started=started, note=note)
@@ -263,7 +324,8 @@ def mark_interrupted() -> list[int]:
     ReloadEvent.objects.filter(id__in=gone).update(
         status=ReloadEvent.Status.INTERRUPTED,
         error="the process that ran this reload stopped before it finished; nothing of it serves, and a retry "
-              "with the same body is safe")
+        "with the same body is safe",
+    )
     return gone
 
 

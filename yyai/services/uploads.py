@@ -1,4 +1,5 @@
 """Uploads: a new numbered version, validated in a child process before it can serve."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,11 +15,11 @@ from yyai.runtime.publish import discard, stage_version
 from yyai.runtime.validate import validate_version
 from yyai.services.reloads import ReloadOutcome, reload_app
 
-
 # The server's own top-level routes: an app of one of these names would have its seed routes (/<app>/,
 # /<app>_loadmodel/) shadowed. Refused at upload, reported at start-up (compared without case).
-RESERVED_APP_NAMES = frozenset({"admin", "api", "api-auth", "static", "media", "metrics", "healthz", "readyz",
-                                "samples", "v1", "v2"})
+RESERVED_APP_NAMES = frozenset(
+    {"admin", "api", "api-auth", "static", "media", "metrics", "healthz", "readyz", "samples", "v1", "v2"}
+)
 
 
 def reserved_name(app: str) -> bool:
@@ -36,8 +37,9 @@ class UploadResult:
     reload: ReloadOutcome | None
 
 
-def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: bytes | None = None,
-                   activate: bool = True, user=None) -> UploadResult:
+def upload_version(
+    *, app: str, files: list[tuple[str, BinaryIO]], manifest: bytes | None = None, activate: bool = True, user=None
+) -> UploadResult:
     """Write a new numbered version of ``app`` (created if new), validated before it can serve.
 
     The files are staged in a hidden folder, loaded and warmed up in a child
@@ -49,8 +51,10 @@ def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: byt
     """
     if reserved_name(app):
         routes = ", ".join(sorted(RESERVED_APP_NAMES))
-        raise InputError(f"'{app}' is the name of one of the server's own routes ({routes}): its seed routes "
-                         f"would be shadowed; choose another app name")
+        raise InputError(
+            f"'{app}' is the name of one of the server's own routes ({routes}): its seed routes "
+            f"would be shadowed; choose another app name"
+        )
     source = get_registry().source(app)
     app_dir = source.folder  # staged next to the app-level files (on a remote store: this host's cache)
     new_app = not app_dir.exists()
@@ -60,10 +64,14 @@ def upload_version(*, app: str, files: list[tuple[str, BinaryIO]], manifest: byt
         with storage_errors(app, "staging an upload of"):
             staging = stage_version(app_dir, files, manifest)
         try:
-            models = validate_version(staging, app_dir=app_dir, timeout=yyai_settings.VALIDATE_TIMEOUT_SECONDS,
-                                      memory_bytes=yyai_settings.VALIDATE_MEMORY_BYTES,
-                                      max_file_bytes=yyai_settings.MAX_MODEL_FILE_BYTES,
-                                      isolated=yyai_settings.VALIDATE_ISOLATED)
+            models = validate_version(
+                staging,
+                app_dir=app_dir,
+                timeout=yyai_settings.VALIDATE_TIMEOUT_SECONDS,
+                memory_bytes=yyai_settings.VALIDATE_MEMORY_BYTES,
+                max_file_bytes=yyai_settings.MAX_MODEL_FILE_BYTES,
+                isolated=yyai_settings.VALIDATE_ISOLATED,
+            )
         except ServingError as exc:
             raise InvalidUpload(f"the upload was refused and nothing was kept: {exc.message}") from exc
         with storage_errors(app, "publishing an upload of"):

@@ -1,4 +1,5 @@
 """Template filters of the web page."""
+
 from django import template
 
 register = template.Library()

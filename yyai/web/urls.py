@@ -1,4 +1,5 @@
 """Routes of the web page. Included at the root before the seed's ``/<app>/`` routes."""
+
 from django.urls import path, re_path
 
 from yyai.runtime.registry import APP_NAME_PATTERN

@@ -1,4 +1,5 @@
 """Views of the web page. The page talks to the canonical API; nothing here predicts or reloads."""
+
 from __future__ import annotations
 
 import mimetypes
@@ -33,12 +34,16 @@ def index(request: HttpRequest) -> HttpResponse:
         "apps": {app["name"]: _app_data(registry.get(app["name"])) for app in apps},
     }
     staff = request.user.is_staff
-    return render(request, "yyai/index.html", {
-        "apps": apps,
-        "page_data": page_data,
-        "can_predict": CanPredict().has_permission(request, None),
-        "reloads": selectors.reload_event_list()[:RELOAD_HISTORY_ROWS] if staff else [],
-    })
+    return render(
+        request,
+        "yyai/index.html",
+        {
+            "apps": apps,
+            "page_data": page_data,
+            "can_predict": CanPredict().has_permission(request, None),
+            "reloads": selectors.reload_event_list()[:RELOAD_HISTORY_ROWS] if staff else [],
+        },
+    )
 
 
 @json_methods("GET", "HEAD")

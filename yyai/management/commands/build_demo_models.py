@@ -1,4 +1,5 @@
 """Build the demo apps' weights and sample images into the model store (idempotent)."""
+
 from django.core.management.base import BaseCommand
 
 from yyai.conf import yyai_settings
@@ -14,9 +15,11 @@ class Command(BaseCommand):
         from yyai.demo_models import build_demo_models
 
         if str(yyai_settings.MODEL_STORE).startswith("s3://"):
-            self.stdout.write(f"the model store is {yyai_settings.MODEL_STORE}: demo apps are built only into a local "
-                              f"one (YYAI_MODEL_STORE=model_store manage.py build_demo_models, then copy it into the "
-                              f"bucket: aws s3 cp --recursive model_store {yyai_settings.MODEL_STORE})")
+            self.stdout.write(
+                f"the model store is {yyai_settings.MODEL_STORE}: demo apps are built only into a local "
+                f"one (YYAI_MODEL_STORE=model_store manage.py build_demo_models, then copy it into the "
+                f"bucket: aws s3 cp --recursive model_store {yyai_settings.MODEL_STORE})"
+            )
             return
         done = build_demo_models(yyai_settings.MODEL_STORE, force=force, log=self.stdout.write)
         for app, what in done.items():

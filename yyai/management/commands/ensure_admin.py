@@ -4,6 +4,7 @@ The password is checked by Django's password validators. A generated one is
 written to ``<YYAI_DATA_DIR>/admin-password`` (mode 0600), never to the output:
 a container's or a service manager's output is a collected log.
 """
+
 import os
 import secrets
 from pathlib import Path
@@ -18,8 +19,10 @@ PASSWORD_FILE = "admin-password"
 
 
 class Command(BaseCommand):
-    help = ("Create the 'admin' superuser if no superuser exists (password: DJANGO_SUPERUSER_PASSWORD, checked by "
-            "the password validators, or generated into <YYAI_DATA_DIR>/admin-password).")
+    help = (
+        "Create the 'admin' superuser if no superuser exists (password: DJANGO_SUPERUSER_PASSWORD, checked by "
+        "the password validators, or generated into <YYAI_DATA_DIR>/admin-password)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
@@ -43,6 +46,9 @@ class Command(BaseCommand):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(password + "\n")
-        self.stdout.write(self.style.WARNING(
-            f"created superuser '{username}'; its generated password is in {path} (readable by this user only). "
-            "Set DJANGO_SUPERUSER_PASSWORD to choose it, or run manage.py changepassword."))
+        self.stdout.write(
+            self.style.WARNING(
+                f"created superuser '{username}'; its generated password is in {path} (readable by this user only). "
+                "Set DJANGO_SUPERUSER_PASSWORD to choose it, or run manage.py changepassword."
+            )
+        )

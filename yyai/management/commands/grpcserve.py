@@ -9,6 +9,7 @@ to open it), calls need the REST API's tokens when ``YYAI_PREDICT_PERMISSION``
 asks for a login, and ``--tls-cert`` / ``--tls-key`` (or ``YYAI_GRPC_TLS_CERT``
 / ``YYAI_GRPC_TLS_KEY``) serve TLS. Messages are capped at ``YYAI_MAX_BODY_BYTES``.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,17 +27,37 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8500, help="port to listen on (default 8500, as TF Serving)")
-        parser.add_argument("--host", default="127.0.0.1",
-                            help="address to bind (default 127.0.0.1; 0.0.0.0 or [::] for every interface)")
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to bind (default 127.0.0.1; 0.0.0.0 or [::] for every interface)",
+        )
         parser.add_argument("--workers", type=int, default=8, help="request threads (default 8)")
         parser.add_argument("--grace", type=float, default=5.0, help="seconds to finish requests on shutdown")
-        parser.add_argument("--tls-cert", type=Path, default=os.environ.get("YYAI_GRPC_TLS_CERT") or None,
-                            help="PEM certificate chain: serve TLS (with --tls-key)")
-        parser.add_argument("--tls-key", type=Path, default=os.environ.get("YYAI_GRPC_TLS_KEY") or None,
-                            help="PEM private key of --tls-cert")
+        parser.add_argument(
+            "--tls-cert",
+            type=Path,
+            default=os.environ.get("YYAI_GRPC_TLS_CERT") or None,
+            help="PEM certificate chain: serve TLS (with --tls-key)",
+        )
+        parser.add_argument(
+            "--tls-key",
+            type=Path,
+            default=os.environ.get("YYAI_GRPC_TLS_KEY") or None,
+            help="PEM private key of --tls-cert",
+        )
 
-    def handle(self, *args, port: int, host: str, workers: int, grace: float, tls_cert: Path | None,
-               tls_key: Path | None, **options):
+    def handle(
+        self,
+        *args,
+        port: int,
+        host: str,
+        workers: int,
+        grace: float,
+        tls_cert: Path | None,
+        tls_key: Path | None,
+        **options,
+    ):
         from yyai import startup
         from yyai.compat.grpc_service import build_server
 
@@ -47,8 +68,13 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read the TLS files: {exc.strerror}: {exc.filename}") from None
         startup.start()
-        server, bound = build_server(f"{host}:{port}", workers=workers, max_message_bytes=yyai_settings.MAX_BODY_BYTES,
-                                     permission=yyai_settings.PREDICT_PERMISSION, tls=tls)
+        server, bound = build_server(
+            f"{host}:{port}",
+            workers=workers,
+            max_message_bytes=yyai_settings.MAX_BODY_BYTES,
+            permission=yyai_settings.PREDICT_PERMISSION,
+            tls=tls,
+        )
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

@@ -1,4 +1,5 @@
 """``manage.py predict <app> <image> [<image> ...]``: run an app on image files, print the API's JSON."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ from yyai.startup import start as start_up
 
 
 class Command(BaseCommand):
-    help = ("Load one app in this process and run every model on the images; prints the same JSON as "
-            "POST /api/apps/<app>/predict/ (several images: 'predictions', one result list per image).")
+    help = (
+        "Load one app in this process and run every model on the images; prints the same JSON as "
+        "POST /api/apps/<app>/predict/ (several images: 'predictions', one result list per image)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("app", help="model app name (a folder of the model store)")

@@ -1,4 +1,5 @@
 """``manage.py yyai_status``: a table of apps, versions, models, states and load times."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ COLUMNS = ("APP", "STATE", "VERSION", "MODEL", "INPUTS", "OUTPUTS", "PARAMS", "L
 
 
 class Command(BaseCommand):
-    help = ("Show every model app: state, serving version, models, load + warm-up times. By default the "
-            "store is loaded in this process (progress goes to stderr); --url asks a running server instead.")
+    help = (
+        "Show every model app: state, serving version, models, load + warm-up times. By default the "
+        "store is loaded in this process (progress goes to stderr); --url asks a running server instead."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--url", help="base URL of a running server, e.g. http://127.0.0.1:8000")
@@ -31,8 +34,9 @@ def fetch_apps(base_url: str) -> list[dict]:
     url: str | None = base_url.rstrip("/") + "/api/apps/"
     while url:
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/json"}),
-                                        timeout=30) as response:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=30
+            ) as response:
                 page = json.load(response)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise CommandError(f"cannot read {url}: {exc}") from exc
@@ -51,9 +55,16 @@ def render_table(apps: list[dict]) -> str:
             if model is None:
                 rows.append((*head, "-", "-", "-", "-", "-"))
             else:
-                rows.append((*head, model["name"], ", ".join(map(tensor, model["inputs"])),
-                             ", ".join(map(tensor, model["outputs"])), f"{model['params']:,}",
-                             f"{model['load_ms'] + model['warmup_ms']:.0f}"))
+                rows.append(
+                    (
+                        *head,
+                        model["name"],
+                        ", ".join(map(tensor, model["inputs"])),
+                        ", ".join(map(tensor, model["outputs"])),
+                        f"{model['params']:,}",
+                        f"{model['load_ms'] + model['warmup_ms']:.0f}",
+                    )
+                )
         if app.get("last_error"):
             notes[len(rows) - 1] = f"  last error: {app['last_error']}"
     if not rows:

@@ -13,6 +13,7 @@ layout is frozen into a snapshot *in the repository* (``<app>/.snapshots/<id>/``
 so another host can fetch it too; the same files copied back after a restore
 hash to the same id and serve as that version.
 """
+
 from __future__ import annotations
 
 import re

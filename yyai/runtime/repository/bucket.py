@@ -10,6 +10,7 @@ are checked while they stream: size always, MD5 against a single-part ETag,
 SHA-256 where the caller knows it; a listing's object is fetched only while it
 is still that object (``If-Match``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,9 @@ def parse_url(url: str) -> tuple[str, str]:
     """(bucket, prefix) of ``s3://bucket/prefix``; ValueError for anything else (credentials in it too)."""
     match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", url.strip())
     if not match:
-        raise ValueError(f"{_scrub(url)!r} is not an s3://bucket/prefix URL (credentials go in AWS_* variables, "
-                         f"never in the URL)")
+        raise ValueError(
+            f"{_scrub(url)!r} is not an s3://bucket/prefix URL (credentials go in AWS_* variables, never in the URL)"
+        )
     return match[1], (match[2] or "").strip("/")
 
 
@@ -81,27 +83,36 @@ class Bucket:
         try:
             yield
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise RepositoryUnavailable(f"the model repository {self.url()} cannot be reached ({what}): "
-                                        f"{_scrub(exc)}") from None
+            raise RepositoryUnavailable(
+                f"the model repository {self.url()} cannot be reached ({what}): {_scrub(exc)}"
+            ) from None
 
     def list(self, under: str) -> list[RemoteObject]:
         """Every object whose key starts with ``under``, keys relative to ``under``."""
         found = []
         with self._failures(f"listing {under or '/'}"):
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                              Prefix=self.prefix + under):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + under
+            ):
                 for item in page.get("Contents", []):
-                    found.append(RemoteObject(key=item["Key"][len(self.prefix) + len(under):], size=item["Size"],
-                                              etag=item.get("ETag", ""), modified=item["LastModified"].timestamp()))
+                    found.append(
+                        RemoteObject(
+                            key=item["Key"][len(self.prefix) + len(under) :],
+                            size=item["Size"],
+                            etag=item.get("ETag", ""),
+                            modified=item["LastModified"].timestamp(),
+                        )
+                    )
         return found
 
     def folders(self) -> list[str]:
         """The names of the "folders" directly under the prefix."""
         names = []
         with self._failures("listing the apps"):
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                              Prefix=self.prefix, Delimiter="/"):
-                names += [p["Prefix"][len(self.prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+            ):
+                names += [p["Prefix"][len(self.prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
         return names
 
     def read(self, key: str) -> bytes | None:
@@ -134,8 +145,9 @@ class Bucket:
                     sha.update(chunk)
             where = self.url(obj.key)
             if written != obj.size:
-                raise RepositoryUnavailable(f"{where} arrived with {written} bytes where {obj.size} were listed; "
-                                            f"nothing was kept")
+                raise RepositoryUnavailable(
+                    f"{where} arrived with {written} bytes where {obj.size} were listed; nothing was kept"
+                )
             etag = obj.etag.strip('"')
             if etag and "-" not in etag and etag != md5.hexdigest():  # a multipart ETag is no MD5 of the bytes
                 raise RepositoryUnavailable(f"{where} failed its MD5 check (ETag {etag}); nothing was kept")
@@ -156,11 +168,14 @@ class Bucket:
 
         with self._failures(f"writing {key}"):
             try:
-                self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data,
-                                       **({"IfNoneMatch": "*"} if if_absent else {}))
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self.prefix + key, Body=data, **({"IfNoneMatch": "*"} if if_absent else {})
+                )
             except botocore.exceptions.ClientError as exc:
-                if if_absent and exc.response.get("Error", {}).get("Code") in ("PreconditionFailed",
-                                                                              "ConditionalRequestConflict"):
+                if if_absent and exc.response.get("Error", {}).get("Code") in (
+                    "PreconditionFailed",
+                    "ConditionalRequestConflict",
+                ):
                     return False
                 raise
         return True
@@ -169,7 +184,7 @@ class Bucket:
         """Delete ``keys`` (in batches of 1000, as S3 takes them)."""
         with self._failures("deleting"):
             for start in range(0, len(keys), 1000):
-                batch = [{"Key": self.prefix + k} for k in keys[start:start + 1000]]
+                batch = [{"Key": self.prefix + k} for k in keys[start : start + 1000]]
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
 
@@ -178,6 +193,10 @@ def _new_client():
     from botocore.config import Config
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config = Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
-                    s3={"addressing_style": "path"} if endpoint else {})
+    config = Config(
+        connect_timeout=3,
+        read_timeout=30,
+        retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": "path"} if endpoint else {},
+    )
     return boto3.session.Session().client("s3", config=config)

@@ -6,6 +6,7 @@ gone (the folder was restored from a backup, or moved to a new volume, or the
 host is new with its own copy) is taken again from the flat files when they
 hash to the id asked for: the same files are the same version.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,11 +65,14 @@ class LocalApp(AppSource):
         if flat_version_id(self.folder) == version:
             restored = freeze(self.folder)
             if restored.id == version:  # else the files changed while being frozen
-                log.info("app %s: version %s taken again from its flat files (its snapshot was gone)",
-                         self.name, version)
+                log.info(
+                    "app %s: version %s taken again from its flat files (its snapshot was gone)", self.name, version
+                )
                 return restored
-        raise VersionNotFound(f"version {version} of app '{self.name}' is not on disk (neither a numbered "
-                              f"folder nor a snapshot, and the flat files are another version)")
+        raise VersionNotFound(
+            f"version {version} of app '{self.name}' is not on disk (neither a numbered "
+            f"folder nor a snapshot, and the flat files are another version)"
+        )
 
     def snapshot_candidates(self) -> list[VersionCandidate]:
         return [snapshot(self.folder, s) for s in snapshot_ids(self.folder)]

@@ -21,6 +21,7 @@ be reached, a version already cached on this host is served from the cache; a
 version the bucket no longer holds is gone, even where a cache still has it.
 Processes of one host share the cache under a per-app file lock.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,11 @@ class S3Repository(Repository):
         try:
             found = sorted(n for n in self.bucket.folders() if APP_NAME.match(n))
         except RepositoryUnavailable as exc:
-            cached = self._names[1] if self._names else sorted(
-                p.name for p in self.cache_dir.glob("*") if p.is_dir() and APP_NAME.match(p.name))
+            cached = (
+                self._names[1]
+                if self._names
+                else sorted(p.name for p in self.cache_dir.glob("*") if p.is_dir() and APP_NAME.match(p.name))
+            )
             log.warning("%s; listing the apps this host knows: %s", exc.message, ", ".join(cached) or "none")
             return cached
         self._names = (time.monotonic(), found)
@@ -133,14 +137,27 @@ class S3App(AppSource):
                 reason = "an upload is still writing it"
             elif age < settle_seconds:
                 reason = f"files changed {age:.1f}s ago; waiting {settle_seconds:g}s to settle (or add a READY file)"
-        return VersionCandidate(id=number, path=self.bucket.url(f"{self.name}/{number}/"),
-                                files=tuple(self.bucket.url(f"{self.name}/{number}/{m}") for m in models),
-                                numbered=True, complete=not reason, reason=reason)
+        return VersionCandidate(
+            id=number,
+            path=self.bucket.url(f"{self.name}/{number}/"),
+            files=tuple(self.bucket.url(f"{self.name}/{number}/{m}") for m in models),
+            numbered=True,
+            complete=not reason,
+            reason=reason,
+        )
 
     def snapshot_candidates(self) -> list[VersionCandidate]:
         manifests = sorted(_snapshot_manifests(self._objects(fresh=False)).items(), key=lambda i: -i[1].modified)
-        return [VersionCandidate(id=version, path=self.bucket.url(f"{self.name}/{SNAPSHOTS}/{version}/"),
-                                 files=(), numbered=False, complete=True) for version, _ in manifests]
+        return [
+            VersionCandidate(
+                id=version,
+                path=self.bucket.url(f"{self.name}/{SNAPSHOTS}/{version}/"),
+                files=(),
+                numbered=False,
+                complete=True,
+            )
+            for version, _ in manifests
+        ]
 
     def is_snapshot(self, version: str) -> bool:
         objects = self._objects(fresh=False)
@@ -165,8 +182,10 @@ class S3App(AppSource):
                 return self._fetch_snapshot(version)
             if not numbered and flat_version_id(self.folder) == version:
                 return self._freeze_locked()  # the same files restored: the same version, its snapshot again
-        raise VersionNotFound(f"version {version} of app '{self.name}' is not in {self.location} (neither a "
-                              f"numbered folder, nor a snapshot, nor the flat files)")
+        raise VersionNotFound(
+            f"version {version} of app '{self.name}' is not in {self.location} (neither a "
+            f"numbered folder, nor a snapshot, nor the flat files)"
+        )
 
     def _cached(self, version: str) -> VersionCandidate | None:
         """This host's complete copy of ``version``, if it has one."""
@@ -193,23 +212,34 @@ class S3App(AppSource):
             raw = self.bucket.read(f"{self.name}/{SNAPSHOTS}/{version}/{MANIFEST}")
             try:
                 files = json.loads(raw or b"")["files"]
-                plan = [(f"{SNAPSHOTS}/{version}/{rel}", rel, int(meta["size"]), "", str(meta["sha256"]))
-                        for rel, meta in files.items() if _safe(rel)]
+                plan = [
+                    (f"{SNAPSHOTS}/{version}/{rel}", rel, int(meta["size"]), "", str(meta["sha256"]))
+                    for rel, meta in files.items()
+                    if _safe(rel)
+                ]
             except (ValueError, KeyError, TypeError, AttributeError):
-                raise RepositoryUnavailable(f"the manifest of snapshot {version} in {self.location} is unreadable; "
-                                            f"nothing was kept") from None
+                raise RepositoryUnavailable(
+                    f"the manifest of snapshot {version} in {self.location} is unreadable; nothing was kept"
+                ) from None
 
             def hashes_to_its_id(staging: Path) -> None:
                 found = flat_version_id(staging)
                 if found != version:
-                    raise RepositoryUnavailable(f"snapshot {version} in {self.location} holds files that hash to "
-                                                f"{found}, not to its id; nothing was kept")
+                    raise RepositoryUnavailable(
+                        f"snapshot {version} in {self.location} holds files that hash to "
+                        f"{found}, not to its id; nothing was kept"
+                    )
 
             self._install(target, plan, check=hashes_to_its_id)
         return snapshot(self.folder, version)
 
-    def _install(self, target: Path, plan: list[tuple[str, str, int, str, str | None]], *,
-                 check: Callable[[Path], None] | None = None) -> None:
+    def _install(
+        self,
+        target: Path,
+        plan: list[tuple[str, str, int, str, str | None]],
+        *,
+        check: Callable[[Path], None] | None = None,
+    ) -> None:
         """Download ``plan`` (key under the app, path in the version, size, ETag, SHA-256 or None) into a
         staging folder, ``check`` it, then rename it to ``target`` in one step."""
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -304,8 +334,13 @@ class S3App(AppSource):
         removed = [v for i, (v, _) in enumerate(newest_first) if v not in keep and i >= keep_last]
         if removed:  # the manifest first: a snapshot without one is not complete, so never half-fetched
             self.bucket.delete([f"{self.name}/{SNAPSHOTS}/{v}/{MANIFEST}" for v in removed])
-            self.bucket.delete([f"{self.name}/{o.key}" for o in objects
-                                if o.key.split("/")[0] == SNAPSHOTS and o.key.split("/")[1] in removed])
+            self.bucket.delete(
+                [
+                    f"{self.name}/{o.key}"
+                    for o in objects
+                    if o.key.split("/")[0] == SNAPSHOTS and o.key.split("/")[1] in removed
+                ]
+            )
             self._listing = None
         return removed
 
@@ -378,8 +413,9 @@ def _model_of(key: str) -> str | None:
 
 
 def _local_numbered(folder: Path) -> VersionCandidate:
-    return VersionCandidate(id=folder.name, path=str(folder), files=tuple(map(str, model_files(folder))),
-                            numbered=True, complete=True)
+    return VersionCandidate(
+        id=folder.name, path=str(folder), files=tuple(map(str, model_files(folder))), numbered=True, complete=True
+    )
 
 
 def _read_json(path: Path):
