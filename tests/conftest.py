@@ -1,8 +1,10 @@
 """Suite-wide fixtures, among them the model store most tests share (real tiny models, a fresh registry)."""
+
 import pytest
 from django.test import override_settings
 
 from tests import modelkit
+from yyai.runtime.version_models import DEMO_MODEL_PREFIX
 
 
 class YyaiOverrides:
@@ -76,7 +78,7 @@ def store(tmp_path, settings, yyai):
     modelkit.regressor(root / "calc" / "b.keras", weight=2.0)
     (root / "calc" / "app.toml").write_text('description = "sums"\n[input]\ncolor = "gray"\n[output]\ndecimals = 3\n')
     (root / "calc" / "sample.png").write_bytes(modelkit.png_bytes(255))
-    modelkit.classifier(root / "cls" / "c.h5", classes=3)
+    modelkit.classifier(root / "cls" / "c.h5", classes=3, name=f"{DEMO_MODEL_PREFIX}cls")  # a placeholder
     (root / "cls" / "app.toml").write_text('demo = true\n[output]\nlabels = ["x", "y", "z"]\n')
     yyai.MODEL_STORE = root
     process_registry.reset()

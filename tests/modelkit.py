@@ -1,4 +1,5 @@
 """Real tiny Keras models for tests, with outputs known in closed form."""
+
 from __future__ import annotations
 
 import os
@@ -19,19 +20,22 @@ def regressor(path: Path, *, weight: float, input_shape=SHAPE) -> Path:
     """Save a model whose output is ``weight * sum(x)``; the suffix picks .h5 or .keras."""
     inputs = keras.Input(shape=input_shape, name=INPUT)
     x = keras.layers.Flatten()(inputs)
-    out = keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(weight), bias_initializer="zeros",
-                             name=OUTPUT)(x)
+    out = keras.layers.Dense(
+        1, kernel_initializer=keras.initializers.Constant(weight), bias_initializer="zeros", name=OUTPUT
+    )(x)
     return _save(keras.Model(inputs, out), path)
 
 
-def classifier(path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE, activation="softmax") -> Path:
-    """Save a seeded random classifier: softmax probabilities, or raw logits with ``activation=None``."""
+def classifier(path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE, activation="softmax",
+               name: str | None = None) -> Path:
+    """Save a seeded random classifier: softmax probabilities, or raw logits with ``activation=None``; ``name``
+    is the Keras model's (a demo placeholder's starts with ``DEMO_MODEL_PREFIX``)."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, name=INPUT)
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(classes, activation=activation, bias_initializer="random_normal", name="probs")(x)
-    return _save(keras.Model(inputs, out), path)
+    return _save(keras.Model(inputs, out, name=name), path)
 
 
 def expected_regression(weight: float, batch: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@
 
 Both run :func:`yyai.services.predict`, like every other route.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,11 +22,12 @@ import re
 import cv2
 import numpy as np
 from django.http import HttpResponse, JsonResponse
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 
 from yyai import services
 from yyai.api.inputs import read_predict_input
+from yyai.api.parsers import BoundedJSONParser
 from yyai.compat.http import ProtocolError, ProtocolView
 from yyai.conf import yyai_settings
 from yyai.process_registry import get_registry
@@ -48,8 +50,7 @@ def canonical_image(request: Request) -> bytes:
     """The one image of a canonical predict body (JSON, multipart or form); ProtocolError for anything else."""
     given = read_predict_input(request)
     if not given.images or len(given.images) != 1 or given.inputs is not None:
-        raise ProtocolError("this route runs the app on one image: send 'image' (base64), a file 'img' or "
-                            "'imgPath'")
+        raise ProtocolError("this route runs the app on one image: send 'image' (base64), a file 'img' or 'imgPath'")
     return given.images[0]
 
 
@@ -72,14 +73,20 @@ def _short(value) -> str:
 
 def answer_lines(body: dict) -> list[str]:
     """The lines of a handler's answer without regions: one per key, values shortened."""
-    return [f"{key}: {_short(value)}" for key, value in body.items() if key not in ("app", "version", "demo",
-                                                                                      "elapsed_ms")]
+    return [
+        f"{key}: {_short(value)}" for key, value in body.items() if key not in ("app", "version", "demo", "elapsed_ms")
+    ]
 
 
 def regions(body: dict) -> list[dict]:
     """The entries of an answer that mark a region of the image: objects with ``"box": [x, y, w, h]``."""
-    return [entry for value in body.values() if isinstance(value, list) for entry in value
-            if isinstance(entry, dict) and _is_box(entry.get("box"))]
+    return [
+        entry
+        for value in body.values()
+        if isinstance(value, list)
+        for entry in value
+        if isinstance(entry, dict) and _is_box(entry.get("box"))
+    ]
 
 
 def _is_box(box) -> bool:
@@ -119,15 +126,16 @@ def _write(image: np.ndarray, lines: list[str], x: int, y: int, scale: float) ->
         (w, h), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         left = max(0, min(x, width - w - 8))
         cv2.rectangle(image, (left, y), (min(width, left + w + 8), y + h + base + 8), BAND_COLOR, cv2.FILLED)
-        cv2.putText(image, line, (left + 4, y + h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOR, thickness,
-                    cv2.LINE_AA)
+        cv2.putText(
+            image, line, (left + 4, y + h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOR, thickness, cv2.LINE_AA
+        )
         y += h + base + 8
 
 
 class PredictorView(ProtocolView):
     """``POST /<app>/predictor``: base64 image in, base64 annotated JPEG out."""
 
-    parser_classes = [JSONParser, MultiPartParser, FormParser]  # for the canonical bodies only
+    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser]  # for the canonical bodies only
 
     def post(self, request: Request, app: str) -> HttpResponse:
         get_registry().get(app)  # 404 before reading the body
@@ -153,15 +161,17 @@ class PredictorView(ProtocolView):
         under a form's content type (``curl -d @image.b64`` sends one)."""
         return request.content_type.startswith(CANONICAL_TYPES) or (
             request.content_type.startswith("application/x-www-form-urlencoded")
-            and CANONICAL_FORM.match(request.body) is not None)
+            and CANONICAL_FORM.match(request.body) is not None
+        )
 
     def _text(self) -> bytes:
         """The seed client's body: the image as base64 text (a data URL is fine)."""
         try:
             text = self.request.body.decode("ascii")
         except UnicodeDecodeError:
-            raise ProtocolError("the body must be the image as base64 text, or a canonical predict body "
-                                "(JSON 'image', a file 'img')") from None
+            raise ProtocolError(
+                "the body must be the image as base64 text, or a canonical predict body (JSON 'image', a file 'img')"
+            ) from None
         return preprocess.decode_base64(text, max_bytes=yyai_settings.MAX_IMAGE_BYTES)
 
 
@@ -169,7 +179,7 @@ class InferView(ProtocolView):
     """``POST /<app>/infer``: multipart ``img`` (or any canonical image input) in, ``{"code", "message", "data"}``
     out."""
 
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
 
     def error_body(self, message: str, code: str) -> dict:
         return {"code": -1, "message": message}
