@@ -8,6 +8,7 @@ cannot pass by skipping. Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 
@@ -125,6 +126,19 @@ def test_try_apps_with_sample_upload_and_drop(page: Page, live_server, store):
         expect(results.get_by_label(label, exact=True)).to_be_visible()
     expect(page.locator("#predict-status")).to_contain_text("Demo weights")
     assert screenshot(page, "web-page.png").stat().st_size > 0
+
+    # any app can be sent a JSON body: the box starts with the app's inputs as zeros
+    page.get_by_label("App", exact=True).select_option("calc")
+    box = page.get_by_label("Or a JSON body")
+    assert json.loads(box.input_value()) == {"inputs": {"pixels": [[[[0.0]] * 8] * 8]}}
+    box.fill(json.dumps({"instances": [[[[1.0]] * 8] * 8, [[[0.5]] * 8] * 8]}))
+    page.get_by_role("button", name="Send the JSON").click()
+    expect(results).to_have_count(4)  # two rows, two models each
+    expect(results.nth(1)).to_contain_text("128")
+    expect(results.nth(3)).to_contain_text("64")
+    box.fill("{not json")
+    page.get_by_role("button", name="Send the JSON").click()
+    expect(page.locator("#predict-status")).to_contain_text("does not hold JSON")
 
 
 def test_faces_shows_each_face_with_its_apps_results(page: Page, live_server, faces_store):

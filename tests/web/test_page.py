@@ -28,6 +28,8 @@ def test_lists_apps_with_state_version_and_models(client, store):
         "sample_url": "/samples/calc",
         "has_sample": True,
         "labels": None,
+        "takes_images": True,
+        "example": {"inputs": {"pixels": [[[[0.0]] * 8] * 8]}},  # one row of zeros, columnar
     }
     assert data["apps"]["cls"]["labels"] == ["x", "y", "z"]
     assert data["apps"]["cls"]["has_sample"] is False

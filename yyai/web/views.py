@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import mimetypes
 
 from django.http import FileResponse, HttpRequest, HttpResponse
@@ -15,8 +16,11 @@ from yyai.api.permissions import CanPredict
 from yyai.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound
 from yyai.runtime.model_util import ModelUtil
+from yyai.runtime.request import image_input
+from yyai.runtime.signature import Signature, TensorSpec
 
 RELOAD_HISTORY_ROWS = 20
+EXAMPLE_ELEMENTS = 4096
 
 
 @json_methods("GET", "HEAD")
@@ -24,7 +28,8 @@ def index(request: HttpRequest) -> HttpResponse:
     """``GET /``: every app with its state, version and models; a try-it form; staff get reloads.
 
     The page's script reads ``page-data`` (JSON): per app its predict, reload
-    and sample URLs, whether it has a sample image and its class labels.
+    and sample URLs, whether it has a sample image, its class labels, whether
+    it takes images, and a JSON request to start from (or None).
     """
     apps = [selectors.app_status(app=row, staff=request.user.is_staff) for row in selectors.app_queryset()]
     registry = get_registry()
@@ -68,4 +73,23 @@ def _app_data(util: ModelUtil) -> dict:
         "sample_url": reverse("web-sample", kwargs={"app": util.name}),
         "has_sample": sample_path(util.app_dir) is not None,
         "labels": list(labels) if labels else None,
+        "takes_images": bool(version and version.signature and image_input(version.signature, version.spec.input)),
+        "example": _example(version.signature) if version is not None and version.signature else None,
     }
+
+
+def _example(signature: Signature) -> dict | None:
+    """A predict body of one row of zeros (empty strings for text) for every input, columnar (``inputs``), or
+    None when it would be larger than EXAMPLE_ELEMENTS values: a start for the page's JSON box."""
+    sizes = [math.prod(1 if d is None else d for d in spec.shape or ()) for spec in signature.inputs]
+    if sum(sizes) > EXAMPLE_ELEMENTS:
+        return None
+    return {"inputs": {spec.name: _zeros(spec, signature.batched) for spec in signature.inputs}}
+
+
+def _zeros(spec: TensorSpec, batched: bool):
+    fill = "" if spec.dtype == "string" else False if spec.dtype == "bool" else 0 if "int" in spec.dtype else 0.0
+    value = fill
+    for dim in reversed([1 if d is None else d for d in spec.shape or ()]):
+        value = [value] * dim
+    return [value] if batched else value

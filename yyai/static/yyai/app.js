@@ -1,4 +1,4 @@
-// The web page's behaviour: send an image to an app's predict endpoint and show
+// The web page's behaviour: send an image or a JSON body to an app's predict endpoint and show
 // what each model said; for staff, reload an app and refresh the reload history.
 // Plain browser JavaScript, no build step. Page data comes from the "page-data" JSON script.
 "use strict";
@@ -40,6 +40,8 @@
     const input = document.getElementById("image-input");
     const drop = document.getElementById("drop");
     const sampleButton = document.getElementById("sample-button");
+    const jsonInput = document.getElementById("json-input");
+    const jsonButton = document.getElementById("json-button");
     const preview = document.getElementById("preview");
     const status = document.getElementById("predict-status");
     const results = document.getElementById("results");
@@ -58,6 +60,9 @@
       preview.hidden = false;
     };
 
+    // Answers carry the model's floats as they are; the page shows them to 6 significant digits.
+    const num = (value) => (typeof value === "number" ? String(Number(value.toPrecision(6))) : String(value));
+
     const bars = (values, labels, winner) => {
       const list = element("ul", { class: "bars" });
       values.forEach((probability, index) => {
@@ -75,7 +80,7 @@
     const renderResult = (result, labels) => {
       const card = element("article", { class: "result" }, element("h3", {}, result.name));
       if (Array.isArray(result.value) && "label" in result) {
-        card.append(element("p", {}, "Class: ", element("strong", {}, result.label), ` (${result.score})`));
+        card.append(element("p", {}, "Class: ", element("strong", {}, result.label), ` (${num(result.score)})`));
         card.append(bars(result.value, labels, result.label));
       } else if ("outputs" in result) {  // a model with several outputs: each by name
         const list = element("dl", { class: "outputs" });
@@ -84,10 +89,10 @@
         }
         card.append(list);
       } else if ("label" in result) {  // one sigmoid unit: value is p(second label)
-        card.append(element("p", {}, "Class: ", element("strong", {}, result.label), ` (${result.score})`));
+        card.append(element("p", {}, "Class: ", element("strong", {}, result.label), ` (${num(result.score)})`));
         card.append(bars([result.score], [result.label], result.label));
       } else {
-        const value = Array.isArray(result.value) ? result.value.join(", ") : String(result.value);
+        const value = Array.isArray(result.value) ? result.value.map(num).join(", ") : num(result.value);
         card.append(element("p", { class: "value" }, "Value: ", element("strong", {}, value)));
       }
       return card;
@@ -120,30 +125,52 @@
       return cards;
     };
 
-    const predict = async (blob, filename) => {
+    const show = (payload, app, started) => {
+      const roundTrip = (performance.now() - started).toFixed(0);
+      setStatus(`${payload.app}, version ${payload.version}: ${payload.elapsed_ms} ms on the server, ` +
+        `${roundTrip} ms round trip.${payload.demo ? " Demo weights: results are placeholders." : ""}`);
+      const rows = Array.isArray(payload.result) ? [payload.result] : payload.predictions;
+      results.replaceChildren(...(Array.isArray(rows)
+        ? rows.flatMap((row) => row.map((result) => renderResult(result, app.labels)))
+        : renderAnswer(payload)));
+    };
+
+    const send = async (options) => {
       const name = select.value;
       const app = data.apps[name];
-      showPreview(blob);
       results.replaceChildren();
       setStatus(`Running ${name}…`);
-      const body = new FormData();
-      body.append("image", blob, filename);
       const started = performance.now();
       try {
-        const payload = await callApi(app.predict_url, { method: "POST", body });
-        const roundTrip = (performance.now() - started).toFixed(0);
-        setStatus(`${payload.app}, version ${payload.version}: ${payload.elapsed_ms} ms on the server, ` +
-          `${roundTrip} ms round trip.${payload.demo ? " Demo weights: results are placeholders." : ""}`);
-        results.replaceChildren(...(Array.isArray(payload.result)
-          ? payload.result.map((result) => renderResult(result, app.labels))
-          : renderAnswer(payload)));
+        show(await callApi(app.predict_url, { method: "POST", ...options }), app, started);
       } catch (err) {
         setStatus(`Prediction failed: ${err.message}`, true);
       }
     };
 
+    const predict = async (blob, filename) => {
+      showPreview(blob);
+      const body = new FormData();
+      body.append("image", blob, filename);
+      await send({ body });
+    };
+
+    jsonButton.addEventListener("click", () => {
+      try {
+        JSON.parse(jsonInput.value);
+      } catch (err) {
+        setStatus(`The JSON box does not hold JSON: ${err.message}`, true);
+        return;
+      }
+      preview.hidden = true;
+      send({ body: jsonInput.value, headers: { "Content-Type": "application/json" } });
+    });
+
     const syncSample = () => {
-      sampleButton.disabled = !data.apps[select.value].has_sample;
+      const app = data.apps[select.value];
+      sampleButton.disabled = !app.has_sample;
+      drop.parentElement.hidden = !app.takes_images;  // its <p>: the label itself is display: block
+      jsonInput.value = app.example ? JSON.stringify(app.example) : "";
     };
 
     select.addEventListener("change", syncSample);
