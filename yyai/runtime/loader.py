@@ -8,12 +8,9 @@ Contract of :func:`load_model`:
 * it serves one signature (``signature``, else ``serving_default``, else its
   only one); every other signature stays callable by name;
 * shape bombs (a row of more than MAX_ROW_ELEMENTS values) are refused;
-* it is warmed up on zeros of its own input specs (batch 1 and batch 2 when the
-  signature is batched, which covers the traced graph and the batch-size
-  dependent kernels). A signature whose outputs do not follow the batch is
-  served unbatched. Inputs that zeros may not fit (strings, free dimensions
-  other than the batch) are warmed up best effort: a failure there is logged,
-  since the synthetic input, not the model, may be at fault;
+* it is warmed up (:mod:`warmup`: its TF Serving warm-up requests, the
+  version's ``warmup.npz``, or zeros of its input shapes, batch 1 and 2); a
+  signature whose outputs do not follow the batch is served unbatched;
 * nothing process-global is touched (never ``clear_session()``, never
   ``model.predict()``);
 * any failure becomes a :class:`ModelLoadError` naming the file and the reason.
@@ -21,7 +18,6 @@ Contract of :func:`load_model`:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -36,15 +32,14 @@ from .feed import Feed
 from .filecheck import check_model_file
 from .keras_models import open_keras
 from .limits import DEFAULT_MAX_FILE_BYTES
-from .opened import Runner, reason_of, refusal_of
+from .opened import Runner, refusal_of
 from .saved_models import SAVED_MODEL_FILE, open_saved_model
-from .signature import Signature, TensorSpec, pick_signature
+from .signature import Signature, pick_signature
+from .warmup import MAX_ROW_ELEMENTS, warm_up
 
 log = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".h5", ".keras")
-MAX_ROW_ELEMENTS = 1 << 25  # 32 Mi values (128 MiB of float32) per input or output row
-WARMUP_FREE_DIM = 32  # the length warm-up gives a dimension of any length
 # what TensorFlow raises when the values it runs on are wrong (an index out of range, undecodable bytes): the
 # caller's error, not the server's
 REFUSALS = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError)
@@ -112,8 +107,11 @@ def load_model(
     trust_code: bool = False,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     name: str | None = None,
+    warmup_shapes: dict[str, tuple[int, ...]] | None = None,
+    warmup_values: Path | None = None,
 ) -> LoadedModel:
-    """Load and warm up the model at ``path``; raise ModelLoadError on any failure."""
+    """Load and warm up the model at ``path`` (``warmup_*``: the manifest's ``[warmup] shapes`` and the
+    version's values file, see :mod:`warmup`); raise ModelLoadError on any failure."""
     path = Path(path)
     _check_file(path, max_file_bytes)
     started = time.perf_counter()
@@ -126,7 +124,8 @@ def load_model(
         serving = opened.signatures[chosen]
         _check_row_size(path, serving)
         loaded = time.perf_counter()
-        serving, distributions = _warm_up(path, serving, opened.runners[chosen])
+        warmed = warm_up(path, serving, opened.runners[chosen], shapes=warmup_shapes, values=warmup_values)
+        serving = warmed.signature
     except BaseException:
         opened.close()
         raise
@@ -143,7 +142,7 @@ def load_model(
         runners=opened.runners,
         release=opened.close,
         keep=opened.keep,
-        distributions=distributions,
+        distributions=warmed.distributions,
     )
 
 
@@ -173,89 +172,6 @@ def _check_row_size(path: Path, signature: Signature) -> None:
                     f"{what} '{spec.name}' of shape {spec.shape_text()} has "
                     f"{spec.known_elements()} values per row; the limit is {MAX_ROW_ELEMENTS}",
                 )
-
-
-def _warm_up(path: Path, signature: Signature, runner: Runner) -> tuple[Signature, frozenset[str]]:
-    """Run the signature on zeros; returns it, marked unbatched if its outputs do not follow the batch, and
-    the outputs whose rows were probability distributions (see :func:`_distributions`)."""
-    certain = all(s.fully_defined and s.dtype != "string" for s in signature.inputs)
-    distributions: frozenset[str] = frozenset()
-    try:
-        for rows in (1, 2) if signature.batched else (None,):
-            outputs = runner(Feed({s.name: _zeros(s, rows) for s in signature.inputs}))
-            if rows is not None and not _follows_batch(outputs, rows):
-                log.info(
-                    "%s: signature %s gives outputs without a batch dimension; served unbatched", path, signature.name
-                )
-                return _warm_up(path, _unbatched(signature), runner)
-            _check_outputs(path, signature, outputs, rows, certain)
-            distributions = _distributions(outputs, rows)
-    except ModelLoadError:
-        raise
-    except Exception as exc:
-        if certain:
-            raise ModelLoadError(path, f"warm-up failed: {reason_of(exc)}") from exc
-        log.warning(
-            "%s: warm-up on synthetic inputs failed (%s); its first requests warm it up instead", path, reason_of(exc)
-        )
-    return signature, distributions
-
-
-def _distributions(outputs: dict[str, np.ndarray], rows: int | None) -> frozenset[str]:
-    """Outputs of several float units per row, each row in [0, 1] and summing to 1: a softmax's, whatever the
-    input (raw logits of zeros are the biases, which almost never do)."""
-    found = set()
-    for name, value in outputs.items():
-        value = np.asarray(value)
-        if value.dtype.kind != "f" or value.size == 0:
-            continue
-        flat = value.reshape(len(value) if rows is not None else 1, -1).astype(np.float64)
-        if flat.shape[1] > 1 and np.all((flat >= 0) & (flat <= 1)) and np.allclose(flat.sum(axis=1), 1, atol=1e-3):
-            found.add(name)
-    return frozenset(found)
-
-
-def _zeros(spec: TensorSpec, rows: int | None) -> np.ndarray:
-    dims = list(spec.shape or ())
-    free = dims.count(None)
-    fill = WARMUP_FREE_DIM if spec.known_elements() * WARMUP_FREE_DIM**free <= MAX_ROW_ELEMENTS else 1
-    shape = ([rows] if rows is not None else []) + [fill if d is None else d for d in dims]
-    if spec.dtype == "string":
-        return np.full(shape, b"", dtype=object)
-    return np.zeros(shape, dtype=spec.numpy_dtype)
-
-
-def _follows_batch(outputs: dict[str, np.ndarray], rows: int) -> bool:
-    return all(np.ndim(v) >= 1 and np.shape(v)[0] == rows for v in outputs.values())
-
-
-def _unbatched(signature: Signature) -> Signature:
-    def full(spec: TensorSpec) -> TensorSpec:
-        return dataclasses.replace(spec, shape=None if spec.shape is None else (None, *spec.shape))
-
-    return Signature(
-        signature.name,
-        tuple(map(full, signature.inputs)),
-        tuple(dataclasses.replace(s, shape=None) for s in signature.outputs),
-        batched=False,
-    )
-
-
-def _check_outputs(path: Path, signature: Signature, outputs: dict, rows: int | None, certain: bool) -> None:
-    missing = [s.name for s in signature.outputs if s.name not in outputs]
-    if missing:
-        raise ModelLoadError(path, f"warm-up gave no output {', '.join(missing)}")
-    for spec in signature.outputs:
-        value = np.asarray(outputs[spec.name])
-        got = value.shape[1:] if rows is not None else value.shape
-        if spec.shape is not None and (
-            len(got) != len(spec.shape) or any(want is not None and want != have for want, have in zip(spec.shape, got))
-        ):
-            raise ModelLoadError(
-                path, f"warm-up gave output '{spec.name}' of shape {list(got)}, expected {spec.shape_text()}"
-            )
-        if certain and value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise ModelLoadError(path, f"warm-up on zeros gave non-finite values in output '{spec.name}'")
 
 
 def _size(path: Path) -> int:

@@ -27,7 +27,7 @@ LAYOUTS = ("nhwc",)
 KINDS = ("regression", "classification")
 POLICIES = ("latest", "specific")
 HANDLER = re.compile(r"^(?P<file>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.py)(?::(?P<cls>[A-Za-z_][A-Za-z0-9_]{0,127}))?$")
-OWN_TABLES = {"input", "output", "batching", "versions"}
+OWN_TABLES = {"input", "output", "batching", "versions", "warmup"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,14 @@ class BatchingSpec:
 
 
 @dataclass(frozen=True)
+class WarmupSpec:
+    """How the models warm up (see ``warmup.py``): ``shapes`` sizes the zeros of inputs of unknown size
+    (per input, without the batch dimension)."""
+
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class VersionsSpec:
     """Which version serves: the highest complete one, or a specific one."""
 
@@ -92,6 +100,7 @@ class AppSpec:
     output: OutputSpec = field(default_factory=OutputSpec)
     batching: BatchingSpec = field(default_factory=BatchingSpec)
     versions: VersionsSpec = field(default_factory=VersionsSpec)
+    warmup: WarmupSpec = field(default_factory=WarmupSpec)
 
 
 def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = None, name: str | None = None) -> AppSpec:
@@ -203,6 +212,15 @@ def parse_manifest(
         max_enqueued_bytes=reader.positive(bat, "batching.max_enqueued_bytes", defaults.max_enqueued_bytes, 1 << 40),
     )
 
+    warm = reader.table("warmup", {"shapes"})
+    shapes = reader.get(warm, "warmup.shapes", dict, {})
+    for input_name, shape in shapes.items():
+        if not isinstance(shape, list) or not all(type(d) is int and 0 < d <= 1 << 24 for d in shape):
+            reader.fail(
+                f"warmup.shapes.{input_name}",
+                "must be a list of positive integers (the input's shape without the batch dimension)",
+            )
+
     ver = reader.table("versions", {"policy", "specific"})
     policy = reader.choice(ver, "versions.policy", POLICIES, "latest")
     specific = reader.get(ver, "versions.specific", int, None)
@@ -222,6 +240,7 @@ def parse_manifest(
         output=output_spec,
         batching=batching,
         versions=VersionsSpec(policy=policy, specific=specific),
+        warmup=WarmupSpec(shapes={name: tuple(shape) for name, shape in shapes.items()}),
     )
 
 

@@ -35,9 +35,10 @@ from .limits import DEFAULT_SETTLE_SECONDS
 from .loader import is_model_path
 from .manifest import HANDLER, LABELS_NAME, MANIFEST_NAME, VersionsSpec, read_toml
 from .saved_models import SAVED_MODEL_FILE
+from .warmup import WARMUP_FILE
 
 READY_MARKER = "READY"
-MANIFEST_FILES = (MANIFEST_NAME, LABELS_NAME)  # part of a flat version: they say how its models serve
+MANIFEST_FILES = (MANIFEST_NAME, LABELS_NAME, WARMUP_FILE)  # part of a flat version: they say how its models serve
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from .loader import LoadedModel, load_model
 from .manifest import MANIFEST_NAME, AppSpec, BatchingSpec, load_manifest
 from .request import image_input, image_shape
 from .source import VersionCandidate
+from .warmup import WARMUP_FILE
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,13 @@ def load_version_models(
             own = spec.name if file == Path(candidate.path) else None  # TF Serving's <app>/<N>/saved_model.pb
             models.append(
                 load_model(
-                    file, signature=spec.signature, trust_code=spec.trust_code, max_file_bytes=max_file_bytes, name=own
+                    file,
+                    signature=spec.signature,
+                    trust_code=spec.trust_code,
+                    max_file_bytes=max_file_bytes,
+                    name=own,
+                    warmup_shapes=spec.warmup.shapes,
+                    warmup_values=Path(candidate.path) / WARMUP_FILE,
                 )
             )
         if models:
