@@ -116,3 +116,41 @@ def test_string_elements_past_the_limit_are_refused_from_the_shape(stub):
     with pytest.raises(grpc.RpcError) as caught:
         predict(stub, "calc", many)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit is 65536" in caught.value.details()
+
+
+def test_the_standard_health_service_answers_for_the_server_and_each_app(channel, store):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(channel)
+    status = lambda service: health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status  # noqa: E731
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert status("") == status("calc") == status("tensorflow.serving.PredictionService") == serving
+    with pytest.raises(grpc.RpcError) as unknown:
+        status("no-such-app")
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    get_registry().get("calc")._current = None  # the app serves nothing now (as after a failed first load)
+    try:
+        assert status("calc") == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert status("") == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        get_registry().get("calc").load()
+    assert status("calc") == serving
+
+
+def test_reflection_lists_every_service_as_grpcurl_asks(channel):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    [answer] = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    names = {service.name for service in answer.list_services_response.service}
+    assert {
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
+    [described] = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol="tensorflow.serving.PredictionService")]),
+        timeout=10,
+    )
+    assert described.file_descriptor_response.file_descriptor_proto  # grpcurl can build requests from it

@@ -38,6 +38,19 @@ def refused(call) -> grpc.RpcError:
     return caught.value
 
 
+def test_health_probes_need_no_token_where_predicts_do(store):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server, port = serve(permission="staff")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING  # kubelet's gRPC probe sends no token
+            assert refused(lambda: predict(channel)).code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        server.stop(0).wait()
+
+
 def test_grpcserve_binds_the_loopback_by_default():
     parser = Command().create_parser("manage.py", "grpcserve")
     assert parser.parse_args([]).host == "127.0.0.1"

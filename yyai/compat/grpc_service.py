@@ -6,6 +6,11 @@ call is a codec over :mod:`yyai.services.dataplane` (same registry, same
 batcher, same version rules as HTTP): several named inputs and outputs of any
 dtype, ``signature_name`` and ``output_filter``; errors are gRPC status codes
 derived from the canonical HTTP status of the error.
+
+Beside them: the standard ``grpc.health.v1.Health`` (service ``""`` is the
+server, SERVING when /readyz would answer 200; each app by its name; both TF
+Serving services as the server), open to probes without a token, and server
+reflection (``grpcurl``), behind the same access rule as predicts.
 """
 
 from __future__ import annotations
@@ -16,11 +21,15 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_service_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_service_pb2,
     prediction_service_pb2_grpc,
 )
 
@@ -28,7 +37,9 @@ from yyai import services
 from yyai.compat import protos
 from yyai.conf import yyai_settings
 from yyai.http_errors import INTERNAL_ERROR, failure_of
+from yyai.process_registry import get_registry
 from yyai.runtime.errors import BadTensor, VersionNotFound
+from yyai.runtime.servable import State
 from yyai.services import dataplane
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,11 @@ GRPC_BY_HTTP = {
     503: grpc.StatusCode.UNAVAILABLE,
 }
 SIGNATURE_DEF = "signature_def"
+SERVICES = (  # their descriptors loaded: reflection describes them (the _grpc modules do not import them)
+    prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+)
+HEALTH_METHODS = "/grpc.health.v1.Health/"  # a probe carries no token
 
 
 @contextmanager
@@ -137,7 +153,7 @@ class Access(grpc.ServerInterceptor):
         self.rule = rule
 
     def intercept_service(self, continuation, handler_call_details):
-        if self.rule == "any":
+        if self.rule == "any" or handler_call_details.method.startswith(HEALTH_METHODS):
             return continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         user = user_of(metadata.get("authorization", ""))
@@ -149,6 +165,36 @@ class Access(grpc.ServerInterceptor):
         if self.rule == "staff" and not user.is_staff:
             return _refusal(grpc.StatusCode.PERMISSION_DENIED, "predicting on this server needs a staff user")
         return continuation(handler_call_details)
+
+
+class Health(health.HealthServicer):
+    """``grpc.health.v1.Health`` from the registry: each call first brings every status up to date (a Watch
+    sees the changes its own start and every Check find)."""
+
+    def __init__(self):
+        super().__init__()
+        self._known: set[str] = set()
+
+    def Check(self, request, context):
+        self.refresh()
+        return super().Check(request, context)
+
+    def Watch(self, request, context, send_response_callback=None):
+        self.refresh()
+        return super().Watch(request, context, send_response_callback)
+
+    def refresh(self) -> None:
+        """The server (and TF Serving's services) SERVING when /readyz would be 200; each app by its state."""
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        overall = serving if dataplane.server_ready() else not_serving
+        for service in ("", *SERVICES):
+            self.set(service, overall)
+        states = {util.name: util.state for util in get_registry().all()}
+        for name, state in states.items():
+            self.set(name, serving if state == State.AVAILABLE else not_serving)
+        for gone in self._known - set(states):
+            self.set(gone, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+        self._known = set(states)
 
 
 def user_of(authorization: str):
@@ -181,7 +227,8 @@ def build_server(
     permission: str = "any",
     tls: tuple[bytes, bytes] | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A gRPC server with both services bound to ``address`` (``host:0`` picks a free port); not started.
+    """A gRPC server with TF Serving's services, health and reflection bound to ``address`` (``host:0`` picks a
+    free port); not started.
 
     ``permission`` is who may call (:class:`Access`); ``tls`` is (certificate chain, private key), PEM.
     Messages larger than ``max_message_bytes`` are refused by gRPC itself. Returns the server and its port.
@@ -197,6 +244,9 @@ def build_server(
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(), server)
+    health_pb2_grpc.add_HealthServicer_to_server(Health(), server)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection((*SERVICES, health_name, reflection.SERVICE_NAME), server)
     if tls is not None:
         certificate, key = tls
         port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, certificate)]))
