@@ -1,9 +1,9 @@
 """ASGI entry point, the one gunicorn serves (aiserver/gunicorn.conf.py, uvicorn workers).
 
-Predict requests (JSON or multipart) are answered on the event loop by :class:`yyai.fastpath.FastPredict`;
+Predict requests (JSON or multipart) are answered on the event loop by :class:`yyai.http.fastpath.FastPredict`;
 every other request runs Django's WSGI handler in a pool of ``GUNICORN_THREADS``
 threads (a2wsgi), so a slow view (a reload, an upload) never blocks the loop or
-the other requests. In front of both, :class:`yyai.front.Front` answers the
+the other requests. In front of both, :class:`yyai.http.front.Front` answers the
 probes and reads every body whole, in bounds and in time; outermost,
 :class:`aiserver.proxy.TrustedProxies` settles the client's scheme and address.
 Models are not loaded here: gunicorn loads them after fork.
@@ -23,10 +23,10 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 from aiserver.env import env_int  # noqa: E402
 from aiserver.proxy import TrustedProxies  # noqa: E402
 
-django_wsgi = get_wsgi_application()  # sets Django up: yyai.fastpath imports models and reads settings
+django_wsgi = get_wsgi_application()  # sets Django up: yyai.http.fastpath imports models and reads settings
 
-from yyai.fastpath import FastPredict  # noqa: E402
-from yyai.front import Front  # noqa: E402
+from yyai.http.fastpath import FastPredict  # noqa: E402
+from yyai.http.front import Front  # noqa: E402
 
 django_asgi = WSGIMiddleware(django_wsgi, workers=env_int("GUNICORN_THREADS", 16, minimum=1))
 # Outermost: forwarded headers are settled (believed from YYAI_TRUSTED_PROXIES only) and removed first.

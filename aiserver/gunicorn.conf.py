@@ -1,7 +1,7 @@
 """gunicorn configuration: uvicorn workers (aiserver/workers.py), each loading every model app after fork.
 
 gunicorn serves ``aiserver.asgi:application``: predict requests are answered
-on each worker's event loop (yyai/fastpath.py), everything else by Django in a
+on each worker's event loop (yyai/http/fastpath.py), everything else by Django in a
 thread pool.
 
 * ``WEB_CONCURRENCY`` worker processes, default: one per CPU core (one per
@@ -56,7 +56,7 @@ preload_app = False  # TensorFlow must not be initialised before fork
 accesslog = env_str("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
 if env_bool("YYAI_LOG_JSON"):
-    accesslog = None  # yyai.request_context logs one JSON line per request instead
+    accesslog = None  # yyai.http.request_context logs one JSON line per request instead
     logconfig_dict = {  # gunicorn's own messages as JSON too, one line each
         "formatters": {"json": {"()": "yyai.logging_json.JsonFormatter"}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
@@ -96,21 +96,22 @@ def post_worker_init(worker):
     """Load, compile and warm up every app in this worker before it takes requests."""
     import gc
 
-    from yyai import metrics, startup
+    from yyai import metrics
+    from yyai.lifecycle import startup
 
     metrics.observe_registry(startup.start())
     # TensorFlow, Keras, Django and the models leave ~400k objects that live as long as the worker.
     # A full collection scans them all with every thread stopped (0.5-0.8 s measured: the p99 spikes);
     # frozen, they are never scanned again and collections only see request garbage. Frozen objects are
-    # never freed either: after a reload, yyai.process_registry.release_when_idle() unfreezes, collects the retired
-    # version and freezes again (one pause per reload).
+    # never freed either: after a reload, yyai.fleet.process_registry.release_when_idle() unfreezes, collects
+    # the retired version and freezes again (one pause per reload).
     gc.collect()
     gc.freeze()
 
 
 def worker_exit(server, worker):
     """In the worker, as it stops: leave the fleet at once, so that no reload waits for it."""
-    from yyai import startup
+    from yyai.lifecycle import startup
 
     startup.stop()
 

@@ -8,7 +8,7 @@
 * More than ``YYAI_MAX_CONNECTIONS`` open connections in one worker: the next is 503.
 
 Both answers are JSON in the error format. Bodies have their own deadline, in
-the ASGI front (``yyai/front.py``), where the route is known.
+the ASGI front (``yyai/http/front.py``), where the route is known.
 """
 
 from __future__ import annotations

@@ -62,10 +62,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "yyai.request_context.RequestContextMiddleware",  # first: request id, metrics, access log for every response
+    "yyai.http.request_context.RequestContextMiddleware",  # first: request id, metrics, access log for every response
     "django.middleware.security.SecurityMiddleware",
-    "yyai.middleware.BodySizeLimitMiddleware",
-    "yyai.middleware.DatabaseUnavailableMiddleware",
+    "yyai.http.middleware.BodySizeLimitMiddleware",
+    "yyai.http.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",

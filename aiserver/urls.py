@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from yyai import health
+from yyai.http import health
 
 handler400 = "yyai.api.exceptions.bad_request_view"
 handler403 = "yyai.api.exceptions.permission_denied_view"

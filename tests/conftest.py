@@ -37,7 +37,8 @@ def zoo_store(tmp_path_factory, django_db_setup, django_db_blocker):
     from django.conf import settings
 
     from tests import zoo
-    from yyai import process_registry, startup
+    from yyai.fleet import process_registry
+    from yyai.lifecycle import startup
 
     root = zoo.build_store(tmp_path_factory.mktemp("zoo") / "model_store")
     with override_settings(YYAI={**settings.YYAI, "MODEL_STORE": root}), django_db_blocker.unblock():
@@ -61,7 +62,7 @@ def _forget_fleet() -> None:
 def zoo_rows(zoo_store, db):
     """The zoo's apps with their database rows, written as start-up writes them (an earlier test's flush of the
     database removes the rows zoo_store's start-up committed)."""
-    from yyai.process_registry import get_registry
+    from yyai.fleet.process_registry import get_registry
     from yyai.services import sync_apps
 
     sync_apps(names=get_registry().names())
@@ -71,7 +72,8 @@ def zoo_rows(zoo_store, db):
 @pytest.fixture
 def store(tmp_path, settings, yyai):
     """tmp model store with apps: calc (two regressors) and cls (a 3-class classifier); registry loaded."""
-    from yyai import process_registry, startup
+    from yyai.fleet import process_registry
+    from yyai.lifecycle import startup
 
     root = tmp_path / "model_store"
     modelkit.regressor(root / "calc" / "a.h5", weight=1.0)
@@ -100,7 +102,8 @@ def faces_demo(tmp_path_factory):
 @pytest.fixture
 def faces_store(faces_demo, yyai):
     """The faces demo store, served by this process's registry."""
-    from yyai import process_registry, startup
+    from yyai.fleet import process_registry
+    from yyai.lifecycle import startup
 
     yyai.MODEL_STORE = faces_demo
     process_registry.reset()

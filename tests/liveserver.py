@@ -16,7 +16,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 ADMIN_PASSWORD = "pw-admin-e2e-123"
-READY_LINE = "model store ready in"  # logged by yyai.startup.start() in each worker
+READY_LINE = "model store ready in"  # logged by yyai.lifecycle.startup.start() in each worker
 
 
 def free_port() -> int:

@@ -26,8 +26,9 @@ def regressor(path: Path, *, weight: float, input_shape=SHAPE) -> Path:
     return _save(keras.Model(inputs, out), path)
 
 
-def classifier(path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE, activation="softmax",
-               name: str | None = None) -> Path:
+def classifier(
+    path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE, activation="softmax", name: str | None = None
+) -> Path:
     """Save a seeded random classifier: softmax probabilities, or raw logits with ``activation=None``; ``name``
     is the Keras model's (a demo placeholder's starts with ``DEMO_MODEL_PREFIX``)."""
     keras.utils.set_random_seed(seed)

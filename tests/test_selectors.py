@@ -2,9 +2,10 @@
 
 import pytest
 
-from yyai import fleet, selectors
+from yyai import selectors
+from yyai.fleet import heartbeats
+from yyai.fleet.process_registry import get_registry
 from yyai.models import ModelApp
-from yyai.process_registry import get_registry
 from yyai.runtime.errors import ModelLoadError
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,7 @@ def test_names_in_state(store):
 
 
 def test_processes_come_from_the_heartbeats(store):
-    beats = fleet.Beats()
+    beats = heartbeats.Beats()
     beats.set("calc", version="v1", generation=0, error="")
     beats.write(force=True)
     processes = selectors.app_status(app=ModelApp.objects.get(name="calc"))["processes"]

@@ -4,11 +4,12 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 
-from yyai import fleet, services
+from yyai import services
 from yyai.api.exceptions import json_error
 from yyai.auth import client_of, locked_for
+from yyai.fleet import heartbeats
+from yyai.fleet.process_registry import get_registry
 from yyai.models import ModelApp, ReloadEvent
-from yyai.process_registry import get_registry
 from yyai.runtime.errors import ServingError
 from yyai.templatetags.yyai_tags import tensor
 
@@ -76,7 +77,7 @@ class ModelAppAdmin(admin.ModelAdmin):
 
     @admin.display(description="processes (live)")
     def live_processes(self, obj):
-        rows = fleet.processes(obj.name)
+        rows = heartbeats.processes(obj.name)
         return (
             "; ".join(
                 f"{p['host']}:{p['pid']} {p['version'] or '-'} (gen {p['generation']})"

@@ -14,13 +14,14 @@ class YyaiConfig(AppConfig):
     def ready(self):
         import os
 
-        from yyai import auth, conf, process_registry  # noqa: F401 - auth connects the failed-login counters
+        from yyai import auth, conf  # noqa: F401 - auth connects the failed-login counters
+        from yyai.fleet import process_registry
 
         conf.connect()  # yyai_settings follows settings.YYAI when a test changes it
         process_registry.install_app_caller(_call_app)  # context.predict of every app's handler
 
         if sys.argv[1:2] == ["runserver"] and (os.environ.get("RUN_MAIN") == "true" or "--noreload" in sys.argv):
-            from yyai import startup
+            from yyai.lifecycle import startup
 
             threading.Thread(target=startup.start, name="model-load", daemon=True).start()
 

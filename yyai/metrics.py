@@ -1,10 +1,10 @@
-"""Prometheus metrics of the serving process (the ``/metrics`` view is in :mod:`yyai.health`).
+"""Prometheus metrics of the serving process (the ``/metrics`` view is in :mod:`yyai.http.health`).
 
 Series (every name starts with ``yyai_``):
 
 * ``requests_total{app, version, route, status}`` and
   ``request_duration_seconds{app, route}``: every HTTP request (the
-  :class:`yyai.request_context.RequestContextMiddleware` observes them); ``app``
+  :class:`yyai.http.request_context.RequestContextMiddleware` observes them); ``app``
   and ``version`` are empty for requests that are not about one app;
 * ``model_rows_total{app, model, version}``: rows each model ran on;
 * ``batches_total{app}``, ``batch_rows_total{app}``: dynamic batches run and

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from yyai import fleet
+from yyai.fleet import heartbeats
+from yyai.fleet.process_registry import get_registry
 from yyai.models import ModelApp, ReloadEvent
-from yyai.process_registry import get_registry
 
 
 def app_queryset() -> QuerySet[ModelApp]:
@@ -25,7 +25,7 @@ def app_status(*, app: ModelApp, staff: bool = True) -> dict:
     ``staff=False``: load errors (library messages) are replaced by :data:`HIDDEN`.
     """
     status = get_registry().get(app.name).status()
-    processes = fleet.processes(app.name)
+    processes = heartbeats.processes(app.name)
     if not staff:
         status["last_error"] = HIDDEN if status["last_error"] else None
         for process in processes:

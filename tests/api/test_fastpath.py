@@ -1,4 +1,4 @@
-"""The lean predict path (yyai/fastpath.py) answers exactly like Django and DRF, and only when it may.
+"""The lean predict path (yyai/http/fastpath.py) answers exactly like Django and DRF, and only when it may.
 
 Every request is sent through the real ASGI stack twice: the fast path in front
 of Django (as gunicorn serves it), and Django alone (a2wsgi, the fast path off).
@@ -15,7 +15,10 @@ from a2wsgi import WSGIMiddleware
 from django.core.wsgi import get_wsgi_application
 
 from tests.modelkit import png_bytes
-from yyai import django_mirror, fastpath, metrics, process_registry, services, startup
+from yyai import metrics, services
+from yyai.fleet import process_registry
+from yyai.http import django_mirror, fastpath
+from yyai.lifecycle import startup
 from yyai.runtime.errors import Overloaded
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -307,7 +310,7 @@ def test_a_bug_answers_500_without_a_trace_and_logs_it(store, monkeypatch, caplo
         raise KeyError("secret internals")
 
     monkeypatch.setattr(services, "predict_async", broken)
-    with caplog.at_level(logging.ERROR, logger="yyai.fastpath"):
+    with caplog.at_level(logging.ERROR, logger="yyai.http.fastpath"):
         status, _, body = call(fastpath.FastPredict(Refuse()), json.dumps(GOOD["image"]).encode())
     assert status == 500
     assert b"secret" not in body and json.loads(body)["code"] == "internal_error"
@@ -319,7 +322,7 @@ def test_counted_under_the_drf_route_label(store):
         return metrics.REQUESTS.labels("calc", store_version(), "app-predict", "200")._value.get()
 
     def store_version():
-        from yyai.process_registry import get_registry
+        from yyai.fleet.process_registry import get_registry
 
         return get_registry().get("calc").current.id
 
@@ -330,7 +333,7 @@ def test_counted_under_the_drf_route_label(store):
 
 def test_concurrent_requests_share_batches_and_get_their_own_answers(store):
     """50 requests on one event loop: each gets its own image's answer, and they ran in shared batches."""
-    from yyai.process_registry import get_registry
+    from yyai.fleet.process_registry import get_registry
 
     fast = fastpath.FastPredict(Refuse())
     batcher = get_registry().get("calc").current.batcher

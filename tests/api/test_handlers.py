@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from tests import modelkit
-from yyai import fastpath, metrics, process_registry, startup
+from yyai import metrics
+from yyai.fleet import process_registry
+from yyai.http import fastpath
+from yyai.lifecycle import startup
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.api.test_fastpath import assert_same
-from yyai import fastpath
+from yyai.http import fastpath
 from yyai.models import ModelApp
 
 pytestmark = pytest.mark.django_db(transaction=True)

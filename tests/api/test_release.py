@@ -6,7 +6,7 @@ import weakref
 
 import pytest
 
-from yyai import process_registry
+from yyai.fleet import process_registry
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from tests import modelkit
-from yyai import process_registry, startup
+from yyai.fleet import process_registry
+from yyai.lifecycle import startup
 from yyai.models import ModelApp, ReloadEvent, ServingProcess
 
 pytestmark = pytest.mark.django_db

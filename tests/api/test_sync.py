@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 
 from tests import modelkit
-from yyai import fleet, process_registry
+from yyai.fleet import heartbeats, process_registry
+from yyai.lifecycle.watcher import GenerationWatcher
 from yyai.models import Heartbeat, ModelApp, ReloadEvent, ServingProcess
 from yyai.runtime.snapshots import freeze
-from yyai.sync import GenerationWatcher
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def other_process(app: ModelApp, **state) -> None:
 
 
 def heartbeat(app="calc") -> Heartbeat:
-    return Heartbeat.objects.get(app__name=app, process=fleet.beats().process)
+    return Heartbeat.objects.get(app__name=app, process=heartbeats.beats().process)
 
 
 def test_start_up_claims_a_target_and_joins_the_fleet(store):
@@ -47,7 +47,7 @@ def test_start_up_claims_a_target_and_joins_the_fleet(store):
     assert calc.target_version == current.id and calc.generation == 0
     assert (store / "calc" / ".snapshots" / current.id).is_dir(), "the flat files were frozen"
     beat = heartbeat()
-    assert (beat.version, beat.error, beat.pid) == (current.id, "", fleet.beats().pid)
+    assert (beat.version, beat.error, beat.pid) == (current.id, "", heartbeats.beats().pid)
 
 
 def test_follows_the_target_exactly_whatever_the_folder_holds(store):
@@ -120,7 +120,7 @@ def test_a_lagging_process_makes_the_reload_answer_202_with_it(store, staff_clie
     lagging = response.json()["lagging"]
     assert [(p["host"], p["pid"], p["version"]) for p in lagging] == [("host-b", 4242, "old")]
     detail = staff_client.get("/api/apps/calc/").json()
-    assert detail["degraded"] and {p["host"] for p in detail["processes"]} == {"host-b", fleet.HOST}
+    assert detail["degraded"] and {p["host"] for p in detail["processes"]} == {"host-b", heartbeats.HOST}
     ServingProcess.objects.filter(process="other").update(seen_at=timezone.now() - timedelta(minutes=5))
     assert not staff_client.get("/api/apps/calc/").json()["degraded"], "a silent process is not live"
 

@@ -122,7 +122,8 @@ def test_an_app_may_not_take_a_route_name(store, staff_client, tmp_path, name):
 
 
 def test_start_up_reports_an_app_named_like_a_route(store, caplog):
-    from yyai import process_registry, startup
+    from yyai.fleet import process_registry
+    from yyai.lifecycle import startup
 
     modelkit.regressor(store / "metrics" / "m.h5", weight=1.0)
     process_registry.reset()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests import modelkit
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 
 ONES = np.ones((1, *modelkit.SHAPE), np.float32)  # calc.a -> 64, calc.b -> 128
 

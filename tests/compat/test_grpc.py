@@ -16,7 +16,7 @@ from tests.compat.conftest import ONES, write_version
 from tests.modelkit import png_bytes
 from yyai import services
 from yyai.compat.grpc_service import build_server
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 from yyai.services.dataplane import version_number
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from tritonclient.utils import InferenceServerException
 from tests.compat.conftest import ONES, write_version
 from tests.modelkit import png_bytes
 from yyai import services
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import requests
 from tests.compat.conftest import ONES, write_version
 from tests.modelkit import png_bytes
 from yyai import services
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 from yyai.services.dataplane import version_number
 
 

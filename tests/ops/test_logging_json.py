@@ -63,7 +63,7 @@ def test_formatter_keeps_extras_request_id_and_exceptions():
 
 
 def test_a_designed_503_is_logged_as_a_warning_without_a_trace(client, store, caplog):
-    from yyai.process_registry import get_registry
+    from yyai.fleet.process_registry import get_registry
 
     get_registry().get("calc").unload()  # the app has no version: 503 app_not_available, by design
     response = client.post("/api/apps/calc/predict/", {"instances": [[[[1.0]] * 8] * 8]}, format="json")

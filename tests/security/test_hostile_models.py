@@ -82,7 +82,7 @@ def small_file_cap(settings, yyai):
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_reload_refuses_and_keeps_serving(store, client, staff_client, tmp_path, name, small_file_cap):
-    from yyai import process_registry
+    from yyai.fleet import process_registry
 
     process_registry.get_registry().get("calc").max_file_bytes = 100 << 20
     before = client.post("/api/apps/calc/predict/", TENSOR, format="json").json()

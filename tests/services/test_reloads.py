@@ -3,8 +3,8 @@
 import pytest
 
 from tests import modelkit
+from yyai.fleet.process_registry import get_registry
 from yyai.models import ModelApp, ReloadEvent
-from yyai.process_registry import get_registry
 from yyai.runtime.errors import ModelLoadError
 from yyai.services import reloads
 

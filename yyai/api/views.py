@@ -28,9 +28,9 @@ from yyai.api.serializers import (
     UserSerializer,
 )
 from yyai.conf import yyai_settings
+from yyai.fleet.process_registry import get_registry
 from yyai.http_errors import ApiError
 from yyai.models import ModelApp
-from yyai.process_registry import get_registry
 from yyai.runtime.errors import ReloadSuperseded
 from yyai.runtime.registry import APP_NAME_PATTERN
 

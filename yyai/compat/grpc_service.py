@@ -36,8 +36,8 @@ from tensorflow_serving.apis import (
 from yyai import services
 from yyai.compat import protos
 from yyai.conf import yyai_settings
+from yyai.fleet.process_registry import get_registry
 from yyai.http_errors import INTERNAL_ERROR, failure_of
-from yyai.process_registry import get_registry
 from yyai.runtime.errors import BadTensor, VersionNotFound
 from yyai.runtime.servable import State
 from yyai.services import dataplane

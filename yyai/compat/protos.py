@@ -17,7 +17,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, status_pb2
 
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 from yyai.runtime.errors import BadTensor, PayloadTooLarge, VersionNotFound
 from yyai.runtime.registry import APP_NAME_PATTERN
 from yyai.runtime.servable import ServingVersion

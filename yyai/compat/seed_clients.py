@@ -30,7 +30,7 @@ from yyai.api.inputs import read_predict_input
 from yyai.api.parsers import BoundedJSONParser
 from yyai.compat.http import ProtocolError, ProtocolView
 from yyai.conf import yyai_settings
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 from yyai.runtime import preprocess
 
 TEXT_COLOR = (0, 255, 255)  # BGR yellow on a dark band

@@ -33,7 +33,7 @@ import numpy as np
 
 from yyai import metrics
 from yyai.conf import yyai_settings
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound, BadTensor, InputError, NoModel, VersionNotFound
 from yyai.runtime.limits import RequestLimits
 from yyai.runtime.loader import MODEL_SUFFIXES

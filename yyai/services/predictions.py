@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from yyai import metrics
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 from yyai.runtime.handlers import HandlerRequest
 from yyai.runtime.request import check_image_sizes
 from yyai.runtime.servable import ServingVersion
@@ -118,7 +118,8 @@ def _handled(version: ServingVersion, target: Target, request: InferRequest) -> 
 
 
 async def predict_async(app: str, read: Callable[[], InferRequest | None]) -> PredictionResult | None:
-    """:func:`predict` for a coroutine (yyai.fastpath), on the request ``read()`` builds (see :func:`infer_async`)."""
+    """:func:`predict` for a coroutine (yyai.http.fastpath), on the request ``read()`` builds (see
+    :func:`infer_async`)."""
     result = await infer_async(app, read)
     return None if result is None else _prediction(result)
 

@@ -3,8 +3,8 @@
 A reload loads the app here, then makes what it loaded the app's target in
 the database (a version number, or a flat layout's snapshot id) and raises its
 generation; every other process loads exactly that target
-(:func:`follow_app`, called by yyai.sync). The reload answers once every live
-process serves the target (:mod:`yyai.fleet`), or after
+(:func:`follow_app`, called by yyai.lifecycle.watcher). The reload answers once every live
+process serves the target (:mod:`yyai.fleet.heartbeats`), or after
 ``YYAI_RELOAD_WAIT_SECONDS`` with the processes that lag or failed.
 
 A reload of an app that is gone from the repository removes it: from every
@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from yyai import fleet, metrics, wakeup
+from yyai import metrics
 from yyai.conf import yyai_settings
+from yyai.fleet import heartbeats, wakeup
+from yyai.fleet.process_registry import get_registry, mark_applied, release_when_idle
 from yyai.models import ModelApp, ReloadEvent
-from yyai.process_registry import get_registry, mark_applied, release_when_idle
 from yyai.runtime.errors import ReloadInProgress, ServingError
 from yyai.runtime.model_util import LATEST, ReloadReport
 
@@ -42,7 +43,7 @@ class ReloadOutcome:
 
     report: ReloadReport
     generation: int
-    fleet: fleet.FleetReport | None  # None: not waited for
+    fleet: heartbeats.FleetReport | None  # None: not waited for
     removed: bool = False  # the app was gone from the repository: every process unloaded it
 
 
@@ -90,10 +91,10 @@ def reload_app(
         finish_reload(event, to_version=report.new_version, error="", started=started)
     _served(app, report.new_version, row.generation)
     if changed:
-        wakeup.wake(fleet.host_pids())
+        wakeup.wake(heartbeats.host_pids())
     release_when_idle(retiring)
     waited = (
-        fleet.wait_for(
+        heartbeats.wait_for(
             app, version=report.new_version, generation=row.generation, timeout=yyai_settings.RELOAD_WAIT_SECONDS
         )
         if wait_fleet
@@ -137,11 +138,11 @@ def remove_app(
             note=f"removed: app '{app}' is gone from the repository",
         )
     dropped(app, row.generation)
-    wakeup.wake(fleet.host_pids())
+    wakeup.wake(heartbeats.host_pids())
     release_when_idle(retiring)
     log.info("app %s: gone from the repository; removed from every process (generation %d)", app, row.generation)
     waited = (
-        fleet.wait_for(app, version="", generation=row.generation, timeout=yyai_settings.RELOAD_WAIT_SECONDS)
+        heartbeats.wait_for(app, version="", generation=row.generation, timeout=yyai_settings.RELOAD_WAIT_SECONDS)
         if wait_fleet
         else None
     )
@@ -152,7 +153,7 @@ def remove_app(
 def dropped(app: str, generation: int) -> None:
     """This process serves ``app`` no more, as of ``generation``: its heartbeat goes, its watcher knows."""
     mark_applied(app, generation)
-    beats = fleet.beats()
+    beats = heartbeats.beats()
     beats.drop(app)
     beats.write(force=True)
 
@@ -190,7 +191,7 @@ def serve_what_is_there(*, app: str, lost: str, generation: int) -> ReloadReport
             )
     if moved:
         log.warning("app %s: %s (generation %d)", app, reason, row.generation)
-        wakeup.wake(fleet.host_pids())
+        wakeup.wake(heartbeats.host_pids())
     elif row.target_version != report.new_version:
         return follow_app(
             app=app, version=row.target_version, pinned=row.pinned_version or None, generation=row.generation
@@ -210,7 +211,7 @@ def follow_app(*, app: str, version: str, pinned: str | None, generation: int, r
     try:
         report = util.follow(version, pinned=pinned)
     except ServingError as exc:
-        fleet.beats().set(app, generation=generation, error=exc.message)
+        heartbeats.beats().set(app, generation=generation, error=exc.message)
         if record:
             record_reload(
                 app=app,
@@ -240,7 +241,7 @@ def follow_app(*, app: str, version: str, pinned: str | None, generation: int, r
 def _prune(util, *, keep: set[str]) -> None:
     """Remove the snapshots no live process serves, but the newest YYAI_KEEP_SNAPSHOTS (for rollback), and
     this host's cached versions that none of its processes serves."""
-    processes = fleet.processes(util.name)
+    processes = heartbeats.processes(util.name)
     served = {p["version"] for p in processes}
     try:
         removed = util.source.prune(keep=keep | served, keep_last=yyai_settings.KEEP_SNAPSHOTS)
@@ -255,7 +256,7 @@ def _prune(util, *, keep: set[str]) -> None:
 def _evict(util, *, keep: set[str], processes: list[dict] | None = None) -> None:
     """Remove this host's cached versions of ``util``'s app that no live process of this host serves
     (``processes``: the fleet as the caller just read it)."""
-    processes = fleet.processes(util.name) if processes is None else processes
+    processes = heartbeats.processes(util.name) if processes is None else processes
     here = {p["version"] for p in processes if p["host"] == HOST}
     evicted = util.source.evict(keep=keep | here)
     if evicted:
@@ -265,7 +266,7 @@ def _evict(util, *, keep: set[str], processes: list[dict] | None = None) -> None
 def _served(app: str, version: str, generation: int) -> None:
     """This process serves ``version`` of ``app`` at ``generation``: its heartbeat and watcher say so now."""
     mark_applied(app, generation)
-    beats = fleet.beats()
+    beats = heartbeats.beats()
     beats.set(app, version=version, generation=generation, error="")
     beats.write(force=True)
 

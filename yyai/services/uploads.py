@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from yyai.conf import yyai_settings
+from yyai.fleet.process_registry import get_registry
 from yyai.models import ReloadEvent
-from yyai.process_registry import get_registry
 from yyai.runtime.errors import InputError, InvalidUpload, ServingError, storage_errors
 from yyai.runtime.model_util import LATEST
 from yyai.runtime.publish import discard, stage_version

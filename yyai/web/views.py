@@ -13,7 +13,7 @@ from yyai import selectors
 from yyai.api.exceptions import json_error, json_methods
 from yyai.api.inputs import sample_path
 from yyai.api.permissions import CanPredict
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound
 from yyai.runtime.model_util import ModelUtil
 from yyai.runtime.request import image_input

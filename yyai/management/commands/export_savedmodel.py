@@ -42,7 +42,7 @@ class Command(BaseCommand):
         self, *args, app: str, output: Path | None, app_version: str | None, number: int | None, force: bool, **options
     ):
         from yyai.compat.export import export_app
-        from yyai.process_registry import get_registry
+        from yyai.fleet.process_registry import get_registry
         from yyai.runtime.errors import ServingError
 
         output = output or Path(settings.DATA_DIR) / "export"

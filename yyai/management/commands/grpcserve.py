@@ -1,6 +1,6 @@
 """``python manage.py grpcserve [--port 8500]``: TF Serving's gRPC API for the model store.
 
-Loads every app with :func:`yyai.startup.start` (which also starts the
+Loads every app with :func:`yyai.lifecycle.startup.start` (which also starts the
 watcher, so reloads made over HTTP by any process reach this one), then serves
 PredictionService and ModelService until SIGINT/SIGTERM.
 
@@ -58,8 +58,8 @@ class Command(BaseCommand):
         tls_key: Path | None,
         **options,
     ):
-        from yyai import startup
         from yyai.compat.grpc_service import build_server
+        from yyai.lifecycle import startup
 
         if bool(tls_cert) != bool(tls_key):
             raise CommandError("--tls-cert and --tls-key go together")

@@ -8,9 +8,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from yyai import services
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
+from yyai.lifecycle.startup import start as start_up
 from yyai.runtime.errors import ServingError
-from yyai.startup import start as start_up
 
 
 class Command(BaseCommand):

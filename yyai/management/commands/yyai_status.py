@@ -8,7 +8,7 @@ import urllib.request
 
 from django.core.management.base import BaseCommand, CommandError
 
-from yyai import startup
+from yyai.lifecycle import startup
 from yyai.templatetags.yyai_tags import tensor
 
 COLUMNS = ("APP", "STATE", "VERSION", "MODEL", "INPUTS", "OUTPUTS", "PARAMS", "LOAD MS")

@@ -9,7 +9,7 @@ models in one trip to the CPU pool, the batch is awaited
 format, headers, ``X-Request-ID``, metrics and access log line as the DRF view.
 
 This module decides which requests it may answer; what Django and DRF would
-have done is mirrored in :mod:`yyai.django_mirror`. Checked once at start-up
+have done is mirrored in :mod:`yyai.http.django_mirror`. Checked once at start-up
 (:func:`enabled`): ``YYAI_FAST_PREDICT`` on, anyone may predict, no predict
 throttle, and the middleware and predict route still the mirrored ones.
 Checked per request (:meth:`FastPredict._eligible`): an app with a serving
@@ -31,14 +31,15 @@ from typing import Awaitable, Callable
 
 from django.conf import settings
 
-from yyai import django_mirror, services
+from yyai import services
 from yyai.api.exceptions import known_failure
 from yyai.api.inputs import parse_predict_input
 from yyai.conf import yyai_settings
+from yyai.fleet.process_registry import get_registry
+from yyai.http import django_mirror
+from yyai.http.request_context import HEADER, finish_request, request_id_of
 from yyai.http_errors import INTERNAL, Failure
 from yyai.logging_json import request_id
-from yyai.process_registry import get_registry
-from yyai.request_context import HEADER, finish_request, request_id_of
 from yyai.runtime.errors import AppNotFound
 from yyai.runtime.registry import APP_NAME_PATTERN
 
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 def enabled() -> bool:
     """Whether predict may skip Django at all: the answer must not depend on the user or a throttle, and the
-    stack must still be the one :mod:`yyai.django_mirror` copies (else this logs why and stays off)."""
+    stack must still be the one :mod:`yyai.http.django_mirror` copies (else this logs why and stays off)."""
     rates = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
     if not (yyai_settings.FAST_PREDICT and yyai_settings.PREDICT_PERMISSION == "any" and not rates.get("predict")):
         return False

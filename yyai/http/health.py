@@ -1,6 +1,6 @@
 """Probes: /healthz (the process answers) and /readyz (every app readiness waits for serves a version); /metrics.
 
-Under gunicorn the ASGI front (yyai/front.py) answers both on the event loop,
+Under gunicorn the ASGI front (yyai/http/front.py) answers both on the event loop,
 without Django or authentication; these views answer them under ``runserver``
 and Django's test client. Both call :func:`liveness` and :func:`readiness`.
 """
@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from yyai import metrics
 from yyai.api.exceptions import json_methods
-from yyai.process_registry import get_registry
+from yyai.fleet.process_registry import get_registry
 from yyai.runtime.servable import State
 from yyai.services import dataplane
 

@@ -2,7 +2,7 @@
 
 One background thread per serving process:
 
-* it wakes when another process changed a target (:mod:`yyai.wakeup`) or
+* it wakes when another process changed a target (:mod:`yyai.fleet.wakeup`) or
   every ``YYAI_SYNC_SECONDS`` at the latest, reads every app's generation,
   target and pin (one small query for all apps, never one per request), and
   loads exactly the target of every app that serves something else here:
@@ -13,7 +13,7 @@ One background thread per serving process:
   the repository holds now instead (start-up always serves);
 * an app marked removed (a reload found it gone from the repository) is
   unloaded here and its heartbeat deleted;
-* it writes this process's heartbeats (:mod:`yyai.fleet`) on change and when due;
+* it writes this process's heartbeats (:mod:`yyai.fleet.heartbeats`) on change and when due;
 * if ``YYAI_POLL_SECONDS`` is set, it also scans the model store that often and
   reloads, for every process, an app whose chosen version on disk is not the one
   serving (version folders copied in by hand, as TF Serving's file-system poll does).
@@ -28,14 +28,14 @@ import time
 from django.db import close_old_connections
 from django.db.utils import DatabaseError
 
-from yyai import fleet
+from yyai.fleet import heartbeats
+from yyai.fleet.process_registry import release_when_idle
+from yyai.fleet.wakeup import Wakeup
 from yyai.models import ModelApp, ReloadEvent
-from yyai.process_registry import release_when_idle
 from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.registry import Registry
 from yyai.runtime.source import choose_version
 from yyai.services.reloads import dropped, follow_app, reload_app, serve_what_is_there
-from yyai.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class GenerationWatcher:
     def tick(self) -> list[str]:
         """Load every target this process does not serve yet; returns the apps loaded successfully."""
         loaded = []
-        beats = fleet.beats()
+        beats = heartbeats.beats()
         for name, generation, target, pinned, removed in ModelApp.objects.values_list(
             "name", "generation", "target_version", "pinned_version", "removed_at"
         ):

@@ -24,8 +24,8 @@ from django.http import HttpRequest, HttpResponse
 
 from yyai import metrics
 from yyai.conf import yyai_settings
+from yyai.fleet.process_registry import get_registry
 from yyai.logging_json import request_id
-from yyai.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound
 
 HEADER = "X-Request-ID"

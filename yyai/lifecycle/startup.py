@@ -27,15 +27,15 @@ from django.conf import settings
 from django.db import transaction
 from django.db.utils import DatabaseError
 
-from yyai import fleet, process_registry
 from yyai.conf import yyai_settings
+from yyai.fleet import heartbeats, process_registry
+from yyai.fleet.wakeup import Wakeup, is_postgres
+from yyai.lifecycle.watcher import GenerationWatcher
 from yyai.models import ModelApp
 from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.registry import LoadResult, Plan, Registry
 from yyai.services.reloads import follow_app, mark_interrupted, serve_what_is_there, sync_apps
 from yyai.services.uploads import reserved_name
-from yyai.sync import GenerationWatcher
-from yyai.wakeup import Wakeup, is_postgres
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def stop() -> None:
     """This serving process is stopping: stop following the fleet and leave it (gunicorn's worker_exit)."""
     process_registry.reset()
     try:
-        fleet.leave()
+        heartbeats.leave()
     except DatabaseError as exc:
         log.warning("could not leave the fleet (%s); this process ages out of it instead", exc)
 
@@ -190,7 +190,7 @@ def _claim_targets(registry: Registry, known: dict[str, tuple[int, str, str]]) -
 
 def _beat(registry: Registry, known: dict[str, tuple[int, str, str]]) -> None:
     """Join the fleet: one heartbeat per app, with what this process serves (or why it serves nothing)."""
-    beats = fleet.beats()
+    beats = heartbeats.beats()
     for util in registry.all():
         status = util.status()
         beats.set(

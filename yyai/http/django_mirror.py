@@ -1,4 +1,4 @@
-"""What Django and DRF would do with a predict request, done without them, for the fast path (yyai/fastpath.py).
+"""What Django and DRF would do with a predict request, done without them, for the fast path (yyai/http/fastpath.py).
 
 Each piece mirrors one part of the stack from the same settings: the security
 headers (SecurityMiddleware, XFrameOptionsMiddleware), ``request.is_secure()``,
@@ -25,10 +25,10 @@ from yyai import bounded_json
 from yyai.conf import yyai_settings
 
 MIRRORED_MIDDLEWARE = (
-    "yyai.request_context.RequestContextMiddleware",  # request id, metrics, access log: finish_request
+    "yyai.http.request_context.RequestContextMiddleware",  # request id, metrics, access log: finish_request
     "django.middleware.security.SecurityMiddleware",  # security_headers, SECURE_SSL_REDIRECT
-    "yyai.middleware.BodySizeLimitMiddleware",  # the Content-Length limit
-    "yyai.middleware.DatabaseUnavailableMiddleware",  # a predict reads no database
+    "yyai.http.middleware.BodySizeLimitMiddleware",  # the Content-Length limit
+    "yyai.http.middleware.DatabaseUnavailableMiddleware",  # a predict reads no database
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files only: never a predict
     "django.contrib.sessions.middleware.SessionMiddleware",  # no effect on an anonymous JSON answer
     "corsheaders.middleware.CorsMiddleware",  # requests with an Origin go to Django

@@ -21,8 +21,8 @@ import json
 import logging
 import tempfile
 
-from yyai import health
 from yyai.conf import yyai_settings
+from yyai.http import health
 from yyai.http_errors import INTERNAL
 
 log = logging.getLogger(__name__)

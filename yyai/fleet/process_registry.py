@@ -1,6 +1,6 @@
 """This process's one model registry, configured from the YYAI settings, and its watcher.
 
-The registry loads nothing by itself: :func:`yyai.startup.start` loads every
+The registry loads nothing by itself: :func:`yyai.lifecycle.startup.start` loads every
 app (gunicorn after fork, ``runserver`` from the app config, tests explicitly),
 never at import of urls, nor during ``migrate``, ``check`` or test collection.
 """
@@ -23,7 +23,7 @@ from yyai.runtime.servable import ServingVersion, State
 
 _registry: Registry | None = None
 _app_caller: AppCaller | None = None  # how handlers call apps: the data plane, installed by the app config
-_watcher = None  # yyai.sync.GenerationWatcher once start() ran
+_watcher = None  # yyai.lifecycle.watcher.GenerationWatcher once start() ran
 RELEASE_GRACE_SECONDS = 1.0
 _lock = threading.Lock()
 
@@ -98,7 +98,7 @@ def release_when_idle(old: ServingVersion | None, *, timeout: float = 300.0) -> 
 
 
 def install_watcher(watcher) -> None:
-    """Make ``watcher`` (a yyai.sync.GenerationWatcher) this process's, stopping the previous one."""
+    """Make ``watcher`` (a yyai.lifecycle.watcher.GenerationWatcher) this process's, stopping the previous one."""
     global _watcher
     with _lock:
         if _watcher is not None:
