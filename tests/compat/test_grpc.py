@@ -17,7 +17,7 @@ from tests.modelkit import png_bytes
 from yyai import services
 from yyai.compat.grpc_service import build_server
 from yyai.fleet.process_registry import get_registry
-from yyai.services.dataplane import version_number
+from yyai.services.addressing import version_number
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from tests.compat.conftest import ONES, write_version
 from tests.modelkit import png_bytes
 from yyai import services
 from yyai.fleet.process_registry import get_registry
-from yyai.services.dataplane import version_number
+from yyai.services.addressing import version_number
 
 
 @pytest.fixture

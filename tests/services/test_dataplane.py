@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from yyai.runtime.errors import AppNotFound, InputError, VersionNotFound
-from yyai.services import dataplane
+from yyai.services import addressing, dataplane
 from yyai.services.dataplane import InferRequest
 
 pytestmark = pytest.mark.django_db
@@ -12,25 +12,27 @@ pytestmark = pytest.mark.django_db
 
 def test_infer_names_the_outputs_of_one_model(store):
     rows = np.ones((3, 8, 8, 1), np.float32)
-    result = dataplane.infer(InferRequest(target="calc.b", inputs={"pixels": rows}))
+    result = dataplane.infer(InferRequest(address="calc.b", inputs={"pixels": rows}))
     assert result.rows == 3 and list(result.tensors()) == ["y"]
     assert result.tensors()["y"].shape == (3, 1)
 
 
 def test_targets_versions_and_inputs_are_checked(store):
     with pytest.raises(AppNotFound):
-        dataplane.infer(InferRequest(target="nope", inputs=np.ones((1, 8, 8, 1), np.float32)))
+        dataplane.infer(InferRequest(address="nope", inputs=np.ones((1, 8, 8, 1), np.float32)))
     with pytest.raises(VersionNotFound):
-        dataplane.infer(InferRequest(target="calc", inputs={"pixels": np.ones((1, 8, 8, 1))}, version=999))
+        dataplane.infer(InferRequest(address="calc", inputs={"pixels": np.ones((1, 8, 8, 1))}, version=999))
     with pytest.raises(InputError):
-        dataplane.infer(InferRequest(target="calc", inputs={"pixels": np.ones((1, 8, 8, 1)), "nope": [1]}))
+        dataplane.infer(InferRequest(address="calc", inputs={"pixels": np.ones((1, 8, 8, 1)), "nope": [1]}))
 
 
 def test_parse_target():
-    assert dataplane.parse_target("calc") == dataplane.Target(name="calc", app="calc")
-    assert dataplane.parse_target("calc.b.keras") == dataplane.Target(name="calc.b.keras", app="calc", model="b.keras")
+    assert addressing.parse_address("calc") == addressing.Address(name="calc", app="calc")
+    assert addressing.parse_address("calc.b.keras") == addressing.Address(
+        name="calc.b.keras", app="calc", model="b.keras"
+    )
 
 
 def test_readiness_lists_every_app(store):
     assert dataplane.readiness() == {"calc": "AVAILABLE", "cls": "AVAILABLE"}
-    assert dataplane.server_ready() and dataplane.model_ready(dataplane.parse_target("calc"))
+    assert dataplane.server_ready() and addressing.model_ready(addressing.parse_address("calc"))

@@ -27,7 +27,7 @@ def test_predict_async_reads_on_the_cpu_pool_and_none_means_not_handled(store):
 
     def read():
         read_on.append(threading.current_thread().name)
-        return InferRequest(target="calc", images=[png_bytes(255)])
+        return InferRequest(address="calc", images=[png_bytes(255)])
 
     result = asyncio.run(predictions.predict_async("calc", read))
     assert result.rows[0][0]["name"] == "a.h5"

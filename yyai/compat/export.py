@@ -26,7 +26,7 @@ from yyai.runtime.servable import ServingVersion
 from yyai.runtime.signature import SERVING_DEFAULT
 from yyai.runtime.source import choose_version
 from yyai.runtime.version_models import load_version_models, manifest_for
-from yyai.services.dataplane import Target, output_map
+from yyai.services.addressing import Address, output_map
 
 
 class _AppModule(tf.Module):
@@ -37,7 +37,7 @@ class _AppModule(tf.Module):
         signature = version.signature
         self.keep = [model.keep for model in version.models]
         self._calls = [_graph_call(model) for model in version.models]
-        self._names = output_map(version, Target(name=version.spec.name, app=version.spec.name), signature)
+        self._names = output_map(version, Address(name=version.spec.name, app=version.spec.name), signature)
         specs = {
             s.name: tf.TensorSpec(
                 ((None,) if signature.batched else ()) + tuple(s.shape or ()),

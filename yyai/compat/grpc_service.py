@@ -40,7 +40,7 @@ from yyai.fleet.process_registry import get_registry
 from yyai.http_errors import INTERNAL_ERROR, failure_of
 from yyai.runtime.errors import BadTensor, VersionNotFound
 from yyai.runtime.servable import State
-from yyai.services import dataplane
+from yyai.services import addressing, dataplane
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             }
             result = services.infer(
                 services.InferRequest(
-                    target=spec.name,
+                    address=spec.name,
                     inputs=inputs,
                     version=_version(spec),
                     signature=spec.signature_name or None,
@@ -111,7 +111,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 )
             )
             response = predict_pb2.PredictResponse()
-            response.model_spec.CopyFrom(protos.model_spec(result.version, result.target, result.signature.name))
+            response.model_spec.CopyFrom(protos.model_spec(result.version, result.address, result.signature.name))
             for name, array in result.tensors().items():
                 response.outputs[name].CopyFrom(protos.array_to_tensor(array))
             return response
@@ -123,11 +123,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             fields = list(request.metadata_field)
             if set(fields) != {SIGNATURE_DEF}:
                 raise BadTensor(f"metadata_field must be ['{SIGNATURE_DEF}'] (the only metadata), got {fields}")
-            target = services.parse_target(request.model_spec.name)
+            address = services.parse_address(request.model_spec.name)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            with dataplane.serving(target, _version(request.model_spec)) as serving:
-                response.model_spec.CopyFrom(protos.model_spec(serving, target))
-                response.metadata[SIGNATURE_DEF].Pack(protos.signature_def_map(serving, target))
+            with addressing.serving(address, _version(request.model_spec)) as serving:
+                response.model_spec.CopyFrom(protos.model_spec(serving, address))
+                response.metadata[SIGNATURE_DEF].Pack(protos.signature_def_map(serving, address))
             return response
 
 
@@ -138,7 +138,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self, request: get_model_status_pb2.GetModelStatusRequest, context
     ) -> get_model_status_pb2.GetModelStatusResponse:
         with _aborting(context):
-            return protos.model_status(services.parse_target(request.model_spec.name), _version(request.model_spec))
+            return protos.model_status(services.parse_address(request.model_spec.name), _version(request.model_spec))
 
 
 class Access(grpc.ServerInterceptor):

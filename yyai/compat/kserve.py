@@ -26,7 +26,7 @@ from yyai.compat import protos, v2tensors
 from yyai.compat.http import ProtocolError, ProtocolView
 from yyai.conf import yyai_settings
 from yyai.runtime.signature import DTYPES, TensorSpec
-from yyai.services import dataplane
+from yyai.services import addressing, dataplane
 
 NAME = rf"(?P<name>{protos.NAME_PATTERN})"
 VERSION = r"(?:/versions/(?P<version>[A-Za-z0-9_.-]+))?"
@@ -74,8 +74,8 @@ class ModelMetadataView(ProtocolView):
     """``GET /v2/models/<name>[/versions/<v>]``: the served signature's inputs and outputs."""
 
     def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
-        target = services.parse_target(name)
-        with dataplane.serving(target, version) as serving:
+        address = services.parse_address(name)
+        with addressing.serving(address, version) as serving:
             signature = serving.signature
             return JsonResponse(
                 {
@@ -85,7 +85,7 @@ class ModelMetadataView(ProtocolView):
                     "inputs": [_tensor_meta(spec, signature.batched) for spec in signature.inputs],
                     "outputs": [
                         _tensor_meta(spec, signature.batched)
-                        for spec in dataplane.output_specs(serving, target, signature)
+                        for spec in addressing.output_specs(serving, address, signature)
                     ],
                 }
             )
@@ -95,7 +95,7 @@ class ModelReadyView(ProtocolView):
     """``GET /v2/models/<name>[/versions/<v>]/ready``: 200 when that version serves, else 400."""
 
     def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
-        ready = dataplane.model_ready(services.parse_target(name), version)  # unknown app or model: 404
+        ready = addressing.model_ready(services.parse_address(name), version)  # unknown app or model: 404
         return JsonResponse({"name": name, "ready": ready}, status=200 if ready else 400)
 
 
@@ -116,7 +116,7 @@ class InferView(ProtocolView):
         wanted, binary = _requested_outputs(parsed.header)
         parameters = v2tensors.parameters_of(parsed.header)
         result = services.infer(
-            services.InferRequest(target=name, version=version, inputs=inputs, outputs=tuple(wanted) or None)
+            services.InferRequest(address=name, version=version, inputs=inputs, outputs=tuple(wanted) or None)
         )
         outputs = result.tensors()
         if not wanted and parameters.get("binary_data_output"):

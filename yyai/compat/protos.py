@@ -23,8 +23,8 @@ from yyai.runtime.registry import APP_NAME_PATTERN
 from yyai.runtime.servable import ServingVersion
 from yyai.runtime.signature import DTYPES, TensorSpec
 from yyai.runtime.tensors import MAX_RANK, EncodedImage
-from yyai.services import dataplane
-from yyai.services.dataplane import Target
+from yyai.services import addressing
+from yyai.services.addressing import Address
 
 NAME_PATTERN = rf"{APP_NAME_PATTERN}(?:\.[^/:]+)?"  # for URLs: <app> or <app>.<model>
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -46,9 +46,9 @@ def to_json(message: Message) -> dict[str, Any]:
     )
 
 
-def model_spec(version: ServingVersion, target: Target, signature_name: str = "") -> model_pb2.ModelSpec:
-    spec = model_pb2.ModelSpec(name=target.name, signature_name=signature_name)
-    spec.version.value = dataplane.version_number(version.id)
+def model_spec(version: ServingVersion, address: Address, signature_name: str = "") -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name=address.name, signature_name=signature_name)
+    spec.version.value = addressing.version_number(version.id)
     return spec
 
 
@@ -66,37 +66,37 @@ def _tf_dtype(dtype: str) -> str:
     return "string" if dtype == "string" else dtype
 
 
-def signature_def_map(version: ServingVersion, target: Target) -> get_model_metadata_pb2.SignatureDefMap:
-    """Every signature the target can run: its inputs, and its outputs under their served names."""
+def signature_def_map(version: ServingVersion, address: Address) -> get_model_metadata_pb2.SignatureDefMap:
+    """Every signature the address can run: its inputs, and its outputs under their served names."""
     result = get_model_metadata_pb2.SignatureDefMap()
-    for name, signature in dataplane.signatures_of(version, target).items():
+    for name, signature in addressing.signatures_of(version, address).items():
         definition = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
         for spec in signature.inputs:
             definition.inputs[spec.name].CopyFrom(_tensor_info(spec, signature.batched))
-        for spec in dataplane.output_specs(version, target, signature):
+        for spec in addressing.output_specs(version, address, signature):
             definition.outputs[spec.name].CopyFrom(_tensor_info(spec, signature.batched))
         result.signature_def[name].CopyFrom(definition)
     return result
 
 
 def model_status(
-    target: Target, requested_version: str | int | None = None
+    address: Address, requested_version: str | int | None = None
 ) -> get_model_status_pb2.GetModelStatusResponse:
     """TF Serving's status of the app's versions that are loading, serving or failed.
 
     Versions on disk that this server will not load are not listed (TF Serving
     lists only aspired versions). A failed load is ``END`` with the error.
     """
-    util = get_registry().get(target.app)
+    util = get_registry().get(address.app)
     status = util.status()
     if util.current is not None:
-        dataplane.model_indices(util.current, target)  # unknown model -> not found
+        addressing.model_indices(util.current, address)  # unknown model -> not found
     rows = [(v["version"], v["state"]) for v in status["versions"] if v["state"] != "START"]
     if status["version"] and status["version"] not in [r[0] for r in rows]:
         rows.append((status["version"], "AVAILABLE"))
     response = get_model_status_pb2.GetModelStatusResponse()
     for version_id, state in rows:
-        number = dataplane.version_number(version_id)
+        number = addressing.version_number(version_id)
         if requested_version not in (None, "") and str(requested_version) not in (version_id, str(number)):
             continue
         failed = state == "FAILED"
@@ -110,7 +110,7 @@ def model_status(
         )
     if not response.model_version_status:
         which = f"version {requested_version}" if requested_version not in (None, "") else "any versions"
-        raise VersionNotFound(f"Could not find {which} of model {target.name}")
+        raise VersionNotFound(f"Could not find {which} of model {address.name}")
     return response
 
 

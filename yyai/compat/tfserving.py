@@ -35,7 +35,7 @@ from yyai.runtime import preprocess
 from yyai.runtime.errors import BadTensor
 from yyai.runtime.servable import ServingVersion
 from yyai.runtime.tensors import EncodedImage
-from yyai.services import dataplane
+from yyai.services import addressing, dataplane
 
 NAME = rf"(?P<name>{protos.NAME_PATTERN})"
 VERSION = r"(?:/versions/(?P<version>\d+))?"
@@ -112,7 +112,7 @@ class PredictView(TFServingView):
             raise BadTensor(f"'instances' has {len(body['instances'])} rows; the limit is {limit}")  # none decoded
         result = services.infer(
             services.InferRequest(
-                target=name,
+                address=name,
                 version=version,
                 signature=_signature_name(body),
                 instances=decode_b64(body["instances"]) if rows else None,
@@ -130,7 +130,7 @@ class PredictView(TFServingView):
 
 
 class ClassifyRegressView(TFServingView):
-    """``POST ...:classify`` and ``...:regress`` for a one-model, one-output target of the matching kind."""
+    """``POST ...:classify`` and ``...:regress`` for a one-model, one-output address of the matching kind."""
 
     verb = "classify"
 
@@ -141,16 +141,18 @@ class ClassifyRegressView(TFServingView):
         context = body.get("context") or {}
         if not isinstance(context, dict):
             raise ProtocolError("'context' must be a JSON object of features")
-        target = services.parse_target(name)
-        with dataplane.serving(target, version) as serving:
-            index = self._model(serving, target)
+        address = services.parse_address(name)
+        with addressing.serving(address, version) as serving:
+            index = self._model(serving, address)
             kind = serving.kinds[index]
             wanted = "classification" if self.verb == "classify" else "regression"
             if kind != wanted:
                 raise ProtocolError(f"'{name}' is a {kind} model; :{self.verb} needs a {wanted} model")
             rows = [self._feature(serving, {**context, **e} if isinstance(e, dict) else e) for e in body["examples"]]
             labels = serving.spec.output.labels
-            result = dataplane.infer_on(serving, target, services.InferRequest(target=name, instances=decode_b64(rows)))
+            result = dataplane.infer_on(
+                serving, address, services.InferRequest(address=name, instances=decode_b64(rows))
+            )
         (output,) = result.outputs.values()
         rows2d = np.asarray(output, dtype=float).reshape(len(output), -1)
         if self.verb == "regress":
@@ -165,15 +167,15 @@ class ClassifyRegressView(TFServingView):
         )
 
     @staticmethod
-    def _model(serving: ServingVersion, target: services.Target) -> int:
-        indices = dataplane.model_indices(serving, target)
+    def _model(serving: ServingVersion, address: services.Address) -> int:
+        indices = addressing.model_indices(serving, address)
         if len(indices) != 1:
-            names = ", ".join(f"{target.app}.{n}" for n in dataplane.unique_names([m.name for m in serving.models]))
-            raise ProtocolError(f"'{target.name}' has several models; address one of: {names}")
+            names = ", ".join(f"{address.app}.{n}" for n in addressing.unique_names([m.name for m in serving.models]))
+            raise ProtocolError(f"'{address.name}' has several models; address one of: {names}")
         signature = serving.models[indices[0]].signature
         if len(signature.inputs) != 1 or len(signature.outputs) != 1:
             raise ProtocolError(
-                f"'{target.name}' has {len(signature.inputs)} inputs and {len(signature.outputs)} "
+                f"'{address.name}' has {len(signature.inputs)} inputs and {len(signature.outputs)} "
                 f"outputs; :classify and :regress need one of each (use :predict)"
             )
         return indices[0]
@@ -204,19 +206,19 @@ class StatusView(TFServingView):
     """``GET /v1/models/<name>[/versions/<v>]``: TF Serving's model_version_status."""
 
     def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
-        return JsonResponse(protos.to_json(protos.model_status(services.parse_target(name), version)))
+        return JsonResponse(protos.to_json(protos.model_status(services.parse_address(name), version)))
 
 
 class MetadataView(TFServingView):
     """``GET /v1/models/<name>[/versions/<v>]/metadata``: model_spec and signature_def."""
 
     def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
-        target = services.parse_target(name)
-        with dataplane.serving(target, version) as serving:
+        address = services.parse_address(name)
+        with addressing.serving(address, version) as serving:
             return JsonResponse(
                 {
-                    "model_spec": protos.to_json(protos.model_spec(serving, target)),
-                    "metadata": {"signature_def": protos.to_json(protos.signature_def_map(serving, target))},
+                    "model_spec": protos.to_json(protos.model_spec(serving, address)),
+                    "metadata": {"signature_def": protos.to_json(protos.signature_def_map(serving, address))},
                 }
             )
 

@@ -205,7 +205,7 @@ class _BodyReader:
         given = parse_predict_input(*parsed)
         self.many = given.many
         return services.InferRequest(
-            target=self.app, images=given.images, instances=given.instances, inputs=given.inputs
+            address=self.app, images=given.images, instances=given.instances, inputs=given.inputs
         )
 
 

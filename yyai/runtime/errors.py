@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+from pathlib import Path
 from typing import Iterator
 
 
@@ -180,3 +181,12 @@ class Overloaded(ServingError):
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def store_relative(exc: ServingError, store: Path) -> None:
+    """Name files by their place in the model store (``calc/m.h5``), never by their absolute path."""
+    prefix = f"{store}/"
+    exc.message = exc.message.replace(prefix, "")
+    exc.args = (exc.message, *exc.args[1:])
+    if isinstance(exc, ModelLoadError):
+        exc.path = exc.path.replace(prefix, "")

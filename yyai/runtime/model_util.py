@@ -18,7 +18,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -29,22 +28,20 @@ from typing import Iterator
 
 from .errors import (
     AppNotAvailable,
-    HandlerLoadError,
-    ModelLoadError,
     ReloadInProgress,
     ServingError,
     VersionNotFound,
     storage_errors,
+    store_relative,
 )
-from .handlers import HandlerSettings, LoadedHandler, load_handler
+from .handlers import HandlerSettings
 from .limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
 from .manifest import AppSpec, BatchingSpec, load_manifest
-from .publish import UPLOADED_MARKER
 from .repository import AppSource
 from .repository.local import LocalApp
 from .servable import ServingVersion, State
 from .source import VersionCandidate, choose_version, model_files
-from .version_models import demo_checked, load_version_models, manifest_for
+from .version_models import demo_checked, load_version_models, version_handler, version_manifest
 
 log = logging.getLogger(__name__)
 
@@ -156,23 +153,23 @@ class ModelUtil:
         old = self._current
         wanted: str | None = exact or pinned
         try:
-            base = load_manifest(self.app_dir, batching_defaults=self.batching_defaults)
+            base = load_manifest(self.app_dir, batching_defaults=self.batching_defaults, name=self.name)
             with storage_errors(self.name, "fetching or freezing a version of"):
                 candidate = self.source.fetch(exact) if exact is not None else self._choose(base, pinned)
             wanted = candidate.id
-            spec = self._manifest(base, candidate)
+            spec = version_manifest(base, candidate, app_dir=self.app_dir, batching_defaults=self.batching_defaults)
             self._loading = candidate.id
             models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
             spec = demo_checked(spec, models)
             try:
-                handler = self._handler(spec, candidate)
+                handler = version_handler(spec, candidate, app_dir=self.app_dir, settings=self.handlers)
             except BaseException:
                 for model in models:
                     model.close()
                 raise
             new = ServingVersion(spec, candidate, models, time.perf_counter() - started, handler)
         except ServingError as exc:
-            _store_relative(exc, self.app_dir.parent)
+            store_relative(exc, self.app_dir.parent)
             self._failure = _Failure(version=wanted, error=exc.message)
             log.warning(
                 "app %s: reload to %s failed, %s keeps serving: %s",
@@ -207,28 +204,6 @@ class ModelUtil:
             handler=handler.describe() if handler else None,
         )
 
-    def _handler(self, spec: AppSpec, candidate: VersionCandidate) -> LoadedHandler | None:
-        """The version's handler, if its manifest names one: from the version folder, else the app folder
-        (an uploaded version's folder is never searched). Without models it must have a postprocess hook."""
-        if spec.handler is None:
-            return None
-        version_dir = Path(candidate.path)
-        folders = [] if (version_dir / UPLOADED_MARKER).exists() else [version_dir]
-        handler = load_handler(
-            spec,
-            version=candidate.id,
-            folders=[*folders, self.app_dir],
-            app_folder=self.app_dir,
-            settings=self.handlers,
-        )
-        if not candidate.files and not handler.has("postprocess"):
-            handler.close()
-            raise HandlerLoadError(
-                f"app '{self.name}' has no model, so its handler {handler.file} must define "
-                f"postprocess (it gives the answer)"
-            )
-        return handler
-
     def _choose(self, base: AppSpec, pinned: str | None) -> VersionCandidate:
         """The pinned version or the policy's choice, fetched; a flat layout frozen into a snapshot."""
         if pinned is not None and self.source.is_snapshot(pinned):
@@ -258,16 +233,6 @@ class ModelUtil:
             old.retire()
             log.info("app %s: unloaded version %s (the app is gone from the repository)", self.name, old.id)
         return old
-
-    def _manifest(self, base: AppSpec, candidate: VersionCandidate) -> AppSpec:
-        """A numbered version's own manifest (or the app's); a snapshot's frozen one (absent: defaults)."""
-        if candidate.numbered:
-            spec = manifest_for(self.app_dir, Path(candidate.path), base=base, batching_defaults=self.batching_defaults)
-            if (Path(candidate.path) / UPLOADED_MARKER).exists():
-                spec = dataclasses.replace(spec, trust_code=False)  # no code from an upload, ever
-            return spec
-        frozen = load_manifest(Path(candidate.path), batching_defaults=self.batching_defaults, name=self.name)
-        return dataclasses.replace(frozen, versions=base.versions)
 
     # -- status ---------------------------------------------------------
     @property
@@ -326,12 +291,3 @@ class ModelUtil:
             "last_error": failure.error if failure else None,
             "last_error_at": failure.at if failure else None,
         }
-
-
-def _store_relative(exc: ServingError, store: Path) -> None:
-    """Name files by their place in the model store (``calc/m.h5``), never by their absolute path."""
-    prefix = f"{store}/"
-    exc.message = exc.message.replace(prefix, "")
-    exc.args = (exc.message, *exc.args[1:])
-    if isinstance(exc, ModelLoadError):
-        exc.path = exc.path.replace(prefix, "")

@@ -13,10 +13,12 @@ import logging
 from pathlib import Path
 
 from . import postprocess
-from .errors import ModelLoadError, VersionNotFound
+from .errors import HandlerLoadError, ModelLoadError, VersionNotFound
+from .handlers import HandlerSettings, LoadedHandler, load_handler
 from .limits import DEFAULT_MAX_FILE_BYTES
 from .loader import LoadedModel, load_model
 from .manifest import MANIFEST_NAME, AppSpec, BatchingSpec, load_manifest
+from .publish import UPLOADED_MARKER
 from .request import image_input, image_shape
 from .source import VersionCandidate
 from .warmup import WARMUP_FILE
@@ -143,3 +145,38 @@ def _same_inputs(first: LoadedModel, model: LoadedModel) -> None:
             f"it is {'' if theirs.batched else 'not '}batched and {first.name} is "
             f"{'' if ours.batched else 'not '}; the models of one app share their inputs",
         )
+
+
+def version_manifest(
+    base: AppSpec, candidate: VersionCandidate, *, app_dir: Path, batching_defaults: BatchingSpec | None
+) -> AppSpec:
+    """A numbered version's own manifest (or the app's); a snapshot's frozen one (absent: defaults). An uploaded
+    version never runs code (trust_code off)."""
+    if candidate.numbered:
+        spec = manifest_for(app_dir, Path(candidate.path), base=base, batching_defaults=batching_defaults)
+        if (Path(candidate.path) / UPLOADED_MARKER).exists():
+            spec = dataclasses.replace(spec, trust_code=False)  # no code from an upload, ever
+        return spec
+    frozen = load_manifest(Path(candidate.path), batching_defaults=batching_defaults, name=base.name)
+    return dataclasses.replace(frozen, versions=base.versions)
+
+
+def version_handler(
+    spec: AppSpec, candidate: VersionCandidate, *, app_dir: Path, settings: HandlerSettings
+) -> LoadedHandler | None:
+    """The version's handler, if its manifest names one: from the version folder, else the app folder
+    (an uploaded version's folder is never searched). Without models it must have a postprocess hook."""
+    if spec.handler is None:
+        return None
+    version_dir = Path(candidate.path)
+    folders = [] if (version_dir / UPLOADED_MARKER).exists() else [version_dir]
+    handler = load_handler(
+        spec, version=candidate.id, folders=[*folders, app_dir], app_folder=app_dir, settings=settings
+    )
+    if not candidate.files and not handler.has("postprocess"):
+        handler.close()
+        raise HandlerLoadError(
+            f"app '{spec.name}' has no model, so its handler {handler.file} must define "
+            f"postprocess (it gives the answer)"
+        )
+    return handler

@@ -7,7 +7,8 @@
 * :mod:`.uploads`: publish a new numbered version after validating it.
 """
 
-from yyai.services.dataplane import InferRequest, InferResult, Target, infer, infer_async, parse_target
+from yyai.services.addressing import Address, parse_address
+from yyai.services.dataplane import InferRequest, InferResult, infer, infer_async
 from yyai.services.predictions import PredictionResult, predict, predict_async
 from yyai.services.reloads import ReloadOutcome, ensure_app, follow_app, record_reload, reload_app, sync_apps
 from yyai.services.uploads import UploadResult, upload_version
@@ -16,10 +17,10 @@ __all__ = [
     "InferRequest",
     "InferResult",
     "PredictionResult",
-    "Target",
+    "Address",
     "infer",
     "infer_async",
-    "parse_target",
+    "parse_address",
     "predict",
     "predict_async",
     "ReloadOutcome",

@@ -3,18 +3,11 @@
 Every protocol is a codec over this module (after KServe's ``DataPlane``): the
 canonical API, the fast path, the seed routes, TF Serving REST and gRPC and
 KServe v2 all turn their wire format into an :class:`InferRequest` and their
-answer out of an :class:`InferResult`. Nothing here knows HTTP.
+answer out of an :class:`InferResult`. Nothing here knows HTTP. What a request
+addresses (app, model, version) is :mod:`.addressing`.
 
-Addressing: ``<app>`` is every model of the app, ``<app>.<model>`` one model
-(its stem or its file name). A target of one model (``<app>.<model>``, or an
-app that has one model) shows that model's own signature; a target of several
-models is one servable whose outputs are each model's, named ``<stem>`` when it
-has one output and ``<stem>/<output>`` when it has several.
-
-Versions: a request may name a version; it must be the serving one (its id, or
-its number, see :func:`version_number`), else :class:`VersionNotFound`. Every
-call takes the serving version once and runs on it, so an answer never mixes
-versions, and inference always goes through the version's batcher.
+Every call takes the serving version once and runs on it, so an answer never
+mixes versions, and inference always goes through the version's batcher.
 """
 
 from __future__ import annotations
@@ -24,38 +17,21 @@ import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from yyai import metrics
 from yyai.conf import yyai_settings
 from yyai.fleet.process_registry import get_registry
-from yyai.runtime.errors import AppNotFound, BadTensor, InputError, NoModel, VersionNotFound
+from yyai.runtime.errors import BadTensor
 from yyai.runtime.limits import RequestLimits
-from yyai.runtime.loader import MODEL_SUFFIXES
 from yyai.runtime.request import Prepared
 from yyai.runtime.servable import ModelOutputs, ServingVersion, State
-from yyai.runtime.signature import Signature, TensorSpec
+from yyai.runtime.signature import Signature
 from yyai.runtime.tensors import EncodedImage, Rows
-
-
-@dataclass(frozen=True)
-class Target:
-    """An addressed model name: the app and, optionally, one of its models (by stem or file name)."""
-
-    name: str
-    app: str
-    model: str | None = None
-
-
-def parse_target(name: str) -> Target:
-    """``<app>`` or ``<app>.<model>``; app names never hold a dot."""
-    app, _, model = name.partition(".")
-    return Target(name=name, app=app, model=model or None)
+from yyai.services.addressing import Address, check_version, output_map, parse_address, serving
 
 
 @dataclass(frozen=True)
@@ -69,20 +45,20 @@ class InferRequest:
     input, one row each; the other inputs then in ``inputs``, one entry per image).
     """
 
-    target: str
+    address: str
     inputs: Any = None
     instances: list | None = None
     images: list[bytes] | None = None
     version: str | int | None = None
     signature: str | None = None
-    outputs: tuple[str, ...] | None = None  # requested outputs; None: every output of the target
+    outputs: tuple[str, ...] | None = None  # requested outputs; None: every output of the address
 
 
 @dataclass(frozen=True)
 class InferResult:
-    """The named outputs of the target (requested order), and every model's, from one version."""
+    """The named outputs of the address (requested order), and every model's, from one version."""
 
-    target: Target
+    address: Address
     version: ServingVersion
     signature: Signature
     outputs: dict[str, np.ndarray | list[np.ndarray]]
@@ -108,23 +84,23 @@ class InferResult:
 
 def infer(request: InferRequest) -> InferResult:
     """Run ``request`` on the serving version (blocking this thread until its batch ran)."""
-    target = parse_target(request.target)
-    with serving(target, request.version) as version:
-        return infer_on(version, target, request)
+    address = parse_address(request.address)
+    with serving(address, request.version) as version:
+        return infer_on(version, address, request)
 
 
-def infer_on(version: ServingVersion, target: Target, request: InferRequest) -> InferResult:
+def infer_on(version: ServingVersion, address: Address, request: InferRequest) -> InferResult:
     """:func:`infer` on a version the caller already holds (inside :func:`serving`)."""
     started = time.perf_counter()
-    signature, prepared = prepare(version, target, request)
-    return _result(target, version, signature, request, prepared, version.infer(prepared), started)
+    signature, prepared = prepare(version, address, request)
+    return _result(address, version, signature, request, prepared, version.infer(prepared), started)
 
 
-async def infer_async(target: str, read: Callable[[], InferRequest | None]) -> InferResult | None:
-    """:func:`infer` for a coroutine, on the request ``read()`` builds for ``target`` (None: no request, and
+async def infer_async(address: str, read: Callable[[], InferRequest | None]) -> InferResult | None:
+    """:func:`infer` for a coroutine, on the request ``read()`` builds for ``address`` (None: no request, and
     nothing runs). The serving version is held first; then reading (parsing a body), decoding and resizing
     take one trip to the CPU pool and the batch is awaited: the event loop does none of this work."""
-    addressed = parse_target(target)
+    addressed = parse_address(address)
     with serving(addressed) as version:
         staged = await run_cpu(_read_and_prepare, version, addressed, read)
         if staged is None:
@@ -133,15 +109,15 @@ async def infer_async(target: str, read: Callable[[], InferRequest | None]) -> I
         return _result(addressed, version, signature, request, prepared, await version.infer_async(prepared), started)
 
 
-def _read_and_prepare(version: ServingVersion, target: Target, read: Callable[[], InferRequest | None]):
+def _read_and_prepare(version: ServingVersion, address: Address, read: Callable[[], InferRequest | None]):
     request = read()
     if request is None:
         return None
-    if request.target != target.name:
-        raise ValueError(f"read() built a request for '{request.target}', not '{target.name}'")
-    check_version(version, request.version, name=target.name)
+    if request.address != address.name:
+        raise ValueError(f"read() built a request for '{request.address}', not '{address.name}'")
+    check_version(version, request.version, name=address.name)
     started = time.perf_counter()
-    return (request, *prepare(version, target, request), started)
+    return (request, *prepare(version, address, request), started)
 
 
 _cpu_pool: ThreadPoolExecutor | None = None
@@ -158,15 +134,6 @@ async def run_cpu(function, *args):
     return await asyncio.get_running_loop().run_in_executor(_cpu_pool, functools.partial(function, *args))
 
 
-@contextmanager
-def serving(target: Target, requested_version: str | int | None = None) -> Iterator[ServingVersion]:
-    """The app's serving version for the whole call, checked against the requested version and model."""
-    with get_registry().get(target.app).serving() as version:
-        check_version(version, requested_version, name=target.name)
-        model_indices(version, target)  # an unknown model fails before any work
-        yield version
-
-
 def request_limits() -> RequestLimits:
     return RequestLimits(
         max_rows=yyai_settings.MAX_ROWS_PER_REQUEST,
@@ -175,11 +142,11 @@ def request_limits() -> RequestLimits:
     )
 
 
-def prepare(version: ServingVersion, target: Target, request: InferRequest) -> tuple[Signature, Prepared]:
+def prepare(version: ServingVersion, address: Address, request: InferRequest) -> tuple[Signature, Prepared]:
     """The signature ``request`` runs and its prepared jobs (inputs checked, images decoded); InputError else."""
     signature = version.signature_named(request.signature)
     if request.outputs:
-        names = [name for name, _, _ in output_map(version, target, signature)]
+        names = [name for name, _, _ in output_map(version, address, signature)]
         unknown = [w for w in request.outputs if w not in names]
         if unknown:
             raise BadTensor(f"unknown output(s) {', '.join(unknown)}; the outputs are {', '.join(names)}")
@@ -237,7 +204,7 @@ def since(started: float) -> float:
 
 
 def _result(
-    target: Target,
+    address: Address,
     version: ServingVersion,
     signature: Signature,
     request: InferRequest,
@@ -246,11 +213,11 @@ def _result(
     started: float,
 ) -> InferResult:
     metrics.observe_predict(version, rows=prepared.rows)
-    named = {name: per_model[index][output] for name, index, output in output_map(version, target, signature)}
+    named = {name: per_model[index][output] for name, index, output in output_map(version, address, signature)}
     if request.outputs:
         named = {name: named[name] for name in request.outputs}
     return InferResult(
-        target=target,
+        address=address,
         version=version,
         signature=signature,
         outputs=named,
@@ -258,107 +225,6 @@ def _result(
         rows=prepared.rows,
         elapsed_ms=since(started),
     )
-
-
-# -- addressing and metadata ---------------------------------------------------
-def stem(model_name: str) -> str:
-    """A model's short name: its file name without a model suffix (``a.h5`` -> ``a``)."""
-    path = Path(model_name)
-    return path.stem if path.suffix in MODEL_SUFFIXES else model_name
-
-
-def unique_names(file_names: list[str]) -> list[str]:
-    """Short names of a version's models: stems, or the file name where two models share a stem."""
-    stems = [stem(n) for n in file_names]
-    return [s if stems.count(s) == 1 else n for s, n in zip(stems, file_names)]
-
-
-def model_indices(version: ServingVersion, target: Target) -> list[int]:
-    """Indices of the addressed models in ``version.models``; AppNotFound for an unknown model, NoModel for an
-    app that has only a handler."""
-    if not version.models:
-        raise NoModel(
-            f"app '{target.app}' has no model to address with tensors: its handler answers at "
-            f"POST /api/apps/{target.app}/predict/"
-        )
-    if target.model is None:
-        return list(range(len(version.models)))
-    names = unique_names([m.name for m in version.models])
-    for i, model in enumerate(version.models):
-        if target.model in (model.name, names[i]):
-            return [i]
-    known = ", ".join(f"{target.app}.{name}" for name in names)
-    raise AppNotFound(f"app '{target.app}' has no model '{target.model}' (models: {known})")
-
-
-def output_map(version: ServingVersion, target: Target, signature: Signature) -> list[tuple[str, int, str]]:
-    """``(name, model index, the model's output name)`` of every output the target gives, in order."""
-    indices = model_indices(version, target)
-    models = [version.models[i] for i in indices]
-    specs = [m.signatures[signature.name].outputs for m in models]
-    if len(indices) == 1:
-        return [(spec.name, indices[0], spec.name) for spec in specs[0]]
-    short = unique_names([m.name for m in version.models])
-    return [
-        (short[i] if len(outs) == 1 else f"{short[i]}/{spec.name}", i, spec.name)
-        for i, outs in zip(indices, specs)
-        for spec in outs
-    ]
-
-
-def output_specs(version: ServingVersion, target: Target, signature: Signature) -> list[TensorSpec]:
-    """The target's outputs under their served names."""
-    return [
-        TensorSpec(name, spec.dtype, spec.shape)
-        for name, index, output in output_map(version, target, signature)
-        for spec in version.models[index].signatures[signature.name].outputs
-        if spec.name == output
-    ]
-
-
-def signatures_of(version: ServingVersion, target: Target) -> dict[str, Signature]:
-    """Every signature the target can run (those every addressed model has alike), by name."""
-    indices = model_indices(version, target)
-    common = set.intersection(*(set(version.models[i].signatures) for i in indices))
-    result = {}
-    for name in sorted(common):
-        try:
-            result[name] = (
-                version.signature_named(name) if len(indices) > 1 else version.models[indices[0]].signatures[name]
-            )
-        except InputError:
-            continue
-    return result
-
-
-def version_number(version_id: str) -> int:
-    """A version id as TF Serving's int64: the folder number, or the flat layout's 12-hex hash as an integer."""
-    return int(version_id) if version_id.isdigit() else int(version_id, 16)
-
-
-def check_version(version: ServingVersion, requested: str | int | None, *, name: str) -> None:
-    """Raise VersionNotFound unless ``requested`` is empty or names the serving version."""
-    if requested is None or requested == "":
-        return
-    wanted = str(requested)
-    if wanted in (version.id, str(version_number(version.id))):
-        return
-    raise VersionNotFound(
-        f"Servable not found for request: Specific({name}, {wanted}); the serving version is {version.id}"
-    )
-
-
-def model_ready(target: Target, requested_version: str | int | None = None) -> bool:
-    """True when the target's app serves (that version): the model exists (AppNotFound otherwise)."""
-    current = get_registry().get(target.app).current
-    if current is None:
-        return False
-    model_indices(current, target)
-    try:
-        check_version(current, requested_version, name=target.name)
-    except VersionNotFound:
-        return False
-    return True
 
 
 def readiness() -> dict[str, str]:

@@ -18,18 +18,8 @@ from yyai.fleet.process_registry import get_registry
 from yyai.runtime.handlers import HandlerRequest
 from yyai.runtime.request import check_image_sizes
 from yyai.runtime.servable import ServingVersion
-from yyai.services.dataplane import (
-    InferRequest,
-    InferResult,
-    Target,
-    infer_async,
-    infer_on,
-    model_indices,
-    parse_target,
-    prepare,
-    request_limits,
-    since,
-)
+from yyai.services.addressing import Address, model_indices, parse_address
+from yyai.services.dataplane import InferRequest, InferResult, infer_async, infer_on, prepare, request_limits, since
 
 
 @dataclass(frozen=True)
@@ -62,13 +52,13 @@ def predict(
 ) -> PredictionResult:
     """Run every model of ``app`` on image files, rows or named tensors, all on one version, between the hooks
     of the app's handler if it has one (in this thread: never call it on an event loop)."""
-    request = InferRequest(target=app, images=images, instances=instances, inputs=inputs)
-    target = parse_target(app)
-    with get_registry().get(target.app).serving() as version:
-        if version.handler is not None and target.model is None:
-            return _handled(version, target, request)
-        model_indices(version, target)
-        return _prediction(infer_on(version, target, request))
+    request = InferRequest(address=app, images=images, instances=instances, inputs=inputs)
+    address = parse_address(app)
+    with get_registry().get(address.app).serving() as version:
+        if version.handler is not None and address.model is None:
+            return _handled(version, address, request)
+        model_indices(version, address)
+        return _prediction(infer_on(version, address, request))
 
 
 def call_app(app: str, *, images: list[bytes] | None = None, instances: Any = None, inputs: Any = None) -> dict:
@@ -76,7 +66,7 @@ def call_app(app: str, *, images: list[bytes] | None = None, instances: Any = No
     return predict(app=app, images=images, instances=instances, inputs=inputs).to_body(many=True)
 
 
-def _handled(version: ServingVersion, target: Target, request: InferRequest) -> PredictionResult:
+def _handled(version: ServingVersion, address: Address, request: InferRequest) -> PredictionResult:
     """``request`` through the version's handler: preprocess, the models in the batcher, postprocess
     (each hook optional; see yyai.runtime.handlers)."""
     started = time.perf_counter()
@@ -94,7 +84,7 @@ def _handled(version: ServingVersion, target: Target, request: InferRequest) -> 
             prepared = version.prepare(values, columnar=True, limits=request_limits())
             per_model, rows = version.infer(prepared), prepared.rows
     elif version.models:
-        prepared = prepare(version, target, request)[1]
+        prepared = prepare(version, address, request)[1]
         per_model, rows = version.infer(prepared), prepared.rows
     metrics.observe_predict(version, rows=rows)
     if not handler.has("postprocess"):
