@@ -1,8 +1,9 @@
-"""What every peer shares with our server: the app's manifest, input and output steps.
+"""What every peer shares with our server: the app's manifest, input and output steps, and its models.
 
 Peers decode, preprocess and format with the very same functions as aiserver
-(:mod:`yyai.runtime.preprocess`, :mod:`yyai.runtime.postprocess`), so a
-difference in the benchmark comes from the serving design, not from the steps.
+(:mod:`yyai.runtime.preprocess`, :mod:`yyai.runtime.postprocess`) and run the
+models through the same compiled functions (:class:`App`), so a difference in
+the benchmark comes from the serving design, not from the steps.
 """
 
 from __future__ import annotations
@@ -49,3 +50,46 @@ def results(
         for name, out, shape in zip(names, outputs, output_shapes)
     ]
     return [list(row) for row in zip(*per_model)]
+
+
+class App:
+    """The app of $BENCH_APP_DIR as every peer runs it: image bytes -> model input rows -> one batch through
+    every model (the compiled function aiserver runs, one input conversion per batch) -> per row, one result
+    per model."""
+
+    def __init__(self) -> None:
+        from yyai.runtime.loader import load_model
+
+        folder = app_dir()
+        self.spec = spec_of(folder)
+        self.models = [load_model(f) for f in model_files(folder)]
+        self.signature = self.models[0].signature
+        self.names = [m.name for m in self.models]
+        self.output_shapes = [m.signature.outputs[0].shape for m in self.models]
+
+    def row(self, image: bytes) -> np.ndarray:
+        return to_row(image, self.spec, self.signature.inputs[0].shape)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every model's output on the batch ``x``."""
+        from yyai.runtime.feed import Feed
+        from yyai.runtime.servable import feed_for
+
+        feed = Feed({self.signature.inputs[0].name: x})  # one-input models of an app may name it differently
+        return [
+            next(iter(m.run(self.signature.name, feed_for(m, self.signature.name, feed)).values())) for m in self.models
+        ]
+
+    def format(self, outputs: list[np.ndarray]) -> list[list[dict]]:
+        return results(self.names, outputs, self.spec, self.output_shapes)
+
+    def predict(self, images: list[bytes]) -> list[list[dict]]:
+        return self.format(self.run(np.stack([self.row(image) for image in images])))
+
+
+def share_cores(workers: int) -> None:
+    """Give each of ``workers`` processes cores / workers TensorFlow threads, as aiserver's workers have."""
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)

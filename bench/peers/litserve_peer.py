@@ -44,37 +44,22 @@ class KerasApp:
     """decode (base64 JSON or multipart ``img``) -> batch -> every model -> unbatch -> encode."""
 
     def setup(self, device: str) -> None:
-        from yyai.runtime.loader import load_model
-
-        folder = common.app_dir()
-        self.spec = common.spec_of(folder)
-        self.models = [load_model(f) for f in common.model_files(folder)]
-        self.signature = self.models[0].signature
-        self.names = [m.name for m in self.models]
-        self.output_shapes = [m.signature.outputs[0].shape for m in self.models]
+        self.app = common.App()
 
     def decode_request(self, request) -> np.ndarray:
         if "img" in request:
             upload = request["img"]
-            image = upload.file.read() if hasattr(upload, "file") else upload
-        else:
-            image = common.image_from_json(request)
-        return common.to_row(image, self.spec, self.signature.inputs[0].shape)
+            return self.app.row(upload.file.read() if hasattr(upload, "file") else upload)
+        return self.app.row(common.image_from_json(request))
 
     def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
         return np.stack(inputs)
 
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
-        from yyai.runtime.feed import Feed
-        from yyai.runtime.servable import feed_for
-
-        feed = Feed({self.signature.inputs[0].name: x})  # one-input models of an app may name it differently
-        return [
-            next(iter(m.run(self.signature.name, feed_for(m, self.signature.name, feed)).values())) for m in self.models
-        ]
+        return self.app.run(x)
 
     def unbatch(self, outputs: list[np.ndarray]) -> list[list[dict]]:
-        return common.results(self.names, outputs, self.spec, self.output_shapes)
+        return self.app.format(outputs)
 
     def encode_response(self, result: list[dict]) -> dict:
         return {"result": result}
