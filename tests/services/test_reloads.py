@@ -6,7 +6,7 @@ from tests import modelkit
 from yyai.fleet.process_registry import get_registry
 from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import ModelLoadError
-from yyai.services import reloads
+from yyai.services import records, reloads
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_a_failed_reload_is_recorded_and_changes_nothing(store):
 
 def test_sync_apps_creates_only_the_missing_rows():
     ModelApp.objects.create(name="old", generation=7)
-    reloads.sync_apps(names=["old", "new"])
+    records.sync_apps(names=["old", "new"])
     rows = ModelApp.objects.filter(name__in=["old", "new"])  # other modules' module-scoped stores leave rows
     assert dict(rows.values_list("name", "generation")) == {"old": 7, "new": 0}
-    assert reloads.ensure_app(name="new") == ModelApp.objects.get(name="new")
+    assert records.ensure_app(name="new") == ModelApp.objects.get(name="new")

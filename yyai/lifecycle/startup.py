@@ -34,7 +34,8 @@ from yyai.lifecycle.watcher import GenerationWatcher
 from yyai.models import ModelApp
 from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.registry import LoadResult, Plan, Registry
-from yyai.services.reloads import follow_app, mark_interrupted, serve_what_is_there, sync_apps
+from yyai.services.records import mark_interrupted, sync_apps
+from yyai.services.reloads import follow_app, serve_what_is_there
 from yyai.services.uploads import reserved_name
 
 log = logging.getLogger(__name__)

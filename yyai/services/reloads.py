@@ -17,23 +17,20 @@ what the repository holds now and makes that the target
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
-from yyai import metrics
 from yyai.conf import yyai_settings
 from yyai.fleet import heartbeats, wakeup
 from yyai.fleet.process_registry import get_registry, mark_applied, release_when_idle
 from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import ReloadInProgress, ServingError
 from yyai.runtime.model_util import LATEST, ReloadReport
+from yyai.services.records import begin_reload, finish_reload, record_reload
 
-HOST = socket.gethostname()
 log = logging.getLogger(__name__)
 
 
@@ -257,7 +254,7 @@ def _evict(util, *, keep: set[str], processes: list[dict] | None = None) -> None
     """Remove this host's cached versions of ``util``'s app that no live process of this host serves
     (``processes``: the fleet as the caller just read it)."""
     processes = heartbeats.processes(util.name) if processes is None else processes
-    here = {p["version"] for p in processes if p["host"] == HOST}
+    here = {p["version"] for p in processes if p["host"] == heartbeats.HOST}
     evicted = util.source.evict(keep=keep | here)
     if evicted:
         log.info("app %s: removed from this host's cache: %s", util.name, ", ".join(evicted))
@@ -269,72 +266,3 @@ def _served(app: str, version: str, generation: int) -> None:
     beats = heartbeats.beats()
     beats.set(app, version=version, generation=generation, error="")
     beats.write(force=True)
-
-
-def ensure_app(*, name: str) -> ModelApp:
-    """The app's database row, created on first sight."""
-    row, _ = ModelApp.objects.get_or_create(name=name)
-    return row
-
-
-def sync_apps(*, names: list[str]) -> None:
-    """Create rows for apps that exist on disk but not yet in the database (no write otherwise)."""
-    missing = set(names) - set(ModelApp.objects.filter(name__in=names).values_list("name", flat=True))
-    if missing:
-        ModelApp.objects.bulk_create([ModelApp(name=n) for n in sorted(missing)], ignore_conflicts=True)
-
-
-def begin_reload(*, app: str, from_version: str, to_version: str, trigger: str, user) -> ReloadEvent:
-    """The reload's row, written before it loads (status ``running``, this host and pid): a process killed
-    mid-way leaves it in the history (:func:`mark_interrupted`)."""
-    return ReloadEvent.objects.create(
-        app=ensure_app(name=app),
-        from_version=from_version,
-        to_version=to_version,
-        trigger=trigger,
-        user=user if getattr(user, "is_authenticated", False) else None,
-        status=ReloadEvent.Status.RUNNING,
-        host=HOST,
-        pid=os.getpid(),
-    )
-
-
-def finish_reload(event: ReloadEvent, *, to_version: str, error: str, started: float, note: str = "") -> ReloadEvent:
-    """Record how ``event`` ended (status from ``error``), and count it."""
-    metrics.count_reload(app=event.app.name, trigger=event.trigger, ok=not error)
-    event.to_version, event.error, event.note = to_version, error[:10_000], note
-    event.status = ReloadEvent.Status.FAILED if error else ReloadEvent.Status.OK
-    event.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    event.save(update_fields=["to_version", "error", "note", "status", "duration_ms"])
-    return event
-
-
-def record_reload(
-    *, app: str, from_version: str, to_version: str, trigger: str, user, error: str, started: float, note: str = ""
-) -> ReloadEvent:
-    """One ReloadEvent for a reload this process did in one step (following, start-up, removal)."""
-    event = begin_reload(app=app, from_version=from_version, to_version=to_version, trigger=trigger, user=user)
-    return finish_reload(event, to_version=to_version, error=error, started=started, note=note)
-
-
-def mark_interrupted() -> list[int]:
-    """The reloads a process of this host left running when it stopped (killed mid-way): ``interrupted``.
-    Their ids; a retry with the same body is safe (a reload of what serves already changes nothing)."""
-    running = ReloadEvent.objects.filter(status=ReloadEvent.Status.RUNNING, host=HOST).values_list("id", "pid")
-    gone = [event for event, pid in running if not _alive(pid)]
-    ReloadEvent.objects.filter(id__in=gone).update(
-        status=ReloadEvent.Status.INTERRUPTED,
-        error="the process that ran this reload stopped before it finished; nothing of it serves, and a retry "
-        "with the same body is safe",
-    )
-    return gone
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
