@@ -30,8 +30,9 @@ def results(status: int, body: bytes) -> list[list[dict]]:
 def main() -> None:
     import litserve as ls
 
-    api_class = type("KerasAppAPI", (KerasApp, ls.LitAPI), {})  # litserve is only in the peer's venv
-    api = api_class(
+    from bench.peers import litserve_peer  # this module by its name (run as __main__): the workers unpickle it so
+
+    api = litserve_peer.KerasAppAPI(
         max_batch_size=int(os.environ.get("BENCH_MAX_BATCH_SIZE", "32")),
         batch_timeout=int(os.environ.get("BENCH_BATCH_TIMEOUT_MICROS", "0")) / 1e6,
         api_path=PATH,
@@ -63,6 +64,17 @@ class KerasApp:
 
     def encode_response(self, result: list[dict]) -> dict:
         return {"result": result}
+
+
+def __getattr__(name: str):
+    """``KerasAppAPI``, the LitAPI, built on first access: litserve is only in the peer's venv, and LitServe's
+    worker processes unpickle the API by this name."""
+    if name != "KerasAppAPI":
+        raise AttributeError(name)
+    import litserve as ls
+
+    globals()[name] = api = type(name, (KerasApp, ls.LitAPI), {"__module__": "bench.peers.litserve_peer"})
+    return api
 
 
 if __name__ == "__main__":
