@@ -41,12 +41,21 @@ def parse_address(name: str) -> Address:
 
 
 @contextmanager
-def serving(address: Address, requested_version: str | int | None = None) -> Iterator[ServingVersion]:
-    """The app's serving version for the whole call, checked against the requested version and model."""
+def serving(
+    address: Address, requested_version: str | int | None = None, *, handled: bool = False
+) -> Iterator[ServingVersion]:
+    """The app's serving version for the whole call, checked against the requested version and model
+    (``handled``: a whole app with a handler needs no model, its handler answers)."""
     with get_registry().get(address.app).serving() as version:
         check_version(version, requested_version, name=address.name)
-        model_indices(version, address)  # an unknown model fails before any work
+        if not (handled and handles(version, address)):
+            model_indices(version, address)  # an unknown model fails before any work
         yield version
+
+
+def handles(version: ServingVersion, address: Address) -> bool:
+    """Whether the version's handler answers the address (the whole app; one model is addressed directly)."""
+    return version.handler is not None and address.model is None
 
 
 def stem(model_name: str) -> str:

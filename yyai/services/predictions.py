@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from yyai import metrics
-from yyai.fleet.process_registry import get_registry
 from yyai.runtime.handlers import HandlerRequest
 from yyai.runtime.request import check_image_sizes
 from yyai.runtime.servable import ServingVersion
-from yyai.services.addressing import Address, model_indices, parse_address
+from yyai.services.addressing import Address, handles, parse_address, serving
 from yyai.services.dataplane import InferRequest, InferResult, infer_async, infer_on, prepare, request_limits, since
 
 
@@ -54,10 +53,9 @@ def predict(
     of the app's handler if it has one (in this thread: never call it on an event loop)."""
     request = InferRequest(address=app, images=images, instances=instances, inputs=inputs)
     address = parse_address(app)
-    with get_registry().get(address.app).serving() as version:
-        if version.handler is not None and address.model is None:
+    with serving(address, handled=True) as version:
+        if handles(version, address):
             return _handled(version, address, request)
-        model_indices(version, address)
         return _prediction(infer_on(version, address, request))
 
 
