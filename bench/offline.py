@@ -13,12 +13,20 @@ other apps running their models directly on the crops.
 from __future__ import annotations
 
 import functools
+import json
+import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from bench.models import HANDLER_WORKLOADS
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_PY = ROOT / ".venv" / "bin" / "python"
 
 
 @dataclass(frozen=True)
@@ -111,3 +119,26 @@ def _timed(call: Callable[[], object], *, rows: int, warmup: int, seconds: float
         call()
         times.append(time.perf_counter() - start)
     return OfflineResult(rows, len(times) * rows / sum(times), float(np.median(times)) * 1000)
+
+
+def in_child(store: Path, app: str, workload: str, *, seconds: float) -> list[dict]:
+    """The offline limit, measured in a child process (its TensorFlow threads and memory end with it)."""
+    measure = (
+        f"offline.measure_pipeline(Path({str(store)!r}), {app!r}, w.image, seconds={seconds})"
+        if workload in HANDLER_WORKLOADS
+        else f"offline.measure(Path({str(store / app)!r}), w.image, seconds={seconds})"
+    )
+    code = (
+        "import json, sys; from pathlib import Path; from dataclasses import asdict; "
+        "from bench import models, offline; "
+        f"w = models.WORKLOADS[{workload!r}](); rows = {measure}; "
+        "print(json.dumps([asdict(r) for r in rows]))"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [str(SERVER_PY), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    rows = json.loads(out.strip().splitlines()[-1])
+    for row in rows:
+        print(f"   offline batch {row['batch']:<3} {row['images_per_s']:8.1f} img/s  {row['ms_per_call']:.2f} ms/call")
+    return rows

@@ -8,8 +8,10 @@ up to 100% of the active samples.
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 # (step, substring of a py-spy frame "function (file:line)"), most specific first.
 STEPS: tuple[tuple[str, str], ...] = (
@@ -67,3 +69,28 @@ if __name__ == "__main__":
     import sys
 
     print(table(summarise(Path(sys.argv[1]))))
+
+
+def record(spy: Path, pid: int, raw: Path, *, seconds: int, drive: Callable[[], object]) -> Path | None:
+    """Sample process ``pid`` with py-spy (the GIL holder only, 250 Hz, ``seconds``) while ``drive()`` loads
+    it; the raw stacks file, or None when py-spy wrote none."""
+    argv = [
+        str(spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(raw),
+        "--nonblocking",
+        "--gil",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    drive()
+    proc.wait(timeout=60)
+    return raw if raw.exists() else None

@@ -6,7 +6,11 @@ them (request-path steps, gunicorn settings) is appended from bench/NOTES.md.
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
+
+from bench import load
 
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
 PEER_FACTOR, SEED_FACTOR = 1.5, 25.0  # ours / theirs in req/s at 32 and 64 clients (the seed: at 32)
@@ -148,3 +152,24 @@ def _check(what: str, ok: bool, measured: str) -> str:
 
 def _load(values) -> str:
     return "/".join(f"{v:.1f}" for v in values)
+
+
+def machine() -> dict:
+    """The machine a run was measured on, for the report's header."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024**2
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "wrk": load.have_wrk(),
+    }

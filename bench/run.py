@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from contextlib import ExitStack, contextmanager
@@ -25,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from bench import check, load, models, report, servers, venvs
+from bench import check, load, models, offline, profile, report, servers, venvs
 
 ROOT = servers.ROOT
 WORK = ROOT / "bench" / ".work"
@@ -56,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     store = models.build_store(WORK / "store", with_face=bool({"b", "c"} & set(config.workloads)))
     results: dict = {
         "config": asdict(config),
-        "machine": machine(),
+        "machine": report.machine(),
         "command": _command(argv),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "rounds": ROUNDS,
@@ -70,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             "name": workload.name,
             "app": workload.app,
             "pipeline": handled,
-            "offline": offline(store, workload.app, key, seconds=min(5.0, config.seconds)),
+            "offline": offline.in_child(store, workload.app, key, seconds=min(5.0, config.seconds)),
             "servers": {},
         }
         peers = tuple(p for p in config.peers if p == "aiserver" or not handled)  # only we have handlers
@@ -191,49 +189,6 @@ def _settle(server: servers.Running) -> None:
     servers.post(server.url, server.workload, timeout=300)
 
 
-def offline(store: Path, app: str, workload: str, *, seconds: float) -> list[dict]:
-    """The offline limit, measured in a child process (its TensorFlow threads and memory end with it)."""
-    measure = (
-        f"offline.measure_pipeline(Path({str(store)!r}), {app!r}, w.image, seconds={seconds})"
-        if workload in models.HANDLER_WORKLOADS
-        else f"offline.measure(Path({str(store / app)!r}), w.image, seconds={seconds})"
-    )
-    code = (
-        "import json, sys; from pathlib import Path; from dataclasses import asdict; "
-        "from bench import models, offline; "
-        f"w = models.WORKLOADS[{workload!r}](); rows = {measure}; "
-        "print(json.dumps([asdict(r) for r in rows]))"
-    )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [str(servers.VENV_PY), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    ).stdout
-    rows = json.loads(out.strip().splitlines()[-1])
-    for row in rows:
-        print(f"   offline batch {row['batch']:<3} {row['images_per_s']:8.1f} img/s  {row['ms_per_call']:.2f} ms/call")
-    return rows
-
-
-def machine() -> dict:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024**2
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": mem,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "wrk": load.have_wrk(),
-    }
-
-
 def _spec(peer: str, config: Config, store: Path, workload: models.Workload) -> servers.ServerSpec:
     if peer == "aiserver":
         return servers.ours(
@@ -267,8 +222,6 @@ def _load(config: Config, server: servers.Running, *, connections: int, seconds:
 
 def _profiled(config: Config, server: servers.Running) -> dict | None:
     """py-spy samples (GIL holder only) of one of our workers under the c=32 load, summarised by step."""
-    from bench import profile
-
     try:
         spy = venvs.ensure("tools", ROOT / "bench" / "requirements-tools.txt").parent / "py-spy"
     except venvs.VenvFailed as exc:
@@ -277,33 +230,15 @@ def _profiled(config: Config, server: servers.Running) -> dict | None:
     pids = server.children()
     if not spy.exists() or not pids:
         return None
-    raw = WORK / f"profile-{server.workload.app}.raw"
     seconds = max(3, round(config.seconds))
-    proc = subprocess.Popen(
-        [
-            str(spy),
-            "record",
-            "--pid",
-            str(pids[0]),
-            "--duration",
-            str(seconds),
-            "--rate",
-            "250",
-            "--format",
-            "raw",
-            "--output",
-            str(raw),
-            "--nonblocking",
-            "--gil",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    raw = profile.record(
+        spy,
+        pids[0],
+        WORK / f"profile-{server.workload.app}.raw",
+        seconds=seconds,
+        drive=lambda: _load(config, server, connections=32, seconds=seconds + 1),
     )
-    _load(config, server, connections=32, seconds=seconds + 1)
-    proc.wait(timeout=60)
-    if not raw.exists():
-        return None
-    return {"raw": str(raw.relative_to(ROOT)), "steps": profile.summarise(raw)}
+    return None if raw is None else {"raw": str(raw.relative_to(ROOT)), "steps": profile.summarise(raw)}
 
 
 def _command(argv: list[str] | None) -> str:
