@@ -10,7 +10,8 @@ import pytest
 
 from tests import modelkit
 from yyai.runtime.errors import HandlerFailed, HandlerLoadError, InputError, ManifestError
-from yyai.runtime.handlers import Context, HandlerRequest, HandlerSettings, jsonable
+from yyai.runtime.handlers import Context, HandlerRequest, HandlerSettings
+from yyai.runtime.jsonable import jsonable
 from yyai.runtime.manifest import parse_manifest
 from yyai.runtime.model_util import ModelUtil
 from yyai.runtime.publish import UPLOADED_MARKER

@@ -29,7 +29,6 @@ import contextvars
 import inspect
 import itertools
 import logging
-import math
 import sys
 import types
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import numpy as np
 
 from . import preprocess
 from .errors import HandlerFailed, HandlerLoadError, ServingError
+from .jsonable import jsonable
 from .limits import RequestLimits
 from .manifest import HANDLER, AppSpec
 from .opened import reason_of
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 HOOKS = {"setup": ("context",), "preprocess": ("request", "context"), "postprocess": ("outputs", "request", "context")}
 MAX_HANDLER_BYTES = 1 << 20
 MAX_CALL_DEPTH = 8  # apps calling apps (context.predict), counting the first
-MAX_ANSWER_DEPTH = 64
 
 AppCaller = Callable[..., dict]  # (app, *, images, instances, inputs) -> the app's predict answer
 _calling: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("yyai_handler_calls", default=())
@@ -268,30 +267,6 @@ def _check_hooks(cls: type, path: Path) -> None:
             inspect.signature(method).bind(None, *params)
         except (TypeError, ValueError):
             raise HandlerLoadError(f"{path}: {cls.__name__}.{hook} must take (self, {', '.join(params)})") from None
-
-
-def jsonable(value: Any, where: str = "answer", depth: int = 0) -> Any:
-    """``value`` with numpy arrays and scalars as lists and numbers; ValueError naming the place of anything
-    JSON cannot carry (another type, a non-string key, NaN or infinity, nesting deeper than 64)."""
-    if depth > MAX_ANSWER_DEPTH:
-        raise ValueError(f"{where} is nested deeper than {MAX_ANSWER_DEPTH}")
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    elif isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where} is {value}")
-        return value
-    if isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
-            raise ValueError(f"{where} has a key that is not a string")
-        return {key: jsonable(item, f"{where}.{key}", depth + 1) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
-    raise ValueError(f"{where} is a {type(value).__name__}")
 
 
 def _encoded(image: Any) -> bytes:
