@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError
+from .toml_reader import TableReader
 
 MANIFEST_NAME = "app.toml"
 LABELS_NAME = "labels.txt"
@@ -27,7 +28,7 @@ LAYOUTS = ("nhwc",)
 KINDS = ("regression", "classification")
 POLICIES = ("latest", "specific")
 HANDLER = re.compile(r"^(?P<file>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.py)(?::(?P<cls>[A-Za-z_][A-Za-z0-9_]{0,127}))?$")
-OWN_TABLES = {"input", "output", "batching", "versions", "warmup"}
+OWN_TABLES = {"input", "output", "batching", "versions", "warmup", "payload_log"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,18 @@ class WarmupSpec:
 
 
 @dataclass(frozen=True)
+class PayloadLogSpec:
+    """Sampled request and response logging (KServe's logger as the model): a ``sample`` share of the
+    requests, to ``sink`` ("file": a JSON-lines file of the app under the data folder; or an http(s) URL that
+    takes CloudEvents), each body cut past ``max_bytes``, the fields named in ``redact`` (dotted paths) hidden."""
+
+    sample: float = 1.0
+    sink: str = "file"
+    max_bytes: int = 64 * 1024
+    redact: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VersionsSpec:
     """Which version serves: the highest complete one, or a specific one."""
 
@@ -101,6 +114,7 @@ class AppSpec:
     batching: BatchingSpec = field(default_factory=BatchingSpec)
     versions: VersionsSpec = field(default_factory=VersionsSpec)
     warmup: WarmupSpec = field(default_factory=WarmupSpec)
+    payload_log: PayloadLogSpec | None = None  # None: no payload logging
 
 
 def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = None, name: str | None = None) -> AppSpec:
@@ -148,7 +162,7 @@ def parse_manifest(
     batching_defaults: BatchingSpec | None = None,
 ) -> AppSpec:
     """Validate an already-parsed TOML table into an :class:`AppSpec`."""
-    reader = _Reader(raw, source)
+    reader = TableReader(raw, source)
     handler = reader.get(raw, "handler", str, None)
     if handler is not None and not HANDLER.match(handler):
         reader.fail("handler", 'must name a Python file of the app, "handler.py" or "handler.py:ClassName"')
@@ -221,6 +235,8 @@ def parse_manifest(
                 "must be a list of positive integers (the input's shape without the batch dimension)",
             )
 
+    payload_log = _payload_log(reader) if "payload_log" in raw else None
+
     ver = reader.table("versions", {"policy", "specific"})
     policy = reader.choice(ver, "versions.policy", POLICIES, "latest")
     specific = reader.get(ver, "versions.specific", int, None)
@@ -241,57 +257,24 @@ def parse_manifest(
         batching=batching,
         versions=VersionsSpec(policy=policy, specific=specific),
         warmup=WarmupSpec(shapes={name: tuple(shape) for name, shape in shapes.items()}),
+        payload_log=payload_log,
     )
 
 
-class _Reader:
-    """Typed access to the raw TOML tables, failing with the file and key."""
-
-    def __init__(self, raw: dict[str, Any], source: str):
-        self.raw = raw
-        self.source = source
-
-    def fail(self, key: str, reason: str):
-        raise ManifestError(f"{self.source}: key '{key}' {reason}")
-
-    def table(self, name: str | None, allowed: set[str]) -> dict[str, Any]:
-        table = self.raw if name is None else self.raw.get(name, {})
-        if not isinstance(table, dict):
-            self.fail(name, "must be a table")
-        unknown = sorted(set(table) - allowed)
-        if unknown:
-            prefix = f"{name}." if name else ""
-            self.fail(prefix + unknown[0], f"is unknown (allowed: {', '.join(sorted(allowed))})")
-        return table
-
-    def get(self, table: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-        value = table.get(key.rsplit(".", 1)[-1], default)
-        if value is default:
-            return value
-        # bool is a subclass of int in Python; TOML keeps them apart, so do we.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.fail(key, f"must be of type {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    def number(self, table: dict[str, Any], key: str, default: float | None) -> float | None:
-        value = table.get(key.rsplit(".", 1)[-1], default)
-        if value is default:
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(key, f"must be a number, got {type(value).__name__}")
-        if value != value or value in (float("inf"), float("-inf")):
-            self.fail(key, "must be a finite number")
-        return float(value)
-
-    def choice(self, table: dict[str, Any], key: str, choices: tuple[str, ...], default: str | None) -> str | None:
-        value = self.get(table, key, str, default)
-        if value is not None and value not in choices:
-            self.fail(key, f"must be one of {', '.join(choices)}, got '{value}'")
-        return value
-
-    def positive(self, table: dict[str, Any], key: str, default: int, maximum: int, allow_zero: bool = False) -> int:
-        value = self.get(table, key, int, default)
-        low = 0 if allow_zero else 1
-        if not low <= value <= maximum:
-            self.fail(key, f"must be between {low} and {maximum}, got {value}")
-        return value
+def _payload_log(reader: TableReader) -> PayloadLogSpec:
+    table = reader.table("payload_log", {"sample", "sink", "max_bytes", "redact"})
+    sample = reader.number(table, "payload_log.sample", PayloadLogSpec.sample)
+    if not 0 <= sample <= 1:
+        reader.fail("payload_log.sample", "must be a share of the requests, from 0 to 1")
+    sink = reader.get(table, "payload_log.sink", str, PayloadLogSpec.sink)
+    if sink != "file" and not sink.startswith(("http://", "https://")):
+        reader.fail("payload_log.sink", 'must be "file" or an http(s):// URL')
+    redact = reader.get(table, "payload_log.redact", list, [])
+    if not all(isinstance(path, str) and path for path in redact):
+        reader.fail("payload_log.redact", 'must be a list of dotted field paths ("inputs.meta")')
+    return PayloadLogSpec(
+        sample=sample,
+        sink=sink,
+        max_bytes=reader.positive(table, "payload_log.max_bytes", PayloadLogSpec.max_bytes, 16 << 20),
+        redact=tuple(redact),
+    )

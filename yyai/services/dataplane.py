@@ -31,6 +31,7 @@ from yyai.runtime.request import Prepared
 from yyai.runtime.servable import ModelOutputs, ServingVersion, State
 from yyai.runtime.signature import Signature
 from yyai.runtime.tensors import EncodedImage, Rows
+from yyai.services import payloads
 from yyai.services.addressing import Address, check_version, output_map, parse_address, serving
 
 
@@ -216,6 +217,7 @@ def _result(
     named = {name: per_model[index][output] for name, index, output in output_map(version, address, signature)}
     if request.outputs:
         named = {name: named[name] for name in request.outputs}
+    payloads.offer(version.spec, version.id, request, named)
     return InferResult(
         address=address,
         version=version,

@@ -17,6 +17,7 @@ from yyai import metrics
 from yyai.runtime.handlers import HandlerRequest
 from yyai.runtime.request import check_image_sizes
 from yyai.runtime.servable import ServingVersion
+from yyai.services import payloads
 from yyai.services.addressing import Address, handles, parse_address, serving
 from yyai.services.dataplane import InferRequest, InferResult, infer_async, infer_on, prepare, request_limits, since
 
@@ -95,6 +96,7 @@ def _handled(version: ServingVersion, address: Address, request: InferRequest) -
         )
     outputs = {model.name: named for model, named in zip(version.models, per_model)} if version.models else values
     answer = handler.postprocess(outputs, asked)
+    payloads.offer(version.spec, version.id, request, answer)
     return PredictionResult(
         app=version.spec.name,
         version=version.id,
