@@ -155,3 +155,22 @@ def test_upload_validated_in_child_process(store, client, staff_client, tmp_path
     assert staff_client.post(URL, {"files": [corrupt(tmp_path)]}, format="multipart").status_code == 400
     response = staff_client.post(URL, {"files": [model_bytes(tmp_path)]}, format="multipart")
     assert response.status_code == 201 and serving(client) == ("1", [192.0])
+
+
+def test_the_readmes_numbered_walkthrough_keeps_every_model_and_rolls_back(store, client, staff_client):
+    """README "numbered versions": the flat files (.h5 and .keras alike) become version 1, new ones version 2,
+    then a reload, a rollback to 1 and back to latest, each serving every model of its version."""
+    app = store / "calc"
+    (app / "1").mkdir()
+    for model in [*app.glob("*.h5"), *app.glob("*.keras")]:  # mv *.h5 *.keras 1/
+        model.rename(app / "1" / model.name)
+    (app / "1" / "READY").touch()
+    for name, weight in (("a.h5", 3.0), ("b.keras", 4.0)):
+        modelkit.regressor(app / "2" / name, weight=weight)
+    (app / "2" / "READY").touch()
+    assert staff_client.post("/api/apps/calc/reload/", {}, format="json").status_code == 200
+    assert serving(client) == ("2", [192.0, 256.0])
+    assert staff_client.post("/api/apps/calc/reload/", {"version": 1}, format="json").status_code == 200
+    assert serving(client) == ("1", [64.0, 128.0])  # both of the flat models, none silently dropped
+    assert staff_client.post("/api/apps/calc/reload/", {"version": "latest"}, format="json").status_code == 200
+    assert serving(client) == ("2", [192.0, 256.0])
