@@ -156,3 +156,23 @@ def test_poll_off_by_default(store):
     watcher = GenerationWatcher(process_registry.get_registry(), sync_seconds=1)
     numbered(store, 1, 1.0)
     assert watcher.tick() == []
+
+
+def test_an_app_whose_first_load_failed_is_retried_until_it_serves_and_claims_its_target(store):
+    """As after a start-up that could not load calc (its only files corrupt, or the repository away): no
+    target, nothing served. The watcher retries with backoff, without a history row per attempt."""
+    registry = process_registry.get_registry()
+    registry.get("calc").unload()
+    ModelApp.objects.filter(name="calc").update(target_version="")
+    good = (store / "calc" / "a.h5").read_bytes()
+    modelkit.random_bytes(store / "calc" / "a.h5")
+    watcher = GenerationWatcher(registry, sync_seconds=1)
+    assert watcher.tick() == [] and registry.get("calc").current is None
+    assert watcher._retry["calc"][1] == 1.0 and watcher.tick() == [], "the second tick is within the backoff"
+    (store / "calc" / "a.h5").write_bytes(good)
+    watcher._retry["calc"] = (0.0, 1.0)  # the backoff passed
+    assert watcher.tick() == ["calc"]
+    served = registry.get("calc").current.id
+    assert ModelApp.objects.get(name="calc").target_version == served
+    assert watcher.tick() == [] and heartbeat().version == served
+    assert not ReloadEvent.objects.filter(status="failed").exists()

@@ -24,7 +24,6 @@ import logging
 import time
 
 from django.conf import settings
-from django.db import transaction
 from django.db.utils import DatabaseError
 
 from yyai.conf import yyai_settings
@@ -35,7 +34,7 @@ from yyai.models import ModelApp
 from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.registry import LoadResult, Plan, Registry
 from yyai.services.records import mark_interrupted, sync_apps
-from yyai.services.reloads import follow_app, serve_what_is_there
+from yyai.services.reloads import claim_target, serve_what_is_there
 from yyai.services.uploads import reserved_name
 
 log = logging.getLogger(__name__)
@@ -165,26 +164,10 @@ def _recover_lost_targets(
 def _claim_targets(registry: Registry, known: dict[str, tuple[int, str, str]]) -> None:
     """What this process loaded becomes the target of every app that has none; another's claim wins a race."""
     for util in registry.all():
-        current = util.current
-        if current is None or known.get(util.name, (0, "", ""))[1]:
+        if util.current is None or known.get(util.name, (0, "", ""))[1]:
             continue
         try:
-            with transaction.atomic():
-                row, _ = ModelApp.objects.select_for_update().get_or_create(name=util.name)
-                if not row.target_version:  # a new app, or one removed and now back in the repository
-                    row.generation += 1 if row.removed_at else 0
-                    row.target_version, row.pinned_version, row.removed_at = current.id, util.pinned or "", None
-                    row.save(
-                        update_fields=["generation", "target_version", "pinned_version", "removed_at", "updated_at"]
-                    )
-            known[util.name] = (row.generation, row.target_version, row.pinned_version)
-            if row.target_version != current.id:
-                follow_app(
-                    app=util.name,
-                    version=row.target_version,
-                    pinned=row.pinned_version or None,
-                    generation=row.generation,
-                )
+            known[util.name] = claim_target(util)
         except (DatabaseError, ServingError) as exc:
             log.warning("app %s: cannot settle its target at start-up (%s); the watcher retries", util.name, exc)
 

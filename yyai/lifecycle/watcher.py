@@ -35,7 +35,7 @@ from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import ServingError, VersionNotFound
 from yyai.runtime.registry import Registry
 from yyai.runtime.source import choose_version
-from yyai.services.reloads import dropped, follow_app, reload_app, serve_what_is_there
+from yyai.services.reloads import claim_target, dropped, follow_app, reload_app, serve_what_is_there
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,10 @@ class GenerationWatcher:
             except ServingError:  # AppNotFound, or the repository cannot say (RepositoryUnavailable)
                 continue
             current = util.current
+            if not target and current is None and util.expected:  # its first load failed, or it is new here
+                if self._due(name, generation) and self._claim(name, generation):
+                    loaded.append(name)
+                continue
             if not target or (current is not None and current.id == target):
                 util.pinned = (pinned or None) if target else util.pinned
                 self.mark_applied(name, generation)
@@ -153,15 +157,32 @@ class GenerationWatcher:
                     raise  # it keeps serving what it has; the fleet status shows it lagging
                 serve_what_is_there(app=name, lost=target, generation=generation)
         except ServingError as exc:
-            with self._lock:
-                _, backoff = self._retry.get(name, (0.0, 0.0))
-                backoff = min(MAX_BACKOFF_SECONDS, max(1.0, backoff * 2))
-                self._retry[name] = (time.monotonic() + backoff, backoff)
-                self._applied[name] = max(generation, self._applied.get(name, 0))
-            log.warning("app %s: cannot load target %s (retry in %.0f s): %s", name, target, backoff, exc.message)
+            self._back_off(name, generation, f"cannot load target {target}", exc)
             return False
         self.mark_applied(name, generation)
         return True
+
+    def _claim(self, name: str, generation: int) -> bool:
+        """An app the operator declared (a model or an app.toml in its folder) that has no target and serves
+        nothing here: load what its folder holds and make that every process's target (start-up always
+        serves: a first load that failed, say while the repository was away, is retried with backoff)."""
+        util = self.registry.get(name)
+        try:
+            util.load()
+            claimed, _, _ = claim_target(util)
+        except ServingError as exc:
+            self._back_off(name, generation, "serves nothing and cannot load what its folder holds", exc)
+            return False
+        self.mark_applied(name, claimed)
+        return True
+
+    def _back_off(self, name: str, generation: int, what: str, exc: ServingError) -> None:
+        with self._lock:
+            _, backoff = self._retry.get(name, (0.0, 0.0))
+            backoff = min(MAX_BACKOFF_SECONDS, max(1.0, backoff * 2))
+            self._retry[name] = (time.monotonic() + backoff, backoff)
+            self._applied[name] = max(generation, self._applied.get(name, 0))
+        log.warning("app %s: %s (retry in %.0f s): %s", name, what, backoff, exc.message)
 
     def _changed_on_disk(self) -> list[str]:
         """Apps whose version on disk (by policy and pin) differs from the one serving here."""

@@ -266,3 +266,21 @@ def _served(app: str, version: str, generation: int) -> None:
     beats = heartbeats.beats()
     beats.set(app, version=version, generation=generation, error="")
     beats.write(force=True)
+
+
+def claim_target(util) -> tuple[int, str, str]:
+    """What ``util`` serves here becomes its app's target if the app has none (a new app, one back in the
+    repository, one whose first load failed everywhere); another process's claim wins a race, and this one
+    follows it. The app's (generation, target, pinned) after."""
+    current = util.current
+    with transaction.atomic():
+        row, _ = ModelApp.objects.select_for_update().get_or_create(name=util.name)
+        if not row.target_version:
+            row.generation += 1 if row.removed_at else 0
+            row.target_version, row.pinned_version, row.removed_at = current.id, util.pinned or "", None
+            row.save(update_fields=["generation", "target_version", "pinned_version", "removed_at", "updated_at"])
+    if row.target_version != current.id:
+        follow_app(
+            app=util.name, version=row.target_version, pinned=row.pinned_version or None, generation=row.generation
+        )
+    return row.generation, row.target_version, row.pinned_version
