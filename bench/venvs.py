@@ -56,23 +56,13 @@ def _run(argv: list[str]) -> None:
 
 def _base_python() -> str:
     """The interpreter .venv was made from (a venv made from a venv would chain their site-packages)."""
-    return (
-        subprocess.run(
-            [str(SERVER_PY), "-c", "import sys; print(sys._base_executable)"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        or sys.executable
-    )
+    return _ask(SERVER_PY, "import sys; print(sys._base_executable)") or sys.executable
 
 
 def _site_packages(python: Path) -> Path:
-    return Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
+    return Path(_ask(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])"))
+
+
+def _ask(python: Path, code: str) -> str:
+    """What ``code`` prints, run by ``python``."""
+    return subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout.strip()

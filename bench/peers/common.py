@@ -8,6 +8,8 @@ the benchmark comes from the serving design, not from the steps.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +41,22 @@ def to_row(image: bytes, spec: AppSpec, input_shape: tuple[int, ...]) -> np.ndar
 
 def image_from_json(payload: dict) -> bytes:
     return preprocess.decode_base64(payload["image"], max_bytes=MAX_BYTES)
+
+
+def v2_image_request(workload, shape: list[int]) -> tuple[str, bytes]:
+    """A KServe v2 JSON body carrying the workload's image as base64 text in one BYTES input ``image`` of
+    ``shape`` (the peers that speak v2: Triton, MLServer)."""
+    text = base64.b64encode(workload.image).decode()
+    body = {"inputs": [{"name": "image", "shape": shape, "datatype": "BYTES", "data": [text]}]}
+    return "application/json", json.dumps(body).encode()
+
+
+def v2_results(status: int, body: bytes) -> list[list[dict]]:
+    """Per row, the per-model result dicts of a v2 answer whose first output holds each row's JSON
+    (ValueError for any status but 200)."""
+    if status != 200:
+        raise ValueError(f"status {status}: {body[:200]!r}")
+    return [json.loads(row) for row in json.loads(body)["outputs"][0]["data"]]
 
 
 def results(

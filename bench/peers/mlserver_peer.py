@@ -36,12 +36,12 @@ with $BENCH_APP_DIR, $PORT, $BENCH_MAX_BATCH_SIZE and $BENCH_BATCH_TIMEOUT_MICRO
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
 
 from bench.models import Workload
+from bench.peers import common
 
 PATH = "/v2/models/{app}/infer"
 PARALLEL_WORKERS = 1
@@ -50,21 +50,10 @@ MIN_BATCH_TIME = 1e-6  # seconds
 
 def request(workload: Workload) -> tuple[str, bytes]:
     """The V2 JSON body for ``workload``: its image as base64 text in a BYTES input."""
-    text = (
-        json.loads(workload.body)["image"]
-        if workload.content_type == "application/json"
-        else base64.b64encode(workload.image).decode()
-    )
-    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [text]}]}
-    return "application/json", json.dumps(body).encode()
+    return common.v2_image_request(workload, [1])
 
 
-def results(status: int, body: bytes) -> list[list[dict]]:
-    """Per row, the per-model result dicts of a 200 answer (ValueError for any other)."""
-    if status != 200:
-        raise ValueError(f"status {status}: {body[:200]!r}")
-    output = json.loads(body)["outputs"][0]
-    return [json.loads(row) for row in output["data"]]
+results = common.v2_results
 
 
 def __getattr__(name: str):
@@ -78,8 +67,6 @@ def __getattr__(name: str):
 def _keras_app() -> type:
     from mlserver import MLModel
     from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
-
-    from bench.peers import common
 
     class KerasApp(MLModel):
         """The app folder $BENCH_APP_DIR as one MLServer model: base64 texts in, JSON results out."""
@@ -110,8 +97,6 @@ def main() -> None:
     from mlserver import MLServer
     from mlserver.settings import ModelSettings, Settings
     from mlserver.utils import install_uvloop_event_loop
-
-    from bench.peers import common
 
     with socket.socket() as sock:  # MLServer always serves gRPC too: a spare port for it
         sock.bind(("127.0.0.1", 0))

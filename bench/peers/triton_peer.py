@@ -42,13 +42,13 @@ $BENCH_APP_DIR, $PORT, $BENCH_MAX_BATCH_SIZE and $BENCH_BATCH_TIMEOUT_MICROS.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
 import sysconfig
 
 from bench.models import Workload
+from bench.peers import common
 
 PATH = "/v2/models/{app}/infer"
 FREEZE = False
@@ -57,21 +57,10 @@ TRITON_INSTANCES = 2
 
 def request(workload: Workload) -> tuple[str, bytes]:
     """The v2 JSON body for ``workload``: its image as base64 text in a BYTES input."""
-    text = (
-        json.loads(workload.body)["image"]
-        if workload.content_type == "application/json"
-        else base64.b64encode(workload.image).decode()
-    )
-    body = {"inputs": [{"name": "image", "shape": [1, 1], "datatype": "BYTES", "data": [text]}]}
-    return "application/json", json.dumps(body).encode()
+    return common.v2_image_request(workload, [1, 1])
 
 
-def results(status: int, body: bytes) -> list[list[dict]]:
-    """Per row, the per-model result dicts of a 200 answer (ValueError for any other)."""
-    if status != 200:
-        raise ValueError(f"status {status}: {body[:200]!r}")
-    output = json.loads(body)["outputs"][0]
-    return [json.loads(row) for row in output["data"]]
+results = common.v2_results
 
 
 def main() -> None:
@@ -83,8 +72,6 @@ def main() -> None:
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
-
-    from bench.peers import common
 
     app = common.App()
 
