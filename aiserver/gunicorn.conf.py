@@ -103,7 +103,7 @@ def post_worker_init(worker):
     # TensorFlow, Keras, Django and the models leave ~400k objects that live as long as the worker.
     # A full collection scans them all with every thread stopped (0.5-0.8 s measured: the p99 spikes);
     # frozen, they are never scanned again and collections only see request garbage. Frozen objects are
-    # never freed either: after a reload, yyai.fleet.process_registry.release_when_idle() unfreezes, collects
+    # never freed either: after a reload, yyai.runtime.process_memory.release_when_idle() unfreezes, collects
     # the retired version and freezes again (one pause per reload).
     gc.collect()
     gc.freeze()

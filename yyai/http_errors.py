@@ -27,6 +27,7 @@ STATUS_BY_CODE = {
     "no_model": 404,
     "version_not_found": 404,
     "app_not_available": 503,
+    "memory_budget_full": 503,
     "repository_unavailable": 503,
     "insufficient_storage": 507,
     "overloaded": 503,

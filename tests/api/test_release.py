@@ -7,6 +7,7 @@ import weakref
 import pytest
 
 from yyai.fleet import process_registry
+from yyai.runtime.process_memory import release_when_idle
 
 pytestmark = pytest.mark.django_db
 
@@ -46,4 +47,4 @@ def test_without_release_a_frozen_version_would_leak(store, frozen):
 
 def test_nothing_to_do_when_nothing_is_frozen(store):
     gc.unfreeze()
-    assert process_registry.release_when_idle(process_registry.get_registry().get("calc").current) is None
+    assert release_when_idle(process_registry.get_registry().get("calc").current) is None

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tests import modelkit
 from yyai.runtime.errors import ModelLoadError
 from yyai.runtime.feed import ALIGNMENT, aligned_concatenate, as_tensor
-from yyai.runtime.loader import load_model
+from yyai.runtime.loader import load_model, model_size
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])
@@ -32,7 +32,9 @@ def test_loads_both_formats_and_matches_the_model(tmp_path, suffix):
         "params",
         "load_ms",
         "warmup_ms",
+        "memory_bytes",
     }
+    assert model.memory_bytes >= model_size(path) > 0
     assert model.describe()["inputs"] == [{"name": inp.name, "dtype": "float32", "shape": [None, 8, 8, 1]}]
 
 

@@ -3,7 +3,7 @@
 Keras models are full of reference cycles, so a retired version is freed by the
 cycle collector, whose full passes are rare in a process with TensorFlow's
 ~400k long-lived objects (about 10 retired versions wait for one here). The
-server collects after each reload drains (yyai.fleet.process_registry.release_when_idle); the
+server collects after each reload drains (yyai.runtime.process_memory.release_when_idle); the
 script does the same after each reload, so what grows is a version that is
 still referenced, or native memory that is never given back: a leak.
 """

@@ -7,10 +7,7 @@ never at import of urls, nor during ``migrate``, ``check`` or test collection.
 
 from __future__ import annotations
 
-import gc
 import threading
-import time
-import weakref
 from pathlib import Path
 
 from django.conf import settings
@@ -19,12 +16,10 @@ from yyai.conf import yyai_settings
 from yyai.runtime.handlers import AppCaller, HandlerSettings
 from yyai.runtime.manifest import BatchingSpec
 from yyai.runtime.registry import Registry, RegistryConfig
-from yyai.runtime.servable import ServingVersion, State
 
 _registry: Registry | None = None
 _app_caller: AppCaller | None = None  # how handlers call apps: the data plane, installed by the app config
 _watcher = None  # yyai.lifecycle.watcher.GenerationWatcher once start() ran
-RELEASE_GRACE_SECONDS = 1.0
 _lock = threading.Lock()
 
 
@@ -63,38 +58,6 @@ def get_registry() -> Registry:
             if _registry is None:
                 _registry = Registry(registry_config())
     return _registry
-
-
-def release_when_idle(old: ServingVersion | None, *, timeout: float = 300.0) -> threading.Thread | None:
-    """After a swap, let the garbage collector free ``old`` once its last request is done.
-
-    gunicorn freezes the objects alive after start-up (``gc.freeze()``, see
-    gunicorn.conf.py) so that full collections stop scanning them; frozen
-    objects are never collected, and a Keras model is full of reference cycles.
-    So when a retired version reaches END: unfreeze, collect, freeze again
-    (one collection pause per reload). Nothing to do when nothing is frozen.
-    """
-    if old is None or gc.get_freeze_count() == 0:
-        return None
-    retired = weakref.ref(old)  # a strong reference here would keep it alive through the collection
-
-    def ended() -> bool:
-        version = retired()
-        return version is None or version.state is State.END
-
-    def wait_then_collect() -> None:
-        deadline = time.monotonic() + timeout
-        while not ended() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(RELEASE_GRACE_SECONDS)  # the reloading call and the batcher thread let go of it
-        with _lock:
-            gc.unfreeze()
-            gc.collect()
-            gc.freeze()
-
-    thread = threading.Thread(target=wait_then_collect, name="release-old-version", daemon=True)
-    thread.start()
-    return thread
 
 
 def install_watcher(watcher) -> None:

@@ -29,10 +29,10 @@ from django.db import close_old_connections
 from django.db.utils import DatabaseError
 
 from yyai.fleet import heartbeats
-from yyai.fleet.process_registry import release_when_idle
 from yyai.fleet.wakeup import Wakeup
 from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import ServingError, VersionNotFound
+from yyai.runtime.process_memory import release_when_idle
 from yyai.runtime.registry import Registry
 from yyai.runtime.source import choose_version
 from yyai.services.reloads import claim_target, dropped, follow_app, reload_app, serve_what_is_there

@@ -118,9 +118,14 @@ class NoModel(AppNotFound):
 
 
 class AppNotAvailable(ServingError):
-    """The app exists but has no AVAILABLE version (loading, or every load failed)."""
+    """The app exists but has no AVAILABLE version (loading, or every load failed); retry after
+    ``retry_after`` seconds."""
 
     code = "app_not_available"
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class VersionNotFound(ServingError):

@@ -33,6 +33,7 @@ from .filecheck import check_model_file
 from .keras_models import open_keras
 from .limits import DEFAULT_MAX_FILE_BYTES
 from .opened import Runner, refusal_of
+from .process_memory import resident_bytes
 from .saved_models import SAVED_MODEL_FILE, open_saved_model
 from .signature import Signature, pick_signature
 from .warmup import MAX_ROW_ELEMENTS, warm_up
@@ -70,6 +71,7 @@ class LoadedModel:
     release: Callable[[], None]
     keep: object = None
     distributions: frozenset[str] = frozenset()  # outputs whose warm-up rows were probability distributions
+    memory_bytes: int = 0  # what loading and warming it up took (see memory.py), at least its files' size
 
     def run(self, signature: str, feed: Feed) -> dict[str, np.ndarray]:
         """Named outputs of ``signature`` on ``feed`` (rows first when the signature is batched).
@@ -97,6 +99,7 @@ class LoadedModel:
             "params": self.params,
             "load_ms": round(self.load_seconds * 1000, 1),
             "warmup_ms": round(self.warmup_seconds * 1000, 1),
+            "memory_bytes": self.memory_bytes,
         }
 
 
@@ -113,8 +116,8 @@ def load_model(
     """Load and warm up the model at ``path`` (``warmup_*``: the manifest's ``[warmup] shapes`` and the
     version's values file, see :mod:`warmup`); raise ModelLoadError on any failure."""
     path = Path(path)
-    _check_file(path, max_file_bytes)
-    started = time.perf_counter()
+    size = _check_file(path, max_file_bytes)
+    started, resident = time.perf_counter(), resident_bytes()
     opened = open_saved_model(path) if path.is_dir() else open_keras(path, trust_code=trust_code)
     try:
         try:
@@ -143,16 +146,18 @@ def load_model(
         release=opened.close,
         keep=opened.keep,
         distributions=warmed.distributions,
+        memory_bytes=max(size, resident_bytes() - resident),
     )
 
 
-def _check_file(path: Path, max_file_bytes: int) -> None:
+def _check_file(path: Path, max_file_bytes: int) -> int:
+    """The model file's (or SavedModel folder's) size once it passed the checks; ModelLoadError else."""
     if path.is_dir() and not (path / SAVED_MODEL_FILE).is_file():
         raise ModelLoadError(path, f"the folder has no {SAVED_MODEL_FILE}; it is not a SavedModel")
     if not path.is_dir() and path.suffix not in MODEL_SUFFIXES:
         raise ModelLoadError(path, f"unsupported file type '{path.suffix}' (expected .h5 or .keras)")
     try:
-        size = _size(path)
+        size = model_size(path)
     except OSError as exc:
         raise ModelLoadError(path, f"cannot read the file: {exc.strerror}") from exc
     if size == 0:
@@ -160,6 +165,7 @@ def _check_file(path: Path, max_file_bytes: int) -> None:
     if size > max_file_bytes:
         raise ModelLoadError(path, f"the file is {size} bytes; the limit is {max_file_bytes}")
     check_model_file(path, max_bytes=max_file_bytes)
+    return size
 
 
 def _check_row_size(path: Path, signature: Signature) -> None:
@@ -174,8 +180,9 @@ def _check_row_size(path: Path, signature: Signature) -> None:
                 )
 
 
-def _size(path: Path) -> int:
+def model_size(path: Path | str) -> int:
     """Bytes of a model file, or of every file in a SavedModel folder."""
+    path = Path(path)
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size

@@ -28,7 +28,7 @@ LAYOUTS = ("nhwc",)
 KINDS = ("regression", "classification")
 POLICIES = ("latest", "specific")
 HANDLER = re.compile(r"^(?P<file>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.py)(?::(?P<cls>[A-Za-z_][A-Za-z0-9_]{0,127}))?$")
-OWN_TABLES = {"input", "output", "batching", "versions", "warmup", "payload_log"}
+OWN_TABLES = {"input", "output", "batching", "versions", "warmup", "payload_log", "memory"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,15 @@ class PayloadLogSpec:
 
 
 @dataclass(frozen=True)
+class MemorySpec:
+    """Under a memory budget (see ``budget.py``): a ``pinned`` app is always loaded; a higher ``priority``
+    loads first at start-up and is unloaded last."""
+
+    pinned: bool = False
+    priority: int = 0
+
+
+@dataclass(frozen=True)
 class VersionsSpec:
     """Which version serves: the highest complete one, or a specific one."""
 
@@ -115,6 +124,7 @@ class AppSpec:
     versions: VersionsSpec = field(default_factory=VersionsSpec)
     warmup: WarmupSpec = field(default_factory=WarmupSpec)
     payload_log: PayloadLogSpec | None = None  # None: no payload logging
+    memory: MemorySpec = field(default_factory=MemorySpec)
 
 
 def load_manifest(app_dir: Path, *, batching_defaults: BatchingSpec | None = None, name: str | None = None) -> AppSpec:
@@ -236,6 +246,11 @@ def parse_manifest(
             )
 
     payload_log = _payload_log(reader) if "payload_log" in raw else None
+    mem = reader.table("memory", {"pinned", "priority"})
+    memory = MemorySpec(
+        pinned=reader.get(mem, "memory.pinned", bool, False),
+        priority=reader.positive(mem, "memory.priority", 0, 1000, allow_zero=True),
+    )
 
     ver = reader.table("versions", {"policy", "specific"})
     policy = reader.choice(ver, "versions.policy", POLICIES, "latest")
@@ -258,6 +273,7 @@ def parse_manifest(
         versions=VersionsSpec(policy=policy, specific=specific),
         warmup=WarmupSpec(shapes={name: tuple(shape) for name, shape in shapes.items()}),
         payload_log=payload_log,
+        memory=memory,
     )
 
 

@@ -14,6 +14,10 @@ Guarantees:
   recorded and shown by :meth:`ModelUtil.status`.
 * **Serialized reloads.** Reloads of one app run one at a time; they never block
   predictions or other apps.
+* **Memory budget.** Every load takes room in the process's :class:`MemoryBudget`
+  first. An app unloaded to make room (or that did not fit at start-up) is on
+  STANDBY: it keeps the exact version it is to serve, and its next request loads
+  that one (:meth:`ModelUtil.serving`), never an older one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .budget import MemoryBudget, NoRoom
 from .errors import (
     AppNotAvailable,
     ReloadInProgress,
@@ -36,7 +41,8 @@ from .errors import (
 )
 from .handlers import HandlerSettings
 from .limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
-from .manifest import AppSpec, BatchingSpec, load_manifest
+from .loader import model_size
+from .manifest import AppSpec, BatchingSpec, MemorySpec, load_manifest
 from .repository import AppSource
 from .repository.local import LocalApp
 from .servable import ServingVersion, State
@@ -78,6 +84,7 @@ class ModelUtil:
         batching_defaults: BatchingSpec | None = None,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         handlers: HandlerSettings | None = None,
+        budget: MemoryBudget | None = None,
     ):
         self.source = source if isinstance(source, AppSource) else LocalApp(Path(source))
         self.app_dir = self.source.folder  # the app-level files: app.toml, labels.txt, the handler, sample.*
@@ -87,7 +94,11 @@ class ModelUtil:
         self.batching_defaults = batching_defaults
         self.max_file_bytes = max_file_bytes
         self.pinned: str | None = None
+        self.budget = budget or MemoryBudget()
+        self.memory = MemorySpec()  # the manifest's [memory], as last read
+        self.last_used = 0.0  # monotonic time of the last request: the budget unloads the least recent first
         self._current: ServingVersion | None = None
+        self._standby: tuple[str, str | None] | None = None  # (version, pin) the next request loads
         self._loading: str | None = None
         self._failure: _Failure | None = None
         self._served_once = False
@@ -100,14 +111,20 @@ class ModelUtil:
 
     @contextmanager
     def serving(self) -> Iterator[ServingVersion]:
-        """The serving version, held for the whole request; AppNotAvailable if there is none."""
+        """The serving version, held for the whole request (a STANDBY app's loaded first, see
+        MemoryBudget.demand); AppNotAvailable if there is none."""
         while True:
             version = self._current
-            if version is None:  # the reason is for the operator (status, log), not for every caller
+            if version is None:
+                if self._standby is not None:
+                    self.budget.demand(self)
+                    continue
+                # the reason is for the operator (status, log), not for every caller
                 why = "its last load failed" if self._failure else "it is still loading"
                 raise AppNotAvailable(f"app '{self.name}' has no available version: {why}")
             if version.enter():  # False only if swapped out between the read and here
                 break
+        self.last_used = time.monotonic()
         try:
             yield version
         finally:
@@ -158,16 +175,22 @@ class ModelUtil:
                 candidate = self.source.fetch(exact) if exact is not None else self._choose(base, pinned)
             wanted = candidate.id
             spec = version_manifest(base, candidate, app_dir=self.app_dir, batching_defaults=self.batching_defaults)
-            self._loading = candidate.id
-            models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
-            spec = demo_checked(spec, models)
-            try:
-                handler = version_handler(spec, candidate, app_dir=self.app_dir, settings=self.handlers)
-            except BaseException:
-                for model in models:
-                    model.close()
-                raise
+            self.memory = base.memory
+            with self.budget.room(self, self.budget.estimate(self.name, candidate.id, _file_sizes(candidate))):
+                self._loading = candidate.id
+                models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
+                spec = demo_checked(spec, models)
+                try:
+                    handler = version_handler(spec, candidate, app_dir=self.app_dir, settings=self.handlers)
+                except BaseException:
+                    for model in models:
+                        model.close()
+                    raise
             new = ServingVersion(spec, candidate, models, time.perf_counter() - started, handler)
+        except NoRoom:  # not the version's fault: it waits on standby if nothing serves
+            if old is None and wanted is not None:
+                self._standby, self.pinned = (wanted, pinned), pinned
+            raise
         except ServingError as exc:
             store_relative(exc, self.app_dir.parent)
             self._failure = _Failure(version=wanted, error=exc.message)
@@ -182,7 +205,9 @@ class ModelUtil:
         finally:
             self._loading = None
         self._current = new  # the swap: one reference assignment
+        self._standby = None
         self._served_once = True
+        self.budget.holds(self, new.id, sum(m.memory_bytes for m in models))
         self.pinned = pinned
         self._failure = None
         if old is not None:
@@ -226,13 +251,58 @@ class ModelUtil:
         """Stop serving (the app is gone from the repository); the retired version, which in-flight requests
         finish on."""
         with self._reload_lock:
-            old, self._current = self._current, None
+            old, self._current, self._standby = self._current, None, None
             self._failure = None
             self._served_once = False
+            self.budget.released(self)
         if old is not None:
             old.retire()
             log.info("app %s: unloaded version %s (the app is gone from the repository)", self.name, old.id)
         return old
+
+    # -- memory budget --------------------------------------------------
+    def evict(self) -> ServingVersion | None:
+        """Unload the serving version to make room, putting the app on STANDBY on it; the retired version, or
+        None (nothing unloaded) while it has requests in flight or a reload runs."""
+        if not self._reload_lock.acquire(blocking=False):
+            return None
+        try:
+            version = self._current
+            if version is None or version.in_flight:
+                return None
+            self._current, self._standby = None, (version.id, self.pinned)
+        finally:
+            self._reload_lock.release()
+        version.retire()
+        return version
+
+    def stand_by(self, version: str, *, pinned: str | None) -> bool:
+        """Make ``version`` (another process's target) what this app loads on its next request, when it serves
+        nothing here; False when it serves (follow it then)."""
+        with self._reload_lock:
+            if self._current is not None:
+                return False
+            self._standby, self.pinned = (version, pinned), pinned
+            return True
+
+    def load_standby(self) -> bool:
+        """Load the STANDBY version (a request wants it); False when nothing was on standby any more."""
+        with self._reload_lock:
+            if self._current is not None or self._standby is None:
+                return False
+            version, pinned = self._standby
+            self._reload_locked(pinned, exact=version)
+            return True
+
+    @property
+    def on_standby(self) -> bool:
+        return self._current is None and self._standby is not None
+
+    @property
+    def version_id(self) -> str | None:
+        """The version this app serves here: the loaded one, or the one it loads on its next request."""
+        current, standby = self._current, self._standby
+        return current.id if current is not None else (standby[0] if standby is not None else None)
 
     # -- status ---------------------------------------------------------
     @property
@@ -248,6 +318,8 @@ class ModelUtil:
             return State.AVAILABLE
         if self._loading is not None:
             return State.LOADING
+        if self._standby is not None:
+            return State.STANDBY
         return State.FAILED if self._failure else State.START
 
     def status(self) -> dict:
@@ -264,6 +336,8 @@ class ModelUtil:
                 state = State.AVAILABLE
             elif c.id == self._loading:
                 state = State.LOADING
+            elif c.id == self.version_id:
+                state = State.STANDBY
             elif failure is not None and c.id == failure.version:
                 state = State.FAILED
             else:
@@ -281,7 +355,7 @@ class ModelUtil:
         return {
             "name": self.name,
             "state": self.state.value,
-            "version": current.id if current else None,
+            "version": self.version_id,
             "pinned": self.pinned,
             "description": spec.description if spec else "",
             "demo": spec.demo if spec else False,
@@ -290,4 +364,21 @@ class ModelUtil:
             "versions": versions,
             "last_error": failure.error if failure else None,
             "last_error_at": failure.at if failure else None,
+            "memory": {
+                "bytes": self.budget.held(self.name),
+                "resident": current is not None,
+                "pinned": self.memory.pinned,
+                "priority": self.memory.priority,
+            },
         }
+
+
+def _file_sizes(candidate: VersionCandidate) -> list[int]:
+    """The sizes of a version's model files (one that cannot be read counts 0: its load says why)."""
+    sizes = []
+    for file in candidate.files:
+        try:
+            sizes.append(model_size(file))
+        except OSError:
+            sizes.append(0)
+    return sizes

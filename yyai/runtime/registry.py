@@ -4,7 +4,9 @@ An app is a folder (or key prefix) of the store's repository whose name is a
 valid app name (:mod:`yyai.runtime.repository`: a local folder or an S3
 bucket). The registry loads every app in parallel at start-up (a failing app is
 recorded and never stops the others), picks up apps added later on demand, and
-forgets an app that is gone.
+forgets an app that is gone. Under a memory budget (``budget.py``) start-up loads
+the apps one at a time, pinned and higher ``[memory] priority`` first, until the
+budget is full; the others wait on STANDBY for their first request.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import AppNotFound, InputError, ServingError
+from .budget import MemoryBudget, NoRoom
+from .errors import AppNotFound, InputError, ManifestError, ServingError
 from .handlers import HandlerSettings
 from .limits import DEFAULT_LOAD_WORKERS, DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
-from .manifest import BatchingSpec
+from .manifest import BatchingSpec, load_manifest
 from .model_util import ModelUtil, ReloadReport
 from .repository import APP_NAME, APP_NAME_PATTERN, AppSource, open_repository
 from .servable import ServingVersion
@@ -44,6 +47,7 @@ class LoadResult:
     seconds: float
     report: ReloadReport | None = None
     error: ServingError | None = None
+    standby: bool = False  # it did not fit in the memory budget: it loads on its first request
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class RegistryConfig:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     load_workers: int = DEFAULT_LOAD_WORKERS
     handlers: HandlerSettings = field(default_factory=HandlerSettings)  # shared: call_app is installed later
+    memory_budget: int | None = None  # bytes of loaded models per process (None: unlimited)
+    load_wait_seconds: float = 30.0  # how long a request waits for its app's load on demand
 
 
 class Registry:
@@ -68,6 +74,7 @@ class Registry:
         self.store = self.repository.location
         self._apps: dict[str, ModelUtil] = {}
         self._lock = threading.Lock()
+        self.budget = MemoryBudget(config.memory_budget, wait_seconds=config.load_wait_seconds)
 
     def load_all(self, plans: dict[str, Plan] | None = None) -> dict[str, LoadResult]:
         """Load every app of the store in parallel; how each went (failures are logged, never raised).
@@ -78,10 +85,13 @@ class Registry:
         utils = [self._util(name) for name in self.repository.names()]
         plans = plans or {}
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=max(1, self.config.load_workers), thread_name_prefix="load") as pool:
-            results = dict(
-                zip((u.name for u in utils), pool.map(lambda u: self._load_one(u, plans.get(u.name, Plan())), utils))
-            )
+        if self.budget.limited:
+            with self.budget.filling():
+                results = {u.name: self._load_one(u, plans.get(u.name, Plan())) for u in _by_memory_order(utils)}
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, self.config.load_workers), thread_name_prefix="load") as pool:
+                loads = pool.map(lambda u: self._load_one(u, plans.get(u.name, Plan())), utils)
+                results = dict(zip((u.name for u in utils), loads))
         log.info("loaded %d apps in %.1f s", len(utils), time.perf_counter() - started)
         return results
 
@@ -131,6 +141,7 @@ class Registry:
                     batching_defaults=cfg.batching_defaults,
                     max_file_bytes=cfg.max_file_bytes,
                     handlers=cfg.handlers,
+                    budget=self.budget,
                 )
             return self._apps[name]
 
@@ -142,6 +153,9 @@ class Registry:
                 report = util.follow(plan.version, pinned=plan.pinned)
             else:
                 report = util.reload(plan.pinned)
+        except NoRoom as exc:
+            log.info("app %s: on standby: %s", util.name, exc.message)
+            return LoadResult(time.perf_counter() - started, standby=True)
         except ServingError as exc:
             log.error("app %s: not loaded: %s", util.name, exc.message)
             return LoadResult(time.perf_counter() - started, error=exc)
@@ -155,3 +169,13 @@ class Registry:
                 model["params"],
             )
         return LoadResult(time.perf_counter() - started, report=report)
+
+
+def _by_memory_order(utils: list[ModelUtil]) -> list[ModelUtil]:
+    """The order start-up fills a memory budget in: pinned apps, then by ``[memory] priority``, then by name."""
+    for util in utils:
+        try:
+            util.memory = load_manifest(util.app_dir, name=util.name).memory
+        except (ManifestError, OSError):  # its load says why
+            pass
+    return sorted(utils, key=lambda u: (not u.memory.pinned, -u.memory.priority, u.name))

@@ -31,7 +31,8 @@ ModelOutputs = list[dict[str, np.ndarray | list[np.ndarray]]]  # per model: name
 
 
 class State(str, Enum):
-    """Lifecycle of one version: START -> LOADING -> AVAILABLE -> UNLOADING -> END, or FAILED."""
+    """Lifecycle of one version: START -> LOADING -> AVAILABLE -> UNLOADING -> END, or FAILED; an app whose
+    version is unloaded under its memory budget, to be loaded again on its next request, is on STANDBY."""
 
     START = "START"
     LOADING = "LOADING"
@@ -39,6 +40,7 @@ class State(str, Enum):
     UNLOADING = "UNLOADING"
     END = "END"
     FAILED = "FAILED"
+    STANDBY = "STANDBY"
 
 
 class ServingVersion:
@@ -151,6 +153,16 @@ class ServingVersion:
         with self._lock:
             self._inflight -= 1
             self._finish_if_idle()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding this version now (entered, not yet left)."""
+        return self._inflight
+
+    @property
+    def ended(self) -> bool:
+        """Unloaded: retired, and its last request done (its models closed)."""
+        return self.state is State.END
 
     def retire(self) -> None:
         """Stop taking new work; END once the requests in flight are done (models closed then)."""

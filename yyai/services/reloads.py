@@ -25,10 +25,11 @@ from django.utils import timezone
 
 from yyai.conf import yyai_settings
 from yyai.fleet import heartbeats, wakeup
-from yyai.fleet.process_registry import get_registry, mark_applied, release_when_idle
+from yyai.fleet.process_registry import get_registry, mark_applied
 from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import ReloadInProgress, ServingError
 from yyai.runtime.model_util import LATEST, ReloadReport
+from yyai.runtime.process_memory import release_when_idle
 from yyai.services.records import begin_reload, finish_reload, record_reload
 
 log = logging.getLogger(__name__)

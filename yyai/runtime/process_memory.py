@@ -1,0 +1,80 @@
+"""What this process holds in memory, and giving back the memory of versions it no longer serves."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .servable import ServingVersion
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+RELEASE_GRACE_SECONDS = 1.0
+_release_lock = threading.Lock()
+
+
+def resident_bytes() -> int:
+    """This process's resident set size now (cheap: one read of /proc/self/statm)."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * PAGE
+
+
+def process_memory() -> dict[str, int]:
+    """What this process really holds: ``rss``, and ``pss`` (shared pages divided among their processes)."""
+    memory = {"rss": resident_bytes(), "pss": 0}
+    try:
+        with open("/proc/self/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    memory["pss"] = int(line.split()[1]) * 1024
+                    break
+    except OSError:  # no smaps_rollup (old kernels): PSS unknown
+        pass
+    return memory
+
+
+def release_when_idle(old: ServingVersion | None, *, timeout: float = 300.0) -> threading.Thread | None:
+    """Once ``old`` (a version swapped out or unloaded) has served its last request, let the garbage collector
+    free it and give the freed heap back to the system; the thread doing so, or None when nothing is frozen.
+
+    gunicorn freezes the objects alive after start-up (``gc.freeze()``, see
+    gunicorn.conf.py) so that full collections stop scanning them; frozen
+    objects are never collected, and a Keras model is full of reference cycles.
+    So when a retired version reaches END: unfreeze, collect, freeze again
+    (one collection pause per release), then glibc's ``malloc_trim``. With
+    nothing frozen, Python's own collections free it.
+    """
+    if old is None or gc.get_freeze_count() == 0:
+        return None
+    retired = weakref.ref(old)  # a strong reference here would keep it alive through the collection
+
+    def ended() -> bool:
+        version = retired()
+        return version is None or version.ended
+
+    def wait_then_collect() -> None:
+        deadline = time.monotonic() + timeout
+        while not ended() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(RELEASE_GRACE_SECONDS)  # the reloading call and the batcher thread let go of it
+        with _release_lock:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            _trim_heap()
+
+    thread = threading.Thread(target=wait_then_collect, name="release-old-version", daemon=True)
+    thread.start()
+    return thread
+
+
+def _trim_heap() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps the memory for the next load
+        pass
