@@ -173,6 +173,12 @@ SETTINGS = (
     Setting("LOGIN_FAILURES_PER_CLIENT", 30, _int(1), "failed logins before an address is locked out (429)"),
     Setting("LOGIN_WINDOW_SECONDS", 900, _int(1), "how long failed logins count"),
     Setting("LOG_JSON", False, parse_bool, "one JSON object per log line, and one access line per request"),
+    Setting(
+        "TRACES",
+        "off",
+        _choice(("off", "otlp", "console")),
+        "OpenTelemetry traces: off, otlp (to OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT) or console (yyai/tracing.py)",
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 RENAMED = {"MAX_BATCH": "MAX_ROWS_PER_REQUEST", "MAX_BATCH_SIZE": "MAX_ROWS_PER_BATCH"}

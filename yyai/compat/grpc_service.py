@@ -10,7 +10,9 @@ derived from the canonical HTTP status of the error.
 Beside them: the standard ``grpc.health.v1.Health`` (service ``""`` is the
 server, SERVING when /readyz would answer 200; each app by its name; both TF
 Serving services as the server), open to probes without a token, and server
-reflection (``grpcurl``), behind the same access rule as predicts.
+reflection (``grpcurl``), behind the same access rule as predicts. With
+``YYAI_TRACES`` on, a Predict is a server span continuing the ``traceparent`` of
+its metadata (:mod:`yyai.tracing`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from yyai import services
+from yyai import services, tracing
 from yyai.compat import protos
 from yyai.conf import yyai_settings
 from yyai.fleet.process_registry import get_registry
@@ -60,6 +62,7 @@ SERVICES = (  # their descriptors loaded: reflection describes them (the _grpc m
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
 )
 HEALTH_METHODS = "/grpc.health.v1.Health/"  # a probe carries no token
+PREDICT_SPAN = {"rpc.system": "grpc", "rpc.service": SERVICES[0], "rpc.method": "Predict"}
 
 
 @contextmanager
@@ -74,6 +77,12 @@ def _aborting(context: grpc.ServicerContext) -> Iterator[None]:
             log.exception("gRPC call failed")
             context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
         context.abort(GRPC_BY_HTTP.get(failure.status, grpc.StatusCode.INVALID_ARGUMENT), failure.message)
+
+
+def _code(context: grpc.ServicerContext) -> int:
+    """The numeric status code a call aborted with (2, UNKNOWN, when it did not say)."""
+    code = context.code() if hasattr(context, "code") else None
+    return code.value[0] if isinstance(code, grpc.StatusCode) else 2
 
 
 def _version(spec) -> int | None:
@@ -91,6 +100,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+        if not tracing.ON:
+            return self._predict(request, context)
+        with tracing.server(f"{SERVICES[0]}/Predict", dict(context.invocation_metadata()), PREDICT_SPAN) as span:
+            try:
+                response = self._predict(request, context, span)
+            except BaseException:
+                span.set_attribute("rpc.grpc.status_code", _code(context))
+                raise
+            span.set_attribute("rpc.grpc.status_code", 0)
+            return response
+
+    def _predict(self, request: predict_pb2.PredictRequest, context, span=None) -> predict_pb2.PredictResponse:
         with _aborting(context):
             spec = request.model_spec
             if not request.inputs:
@@ -110,6 +131,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     outputs=tuple(request.output_filter) or None,
                 )
             )
+            if span is not None:
+                span.set_attributes(tracing.tags(result.version))
             response = predict_pb2.PredictResponse()
             response.model_spec.CopyFrom(protos.model_spec(result.version, result.address, result.signature.name))
             for name, array in result.tensors().items():
@@ -233,6 +256,7 @@ def build_server(
     ``permission`` is who may call (:class:`Access`); ``tls`` is (certificate chain, private key), PEM.
     Messages larger than ``max_message_bytes`` are refused by gRPC itself. Returns the server and its port.
     """
+    tracing.configure()  # YYAI_TRACES: a Predict continues the trace of its metadata's traceparent
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),

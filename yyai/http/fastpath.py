@@ -31,7 +31,7 @@ from typing import Awaitable, Callable
 
 from django.conf import settings
 
-from yyai import services
+from yyai import services, tracing
 from yyai.api.exceptions import known_failure
 from yyai.api.inputs import parse_predict_input
 from yyai.conf import yyai_settings
@@ -74,7 +74,9 @@ class FastPredict:
         self.enabled = enabled()
         self.mirror = django_mirror.Mirror()
         proxy = self.mirror.proxy_header
-        self.wanted = WANTED | ({proxy[0].encode()} if proxy else set())
+        self.wanted = (
+            WANTED | ({proxy[0].encode()} if proxy else set()) | (tracing.HEADERS if tracing.configure() else set())
+        )
 
     async def __call__(self, scope: dict, receive, send) -> None:
         match = (
@@ -89,7 +91,8 @@ class FastPredict:
         if not self._eligible(scope, match["app"], headers, secure):
             return await self.django(scope, receive, send)
         body = await _read_body(receive)
-        if not await self._answer(
+        answer = self._answer if not tracing.ON else self._traced
+        if not await answer(
             scope, send, match["app"], _BodyReader(match["app"], body, headers["content-type"]), headers, secure
         ):
             return await self.django(scope, _replay(body, receive), send)
@@ -112,6 +115,14 @@ class FastPredict:
             and _serving(app)
         )
 
+    async def _traced(
+        self, scope: dict, send, app: str, reader: _BodyReader, headers: dict[str, str], secure: bool
+    ) -> bool:
+        """:meth:`_answer` in the request's server span (traces on); a body handed over to Django gets a second
+        server span, its middleware's."""
+        with tracing.http_server("POST", scope["path"], headers):
+            return await self._answer(scope, send, app, reader, headers, secure)
+
     async def _answer(
         self, scope: dict, send, app: str, reader: _BodyReader, headers: dict[str, str], secure: bool
     ) -> bool:
@@ -130,7 +141,11 @@ class FastPredict:
             except Exception as exc:  # noqa: BLE001 - every failure gets the error format, as in DRF
                 failure = _failure(exc)
                 status, payload, extra = failure.status, failure.body(), failure.headers
-            body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+            body = (
+                _encode(payload)
+                if not tracing.ON
+                else tracing.call("encode", {"yyai.app": app, "yyai.version": version}, _encode, payload)
+            )
             response_headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -154,6 +169,10 @@ class FastPredict:
             return True
         finally:
             request_id.reset(token)
+
+
+def _encode(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _failure(exc: Exception) -> Failure:

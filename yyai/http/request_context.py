@@ -9,7 +9,8 @@ response, including early refusals, is covered:
   written while the request runs (:mod:`yyai.logging_json`);
 * metrics: ``yyai_requests_total`` and ``yyai_request_duration_seconds``
   (:mod:`yyai.metrics`);
-* with ``YYAI_LOG_JSON=1``, one line per request on the ``yyai.access`` logger.
+* with ``YYAI_LOG_JSON=1``, one line per request on the ``yyai.access`` logger;
+* with ``YYAI_TRACES`` on, the request's server span (:mod:`yyai.tracing`), continuing a ``traceparent``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from yyai import metrics
+from yyai import metrics, tracing
 from yyai.conf import yyai_settings
 from yyai.fleet.process_registry import get_registry
 from yyai.logging_json import request_id
@@ -40,8 +41,15 @@ class RequestContextMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
+        tracing.configure()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not tracing.ON:
+            return self._handle(request)
+        with tracing.http_server(request.method, request.path, request.headers):
+            return self._handle(request)
+
+    def _handle(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         rid = request_id_of(request.headers.get(HEADER, ""))
         request.request_id = rid
@@ -78,6 +86,8 @@ def finish_request(
 ) -> None:
     """Count one answered request in the metrics and, with YYAI_LOG_JSON=1, write its access log line."""
     metrics.observe_request(app=app, version=version, route=route, status=status, seconds=seconds)
+    if tracing.ON:
+        tracing.finish(method=method, status=status, app=app, version=version, route=route)
     if yyai_settings.LOG_JSON:
         access_log.info(
             "%s %s %d",

@@ -26,6 +26,9 @@ alone.
 Callers wait in one of two ways: :meth:`Batcher.submit` blocks its thread;
 :meth:`Batcher.submit_async` awaits on an asyncio event loop, which the batch
 thread wakes with ``call_soon_threadsafe`` (the ASGI predict path).
+
+Tracing (``yyai.tracing``) watches through :data:`observer`: None (the
+default) costs one test per request and one per batch, and nothing else.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -45,6 +48,20 @@ from .manifest import BatchingSpec
 
 Outputs = list[dict[str, np.ndarray]]  # per model, named outputs with a leading row axis
 RunFn = Callable[[str, dict[str, np.ndarray]], Outputs]
+
+
+class Observer(Protocol):
+    """Watches jobs and batches (``yyai.tracing``); never raises. ``enqueued`` runs in the caller's thread or
+    task as a job is queued and gives the job's ``mark``; ``ran`` runs in the batch thread once the callers of a
+    batch (each with ``mark``, ``job.rows``, ``error``) have their answers, the batch having started at
+    ``started_ns`` (time.time_ns); ``name`` is the batcher's (``app@version``)."""
+
+    def enqueued(self) -> object: ...
+
+    def ran(self, name: str, batch: list, started_ns: int) -> None: ...
+
+
+observer: Observer | None = None  # set by yyai.tracing when traces are on
 
 
 @dataclass(frozen=True)
@@ -88,13 +105,14 @@ class _LoopSignal:
 class _Pending:
     """One caller's job, waiting for its outputs; ``done.set()`` tells the caller."""
 
-    __slots__ = ("job", "done", "outputs", "error")
+    __slots__ = ("job", "done", "outputs", "error", "mark")
 
     def __init__(self, job: Job, done: threading.Event | _LoopSignal):
         self.job = job
         self.done = done
         self.outputs: Outputs | None = None
         self.error: BaseException | None = None
+        self.mark = None if observer is None else observer.enqueued()
 
     def result(self) -> Outputs:
         if self.error is not None:
@@ -230,6 +248,14 @@ class Batcher:
         return self._queued_bytes
 
     def _execute(self, batch: list[_Pending]) -> None:
+        watch = observer
+        if watch is None:
+            return self._run_batch(batch)
+        started_ns = time.time_ns()
+        self._run_batch(batch)
+        watch.ran(self.name, batch, started_ns)
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
         first = batch[0].job
         try:
             inputs = (

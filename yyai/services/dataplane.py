@@ -8,6 +8,8 @@ addresses (app, model, version) is :mod:`.addressing`.
 
 Every call takes the serving version once and runs on it, so an answer never
 mixes versions, and inference always goes through the version's batcher.
+With traces on (:mod:`yyai.tracing`), reading and preparing a request is its
+``decode`` span.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from yyai import metrics
+from yyai import metrics, tracing
 from yyai.conf import yyai_settings
 from yyai.fleet.process_registry import get_registry
 from yyai.runtime.errors import BadTensor
@@ -93,7 +95,11 @@ def infer(request: InferRequest) -> InferResult:
 def infer_on(version: ServingVersion, address: Address, request: InferRequest) -> InferResult:
     """:func:`infer` on a version the caller already holds (inside :func:`serving`)."""
     started = time.perf_counter()
-    signature, prepared = prepare(version, address, request)
+    signature, prepared = (
+        prepare(version, address, request)
+        if not tracing.ON
+        else tracing.call("decode", tracing.tags(version), prepare, version, address, request)
+    )
     return _result(address, version, signature, request, prepared, version.infer(prepared), started)
 
 
@@ -103,7 +109,11 @@ async def infer_async(address: str, read: Callable[[], InferRequest | None]) -> 
     take one trip to the CPU pool and the batch is awaited: the event loop does none of this work."""
     addressed = parse_address(address)
     with serving(addressed) as version:
-        staged = await run_cpu(_read_and_prepare, version, addressed, read)
+        staged = await (
+            run_cpu(_read_and_prepare, version, addressed, read)
+            if not tracing.ON
+            else tracing.traced("decode", tracing.tags(version), run_cpu(_read_and_prepare, version, addressed, read))
+        )
         if staged is None:
             return None
         request, signature, prepared, started = staged
