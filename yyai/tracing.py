@@ -145,13 +145,17 @@ def tags(version: Any) -> dict[str, str]:
 
 
 async def traced(name: str, attributes: dict[str, Any], awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable`` in a child span ``name`` of the current span."""
+    """Await ``awaitable`` in a child span ``name`` of the current span (none when that one is not recorded)."""
+    if not _api.get_current_span().is_recording():
+        return await awaitable
     with _tracer.start_as_current_span(name, attributes=attributes):
         return await awaitable
 
 
 def call(name: str, attributes: dict[str, Any], function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` in a child span ``name`` of the current span."""
+    """``function(*args)`` in a child span ``name`` of the current span (none when that one is not recorded)."""
+    if not _api.get_current_span().is_recording():
+        return function(*args)
     with _tracer.start_as_current_span(name, attributes=attributes):
         return function(*args)
 
