@@ -26,6 +26,16 @@ def regressor(path: Path, *, weight: float, input_shape=SHAPE) -> Path:
     return _save(keras.Model(inputs, out), path)
 
 
+def wide_regressor(path: Path, *, weight: float, hidden: int = 16384) -> Path:
+    """:func:`regressor`'s answer (``weight * sum(x)``) through a hidden layer of ``hidden`` units: about
+    ``hidden * 65`` weights (4 MiB by default), for tests where memory matters."""
+    inputs = keras.Input(shape=SHAPE, name=INPUT)
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(hidden, kernel_initializer=keras.initializers.Constant(weight / hidden))(x)
+    out = keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros", name=OUTPUT)(x)
+    return _save(keras.Model(inputs, out), path)
+
+
 def classifier(
     path: Path, *, classes: int = 3, seed: int = 0, input_shape=SHAPE, activation="softmax", name: str | None = None
 ) -> Path:

@@ -23,6 +23,7 @@ class ModelAppAdmin(admin.ModelAdmin):
         "target_version",
         "generation",
         "pinned_version",
+        "memory",
         "live_processes",
         "last_error",
         "updated_at",
@@ -35,6 +36,7 @@ class ModelAppAdmin(admin.ModelAdmin):
         "state",
         "version",
         "models",
+        "memory",
         "live_processes",
         "last_error",
         "created_at",
@@ -75,12 +77,24 @@ class ModelAppAdmin(admin.ModelAdmin):
             or "-"
         )
 
+    @admin.display(description="memory (this process)")
+    def memory(self, obj):
+        status = self._status(obj)
+        memory = status.get("memory")
+        if not memory or not (memory["resident"] or status["state"] == "STANDBY"):
+            return "-"
+        held = f"{memory['bytes'] / 2**20:.1f} MiB" if memory["resident"] else "standby (loads on demand)"
+        priority = f", priority {memory['priority']}" if memory["priority"] else ""
+        return held + (", pinned" if memory["pinned"] else "") + priority
+
     @admin.display(description="processes (live)")
     def live_processes(self, obj):
         rows = heartbeats.processes(obj.name)
         return (
             "; ".join(
-                f"{p['host']}:{p['pid']} {p['version'] or '-'} (gen {p['generation']})"
+                f"{p['host']}:{p['pid']} {p['version'] or '-'} (gen {p['generation']}"
+                + ("" if p["resident"] or not p["version"] else ", standby")
+                + f", process {p['pss_bytes'] / 2**20:.0f} MiB PSS)"
                 + (f" error: {p['error']}" if p["error"] else "")
                 for p in rows
             )

@@ -64,6 +64,29 @@ def _optional_path(raw: str) -> Path | None:
     return Path(raw).resolve() if raw.strip() else None
 
 
+_SIZE_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": 1024 * GiB}
+
+
+def _budget(raw: str) -> int | None:
+    """Bytes (``2147483648``, ``512M``, ``4G``), a share of the host's memory (``40%``), or ``unlimited``."""
+    text = raw.strip().lower().removesuffix("ib").removesuffix("b")
+    if text in ("unlimited", "none", "0"):
+        return None
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not 0 < share <= 100:
+                raise ValueError
+            return int(_ram_bytes() * share / 100)
+        unit = text[-1] if text[-1:] in _SIZE_UNITS else ""
+        size = int(float(text[: len(text) - len(unit)]) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise ValueError('is not a size: use bytes, 512M, 4G, a share of the host memory (40%), "unlimited"') from None
+    if size < MiB:
+        raise ValueError("must be at least 1M")
+    return size
+
+
 def _int(minimum: int) -> Callable[[str], int]:
     return lambda raw: parse_int(raw, minimum=minimum)
 
@@ -134,6 +157,13 @@ SETTINGS = (
     ),
     Setting("MAX_MODEL_FILE_BYTES", limits.DEFAULT_MAX_FILE_BYTES, _int(1), "one model file or SavedModel folder"),
     Setting("LOAD_WORKERS", limits.DEFAULT_LOAD_WORKERS, _int(1), "apps loaded in parallel at start-up"),
+    Setting(
+        "MEMORY_BUDGET",
+        None,
+        _budget,
+        "model memory per worker (4G, 40% of the host; unset: unlimited): past it, idle apps unload to standby",
+    ),
+    Setting("LOAD_WAIT_SECONDS", 30.0, parse_float, "a request waits this long for its standby app's load (503)"),
     Setting("VALIDATE_ISOLATED", True, parse_bool, "validate uploads in a child process (off: tests only)"),
     Setting(
         "VALIDATE_TIMEOUT_SECONDS",

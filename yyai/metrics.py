@@ -12,7 +12,13 @@ Series (every name starts with ``yyai_``):
 * ``queue_depth{app}``: requests waiting for a batch;
 * ``model_load_seconds{app, model}``: load + compile + warm-up time of each model version;
 * ``app_available{app}``: 1 when the app serves a version (min over live workers);
-* ``reloads_total{app, trigger, status}``: reloads and their failures.
+* ``reloads_total{app, trigger, status}``: reloads and their failures;
+* memory (each worker's own figures, summed over live workers): ``app_memory_bytes{app}``
+  and ``model_memory_bytes{app, model}`` (what the loaded version measured at load),
+  ``app_resident{app}`` (workers holding it loaded, not on standby),
+  ``worker_memory_bytes{kind}`` (``rss``, ``pss``), ``memory_budget_bytes`` (per
+  worker; absent when unlimited), ``app_evictions_total{app}`` and
+  ``app_loads_on_demand_total{app}`` (unloaded to make room, loaded again by a request).
 
 With several gunicorn workers, ``PROMETHEUS_MULTIPROC_DIR`` is set (by
 ``aiserver/gunicorn.conf.py``) before this module is imported; each worker
@@ -38,6 +44,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from yyai.runtime.batching import Batcher
+from yyai.runtime.process_memory import process_memory
 from yyai.runtime.registry import Registry
 from yyai.runtime.servable import ServingVersion
 
@@ -72,6 +79,30 @@ AVAILABLE = Gauge(
     multiprocess_mode="livemin",
 )
 RELOADS = Counter("yyai_reloads", "Reloads by trigger and result (ok | failed).", ["app", "trigger", "status"])
+APP_MEMORY = Gauge(
+    "yyai_app_memory_bytes",
+    "Memory of the app's loaded version (summed over workers).",
+    ["app"],
+    multiprocess_mode="livesum",
+)
+MODEL_MEMORY = Gauge(
+    "yyai_model_memory_bytes",
+    "Memory each loaded model measured at load (summed over workers).",
+    ["app", "model"],
+    multiprocess_mode="livesum",
+)
+RESIDENT = Gauge(
+    "yyai_app_resident", "Workers holding the app loaded (not on standby).", ["app"], multiprocess_mode="livesum"
+)
+WORKER_MEMORY = Gauge(
+    "yyai_worker_memory_bytes",
+    "Memory the workers really hold (rss, pss; summed).",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+BUDGET = Gauge("yyai_memory_budget_bytes", "Model memory budget of one worker.", multiprocess_mode="livemax")
+EVICTIONS = Counter("yyai_app_evictions", "Apps unloaded to standby to make room in the memory budget.", ["app"])
+DEMAND_LOADS = Counter("yyai_app_loads_on_demand", "Standby apps loaded again by a request.", ["app"])
 
 # The (app, version) a request predicted on, for the middleware's request counter.
 served: ContextVar[tuple[str, str] | None] = ContextVar("yyai_served", default=None)
@@ -79,6 +110,8 @@ served: ContextVar[tuple[str, str] | None] = ContextVar("yyai_served", default=N
 _lock = threading.Lock()
 _seen_versions: weakref.WeakSet[ServingVersion] = weakref.WeakSet()
 _batcher_counts: weakref.WeakKeyDictionary[Batcher, tuple[int, int]] = weakref.WeakKeyDictionary()
+_budget_counts: dict[str, tuple[int, int]] = {}
+_model_labels: dict[str, set[str]] = {}  # the models each app's memory was last shown for
 
 
 def observe_predict(version: ServingVersion, *, rows: int) -> None:
@@ -94,9 +127,36 @@ def observe_registry(registry: Registry) -> None:
     """Bring every app's gauges, batch counters and load times up to date in this process."""
     for util in registry.all():
         version = util.current
-        AVAILABLE.labels(util.name).set(1 if version is not None else 0)
+        AVAILABLE.labels(util.name).set(1 if version is not None or util.on_standby else 0)
         if version is not None:
             _observe_version(version)
+    observe_memory(registry)
+
+
+def observe_memory(registry: Registry) -> None:
+    """Bring the memory series of this process up to date (the watcher calls it every pass, scrapes too)."""
+    for name, memory in process_memory().items():
+        WORKER_MEMORY.labels(name).set(memory)
+    if registry.budget.limit is not None:
+        BUDGET.set(registry.budget.limit)
+    for util in registry.known():
+        version = util.current
+        RESIDENT.labels(util.name).set(1 if version is not None else 0)
+        APP_MEMORY.labels(util.name).set(registry.budget.held(util.name) if version is not None else 0)
+        models = {m.name: m.memory_bytes for m in version.models} if version is not None else {}
+        for gone in _model_labels.get(util.name, set()) - set(models):
+            MODEL_MEMORY.labels(util.name, gone).set(0)
+        for model, memory in models.items():
+            MODEL_MEMORY.labels(util.name, model).set(memory)
+        _model_labels[util.name] = set(models)
+    with _lock:
+        for app, counts in list(registry.budget.counts.items()):
+            evictions, loads = _budget_counts.get(app, (0, 0))
+            _budget_counts[app] = (counts.evictions, counts.demand_loads)
+            if counts.evictions > evictions:
+                EVICTIONS.labels(app).inc(counts.evictions - evictions)
+            if counts.demand_loads > loads:
+                DEMAND_LOADS.labels(app).inc(counts.demand_loads - loads)
 
 
 def count_reload(*, app: str, trigger: str, ok: bool) -> None:

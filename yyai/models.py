@@ -88,6 +88,10 @@ class ServingProcess(models.Model):
     pid = models.PositiveIntegerField()
     started_at = models.DateTimeField(auto_now_add=True)
     seen_at = models.DateTimeField(db_index=True)
+    rss_bytes = models.PositiveBigIntegerField(default=0, help_text="Resident memory of the process.")
+    pss_bytes = models.PositiveBigIntegerField(
+        default=0, help_text="Proportional share of memory: shared pages divided among the processes sharing them."
+    )
 
     class Meta:
         ordering = ["host", "pid"]
@@ -110,6 +114,10 @@ class Heartbeat(models.Model):
     version = models.CharField(max_length=64, blank=True, default="")
     generation = models.PositiveBigIntegerField(default=0, help_text="The newest generation this process applied.")
     error = models.TextField(blank=True, default="", help_text="Why the target could not be loaded here, if so.")
+    resident = models.BooleanField(
+        default=True, help_text="Its models are loaded; false: on standby under the memory budget."
+    )
+    memory_bytes = models.PositiveBigIntegerField(default=0, help_text="What its loaded version measured at load.")
     seen_at = models.DateTimeField(db_index=True)
 
     class Meta:

@@ -30,6 +30,7 @@ class ModelSerializer(serializers.Serializer):
     params = serializers.IntegerField()
     load_ms = serializers.FloatField()
     warmup_ms = serializers.FloatField()
+    memory_bytes = serializers.IntegerField(help_text="What loading and warming it up took, at least its file size.")
 
 
 class HandlerSerializer(serializers.Serializer):
@@ -58,6 +59,19 @@ class ProcessSerializer(serializers.Serializer):
     generation = serializers.IntegerField()
     seen_at = serializers.DateTimeField()
     error = serializers.CharField(allow_null=True, help_text="Why this process could not load the target.")
+    resident = serializers.BooleanField(help_text="false: on standby under the memory budget; loads on demand.")
+    memory_bytes = serializers.IntegerField(help_text="What the app's loaded version holds in this process.")
+    rss_bytes = serializers.IntegerField(help_text="Resident memory of the whole process.")
+    pss_bytes = serializers.IntegerField(help_text="Its proportional share: shared pages divided among processes.")
+
+
+class MemorySerializer(serializers.Serializer):
+    """The app under this process's memory budget (YYAI_MEMORY_BUDGET; app.toml [memory])."""
+
+    bytes = serializers.IntegerField(help_text="What its loaded version measured at load; 0 on standby.")
+    resident = serializers.BooleanField(help_text="false: on standby, loaded again by its next request.")
+    pinned = serializers.BooleanField(help_text="Always loaded, never unloaded to make room.")
+    priority = serializers.IntegerField(help_text="Higher: loaded first at start-up, unloaded last.")
 
 
 class AppSerializer(serializers.Serializer):
@@ -78,6 +92,7 @@ class AppSerializer(serializers.Serializer):
     handler = HandlerSerializer(allow_null=True, help_text="Python hooks from the operator's disk, if the app has any.")
     versions = VersionSerializer(many=True)
     last_error = serializers.CharField(allow_null=True)
+    memory = MemorySerializer()
     predict_url = serializers.SerializerMethodField()
     reload_url = serializers.SerializerMethodField()
 

@@ -41,7 +41,6 @@ from yyai.conf import yyai_settings
 from yyai.fleet.process_registry import get_registry
 from yyai.http_errors import INTERNAL_ERROR, failure_of
 from yyai.runtime.errors import BadTensor, VersionNotFound
-from yyai.runtime.servable import State
 from yyai.services import addressing, dataplane
 
 log = logging.getLogger(__name__)
@@ -214,7 +213,7 @@ class Health(health.HealthServicer):
             self.set(service, overall)
         states = {util.name: util.state for util in get_registry().all()}
         for name, state in states.items():
-            self.set(name, serving if state == State.AVAILABLE else not_serving)
+            self.set(name, serving if state.serves else not_serving)
         for gone in self._known - set(states):
             self.set(gone, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
         self._known = set(states)

@@ -36,6 +36,7 @@ STATES = {
     "UNLOADING": VersionStatus.UNLOADING,
     "END": VersionStatus.END,
     "FAILED": VersionStatus.END,
+    "STANDBY": VersionStatus.AVAILABLE,  # unloaded under the memory budget: its next request loads it
 }
 
 

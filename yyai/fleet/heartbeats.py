@@ -2,14 +2,16 @@
 
 Each serving process keeps one :class:`~yyai.models.ServingProcess` row, touched
 every ``YYAI_HEARTBEAT_SECONDS``, and one :class:`~yyai.models.Heartbeat` row per
-app (version, generation applied, last error), written on change, never per
-request. A process whose row is older than ``YYAI_PROCESS_TIMEOUT_SECONDS`` is
+app (version, generation applied, last error, whether its models are loaded here
+and their memory), written on change, never per request; the process row carries
+the memory the process really holds (RSS and PSS). A process whose row is older than ``YYAI_PROCESS_TIMEOUT_SECONDS`` is
 not live: it is left out of the fleet and of what a reload waits for. A live
 process without a heartbeat for an app has never loaded it: it lags.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -23,6 +25,7 @@ from django.utils import timezone
 
 from yyai.conf import yyai_settings
 from yyai.models import Heartbeat, ModelApp, ServingProcess
+from yyai.runtime.process_memory import process_memory
 
 HOST = socket.gethostname()
 FORGET_AFTER = timedelta(hours=1)  # rows of processes gone this long are deleted
@@ -35,6 +38,8 @@ class AppState:
     version: str = ""
     generation: int = 0
     error: str = ""
+    resident: bool = True  # False: on standby under the memory budget (it loads ``version`` on its next request)
+    memory: int = 0  # bytes its loaded version measured
 
 
 class Beats:
@@ -50,16 +55,25 @@ class Beats:
         self._lock = threading.Lock()
 
     def set(
-        self, app: str, *, version: str | None = None, generation: int | None = None, error: str | None = None
+        self,
+        app: str,
+        *,
+        version: str | None = None,
+        generation: int | None = None,
+        error: str | None = None,
+        resident: bool | None = None,
+        memory: int | None = None,
     ) -> None:
         """Record a change of ``app`` here (written at the next :meth:`write`)."""
         with self._lock:
             state = self._states.setdefault(app, AppState())
-            before = (state.version, state.generation, state.error)
+            before = dataclasses.astuple(state)
             state.version = state.version if version is None else version
             state.generation = state.generation if generation is None else max(generation, state.generation)
             state.error = state.error if error is None else error[:2000]
-            if (state.version, state.generation, state.error) != before:
+            state.resident = state.resident if resident is None else resident
+            state.memory = state.memory if memory is None else memory
+            if dataclasses.astuple(state) != before:
                 self._dirty.add(app)
 
     def drop(self, app: str) -> None:
@@ -71,16 +85,13 @@ class Beats:
 
     def get(self, app: str) -> AppState:
         with self._lock:
-            state = self._states.get(app, AppState())
-            return AppState(state.version, state.generation, state.error)
+            return dataclasses.replace(self._states.get(app, AppState()))
 
     def write(self, *, force: bool = False) -> None:
         """Write the changed rows now, and touch every row of this process when due (or ``force``)."""
         now = timezone.now()
         with self._lock:
-            changed = {
-                app: AppState(s.version, s.generation, s.error) for app, s in self._states.items() if app in self._dirty
-            }
+            changed = {app: dataclasses.replace(s) for app, s in self._states.items() if app in self._dirty}
             dropped, self._dropped = self._dropped, set()
             self._dirty.clear()
             due = force or time.monotonic() >= self._next_touch
@@ -100,14 +111,24 @@ class Beats:
                                 "version": state.version,
                                 "generation": state.generation,
                                 "error": state.error,
+                                "resident": state.resident,
+                                "memory_bytes": state.memory,
                                 "seen_at": now,
                             },
                         )
                 if dropped:
                     Heartbeat.objects.filter(process=self.process, app__name__in=dropped).delete()
                 if due:
+                    memory = process_memory()
                     ServingProcess.objects.update_or_create(
-                        process=self.process, defaults={"host": HOST, "pid": self.pid, "seen_at": now}
+                        process=self.process,
+                        defaults={
+                            "host": HOST,
+                            "pid": self.pid,
+                            "seen_at": now,
+                            "rss_bytes": memory["rss"],
+                            "pss_bytes": memory["pss"],
+                        },
                     )
                     Heartbeat.objects.filter(process=self.process).update(seen_at=now)
                     Heartbeat.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
@@ -132,7 +153,9 @@ def live_since():
 
 def processes(app: str) -> list[dict]:
     """Every live serving process and what it serves of ``app``: host, pid, version, generation, seen_at,
-    error. One that has never loaded the app (or unloaded it) serves version "" at generation 0."""
+    error, resident (False: on standby, it loads ``version`` on its next request), memory_bytes (the app's)
+    and the process's rss_bytes and pss_bytes. One that has never loaded the app (or has forgotten it)
+    serves version "" at generation 0."""
     live = list(ServingProcess.objects.filter(seen_at__gte=live_since()).order_by("host", "pid"))
     beats = {b.process: b for b in Heartbeat.objects.filter(app__name=app, process__in=[p.process for p in live])}
     rows = []
@@ -146,6 +169,10 @@ def processes(app: str) -> list[dict]:
                 "generation": beat.generation if beat else 0,
                 "seen_at": process.seen_at,
                 "error": (beat.error or None) if beat else None,
+                "resident": beat.resident if beat else False,
+                "memory_bytes": beat.memory_bytes if beat else 0,
+                "rss_bytes": process.rss_bytes,
+                "pss_bytes": process.pss_bytes,
             }
         )
     return rows

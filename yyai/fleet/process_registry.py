@@ -36,6 +36,8 @@ def registry_config() -> RegistryConfig:
         ),
         max_file_bytes=yyai_settings.MAX_MODEL_FILE_BYTES,
         load_workers=yyai_settings.LOAD_WORKERS,
+        memory_budget=yyai_settings.MEMORY_BUDGET,
+        load_wait_seconds=yyai_settings.LOAD_WAIT_SECONDS,
         handlers=HandlerSettings(
             allowed=yyai_settings.ALLOW_HANDLERS, call_app=_app_caller, max_pixels=yyai_settings.MAX_IMAGE_PIXELS
         ),

@@ -13,7 +13,8 @@ have done is mirrored in :mod:`yyai.http.django_mirror`. Checked once at start-u
 (:func:`enabled`): ``YYAI_FAST_PREDICT`` on, anyone may predict, no predict
 throttle, and the middleware and predict route still the mirrored ones.
 Checked per request (:meth:`FastPredict._eligible`): an app with a serving
-version and no handler, a JSON or multipart body with a Content-Length within the limit, no
+version (a standby app's load waits in Django's threads) and no handler, a JSON
+or multipart body with a Content-Length within the limit, no
 query string, an Accept that picks JSON, no ``Origin`` (CORS), an allowed Host,
 no pending HTTPS redirect. A body DRF's parsers would refuse (not UTF-8 JSON, a
 broken multipart form) is replayed to Django, so DRF words the parse error.
@@ -40,6 +41,7 @@ from yyai.http import django_mirror
 from yyai.http.request_context import HEADER, finish_request, request_id_of
 from yyai.http_errors import INTERNAL, Failure
 from yyai.logging_json import request_id
+from yyai.runtime.budget import AppOnStandby
 from yyai.runtime.errors import AppNotFound
 from yyai.runtime.registry import APP_NAME_PATTERN
 
@@ -138,6 +140,8 @@ class FastPredict:
                     return False
                 status, payload, extra = 200, result.to_body(many=reader.many), {}
                 version = result.version
+            except AppOnStandby:  # unloaded under the memory budget since _eligible: its load has started
+                return False  # Django waits for it, in a thread
             except Exception as exc:  # noqa: BLE001 - every failure gets the error format, as in DRF
                 failure = _failure(exc)
                 status, payload, extra = failure.status, failure.body(), failure.headers

@@ -22,7 +22,7 @@ def liveness() -> tuple[int, dict]:
 def readiness() -> tuple[int, dict]:
     """503 until every app readiness waits for (one that served, or that the operator declared) serves."""
     states = dataplane.readiness()
-    waiting = sorted(name for name, state in states.items() if state != State.AVAILABLE.value)
+    waiting = sorted(name for name, state in states.items() if not State(state).serves)
     body = {"ready": not waiting, "apps": states}
     if waiting:
         body["waiting_for"] = waiting

@@ -9,6 +9,7 @@ response, including early refusals, is covered:
   written while the request runs (:mod:`yyai.logging_json`);
 * metrics: ``yyai_requests_total`` and ``yyai_request_duration_seconds``
   (:mod:`yyai.metrics`);
+* ``Server-Timing: load;dur=<ms>`` when the request waited for its standby app to load (memory budget);
 * with ``YYAI_LOG_JSON=1``, one line per request on the ``yyai.access`` logger;
 * with ``YYAI_TRACES`` on, the request's server span (:mod:`yyai.tracing`), continuing a ``traceparent``.
 """
@@ -27,6 +28,7 @@ from yyai import metrics, tracing
 from yyai.conf import yyai_settings
 from yyai.fleet.process_registry import get_registry
 from yyai.logging_json import request_id
+from yyai.runtime.budget import waited_ms
 from yyai.runtime.errors import AppNotFound
 
 HEADER = "X-Request-ID"
@@ -55,6 +57,7 @@ class RequestContextMiddleware:
         request.request_id = rid
         rid_token = request_id.set(rid)
         served_token = metrics.served.set(None)
+        waited_token = waited_ms.set(None)
         try:
             response = self.get_response(request)
             app, version = metrics.served.get() or (_app_of(request), "")
@@ -70,8 +73,11 @@ class RequestContextMiddleware:
                 remote_addr=request.META.get("REMOTE_ADDR", ""),
             )
             response[HEADER] = rid
+            if waited_ms.get() is not None:  # its app was on standby: the load it waited for
+                response["Server-Timing"] = f"load;dur={waited_ms.get()}"
             return response
         finally:
+            waited_ms.reset(waited_token)
             metrics.served.reset(served_token)
             request_id.reset(rid_token)
 

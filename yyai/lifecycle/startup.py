@@ -97,8 +97,7 @@ def _join_fleet(
         registry, sync_seconds=yyai_settings.SYNC_SECONDS, poll_seconds=yyai_settings.POLL_SECONDS, wakeup=wakeup
     )
     for name, (generation, target, _) in known.items():
-        current = registry.get(name).current if name in names else None
-        if current is not None and current.id == target:
+        if name in names and target and registry.get(name).version_id == target:  # loaded, or on standby
             watcher.mark_applied(name, generation)
     process_registry.install_watcher(watcher)
     _beat(registry, known)

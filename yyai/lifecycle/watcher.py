@@ -13,6 +13,9 @@ One background thread per serving process:
   the repository holds now instead (start-up always serves);
 * an app marked removed (a reload found it gone from the repository) is
   unloaded here and its heartbeat deleted;
+* an app on STANDBY (unloaded under the memory budget) is not loaded: a new
+  target becomes the version its next request loads, and it counts as serving it;
+  an app that serves with no target yet (loaded on its first request) claims it;
 * it writes this process's heartbeats (:mod:`yyai.fleet.heartbeats`) on change and when due;
 * if ``YYAI_POLL_SECONDS`` is set, it also scans the model store that often and
   reloads, for every process, an app whose chosen version on disk is not the one
@@ -28,6 +31,7 @@ import time
 from django.db import close_old_connections
 from django.db.utils import DatabaseError
 
+from yyai import metrics
 from yyai.fleet import heartbeats
 from yyai.fleet.wakeup import Wakeup
 from yyai.models import ModelApp, ReloadEvent
@@ -116,6 +120,16 @@ class GenerationWatcher:
             except ServingError:  # AppNotFound, or the repository cannot say (RepositoryUnavailable)
                 continue
             current = util.current
+            if util.on_standby:
+                if target and util.version_id != target and not util.stand_by(target, pinned=pinned or None):
+                    continue  # loaded on demand meanwhile: followed at the next pass
+                self.mark_applied(name, generation)
+                beats.set(name, version=util.version_id or "", generation=generation, error="")
+                continue
+            if not target and current is not None:  # loaded on its first request (a standby app at start-up)
+                if self._due(name, generation):
+                    self._claim(name, generation)
+                continue
             if not target and current is None and util.expected:  # its first load failed, or it is new here
                 if self._due(name, generation) and self._claim(name, generation):
                     loaded.append(name)
@@ -129,6 +143,9 @@ class GenerationWatcher:
         if self.poll_seconds > 0 and time.monotonic() >= self._next_poll:
             self._next_poll = time.monotonic() + self.poll_seconds
             loaded += [n for n in self._changed_on_disk() if n not in loaded and self._reload(n)]
+        for util in self.registry.known():
+            beats.set(util.name, resident=util.current is not None, memory=util.budget.held(util.name))
+        metrics.observe_memory(self.registry)
         beats.write()
         return loaded
 
@@ -168,7 +185,8 @@ class GenerationWatcher:
         serves: a first load that failed, say while the repository was away, is retried with backoff)."""
         util = self.registry.get(name)
         try:
-            util.load()
+            if util.current is None:
+                util.load()
             claimed, _, _ = claim_target(util)
         except ServingError as exc:
             self._back_off(name, generation, "serves nothing and cannot load what its folder holds", exc)
@@ -190,7 +208,7 @@ class GenerationWatcher:
         for util in self.registry.all():
             current = util.current
             if current is None or (util.pinned is not None and util.source.is_snapshot(util.pinned)):
-                continue  # nothing serves yet, or pinned to a snapshot: the files on disk do not matter
+                continue  # nothing serves (yet, or on standby), or pinned to a snapshot: the disk does not matter
             try:
                 wanted = choose_version(
                     util.source.candidates(settle_seconds=util.settle_seconds),

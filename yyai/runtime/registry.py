@@ -21,6 +21,7 @@ from pathlib import Path
 from .budget import MemoryBudget, NoRoom
 from .errors import AppNotFound, InputError, ManifestError, ServingError
 from .handlers import HandlerSettings
+from .keras_models import prime_runtime
 from .limits import DEFAULT_LOAD_WORKERS, DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
 from .manifest import BatchingSpec, load_manifest
 from .model_util import ModelUtil, ReloadReport
@@ -86,6 +87,7 @@ class Registry:
         plans = plans or {}
         started = time.perf_counter()
         if self.budget.limited:
+            prime_runtime()
             with self.budget.filling():
                 results = {u.name: self._load_one(u, plans.get(u.name, Plan())) for u in _by_memory_order(utils)}
         else:
@@ -126,6 +128,11 @@ class Registry:
         with self._lock:
             known = set(self._apps)
         return sorted(known | set(self.repository.names()))
+
+    def known(self) -> list[ModelUtil]:
+        """The ModelUtils of this process (no repository listing), sorted by name."""
+        with self._lock:
+            return [self._apps[name] for name in sorted(self._apps)]
 
     def all(self) -> list[ModelUtil]:
         """Every app's ModelUtil, sorted by name."""

@@ -42,6 +42,11 @@ class State(str, Enum):
     FAILED = "FAILED"
     STANDBY = "STANDBY"
 
+    @property
+    def serves(self) -> bool:
+        """A request is answered: by the loaded version, or by the standby one it loads."""
+        return self in (State.AVAILABLE, State.STANDBY)
+
 
 class ServingVersion:
     """One loaded version of an app: its manifest, its models, its handler and its batcher.

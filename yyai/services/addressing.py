@@ -146,10 +146,12 @@ def check_version(version: ServingVersion, requested: str | int | None, *, name:
 
 
 def model_ready(address: Address, requested_version: str | int | None = None) -> bool:
-    """True when the address's app serves (that version): the model exists (AppNotFound otherwise)."""
-    current = get_registry().get(address.app).current
+    """True when the address's app serves (that version; on standby, its next request loads it): the model
+    exists (AppNotFound otherwise; not checked on standby, where the models are not loaded)."""
+    util = get_registry().get(address.app)
+    current = util.current
     if current is None:
-        return False
+        return util.on_standby and requested_version in (None, "", util.version_id)
     model_indices(current, address)
     try:
         check_version(current, requested_version, name=address.name)

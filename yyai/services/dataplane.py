@@ -245,5 +245,5 @@ def readiness() -> dict[str, str]:
 
 
 def server_ready() -> bool:
-    """True when every app readiness waits for serves a version."""
-    return all(state == State.AVAILABLE.value for state in readiness().values())
+    """True when every app readiness waits for serves a version (loaded, or on standby under the memory budget)."""
+    return all(State(state).serves for state in readiness().values())
