@@ -97,3 +97,15 @@ def test_importing_settings_writes_nothing(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (data / "secret_key").stat().st_mode & 0o777 == 0o600, "manage.py prepares the data folder"
+
+
+def test_the_memory_budget_reads_bytes_units_and_a_share_of_the_host():
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for raw, size in [("2147483648", 2**31), ("512M", 512 * 2**20), ("4G", 4 * 2**30), ("1.5GiB", 3 * 2**29)]:
+        assert from_environment({"YYAI_MEMORY_BUDGET": raw}) == {"MEMORY_BUDGET": size}
+    assert from_environment({"YYAI_MEMORY_BUDGET": "40%"}) == {"MEMORY_BUDGET": int(ram * 0.4)}
+    assert from_environment({"YYAI_MEMORY_BUDGET": "unlimited"}) == {"MEMORY_BUDGET": None}
+    assert YyaiSettings({}).MEMORY_BUDGET is None, "unlimited by default, as before"
+    for raw, words in [("lots", "is not a size"), ("150%", "is not a size"), ("12", "at least 1M")]:
+        with pytest.raises(ValueError, match=f"YYAI_MEMORY_BUDGET='{raw}' .*{words}"):
+            from_environment({"YYAI_MEMORY_BUDGET": raw})

@@ -102,3 +102,16 @@ def test_a_huge_or_deeply_nested_manifest_is_a_manifest_error(tmp_path):
     (tmp_path / "app.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(ManifestError, match="nested too deeply|not valid TOML"):
         load_manifest(tmp_path)
+
+
+def test_memory_table(tmp_path):
+    spec = load_manifest(write(tmp_path, "[memory]\npinned = true\npriority = 7\n"))
+    assert (spec.memory.pinned, spec.memory.priority) == (True, 7)
+    assert load_manifest(write(tmp_path, "")).memory.pinned is False
+    for text, key in [
+        ("[memory]\npinned = 1\n", "memory.pinned"),
+        ("[memory]\npriority = -1\n", "memory.priority"),
+        ("[memory]\nsize = 3\n", "memory.size"),
+    ]:
+        with pytest.raises(ManifestError, match=f"key '{key}'"):
+            load_manifest(write(tmp_path, text))

@@ -181,6 +181,8 @@ def _beat(registry: Registry, known: dict[str, tuple[int, str, str]]) -> None:
             version=status["version"] or "",
             generation=known.get(util.name, (0,))[0],
             error=status["last_error"] or "",
+            resident=util.current is not None,
+            memory=status["memory"]["bytes"],
         )
     try:
         sync_apps(names=[u.name for u in registry.all()])

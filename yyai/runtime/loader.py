@@ -186,3 +186,15 @@ def model_size(path: Path | str) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
+
+
+def model_sizes(files) -> list[int]:
+    """:func:`model_size` of each of a version's model files (one that cannot be read counts 0: its load says
+    why)."""
+    sizes = []
+    for file in files:
+        try:
+            sizes.append(model_size(file))
+        except OSError:
+            sizes.append(0)
+    return sizes

@@ -26,51 +26,31 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .app_state import Failure, ReloadReport, status_of
 from .budget import MemoryBudget, NoRoom
 from .errors import (
     AppNotAvailable,
     ReloadInProgress,
     ServingError,
-    VersionNotFound,
     storage_errors,
     store_relative,
 )
 from .handlers import HandlerSettings
 from .limits import DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
-from .loader import model_size
-from .manifest import AppSpec, BatchingSpec, MemorySpec, load_manifest
+from .loader import model_sizes
+from .manifest import BatchingSpec, MemorySpec, load_manifest
 from .repository import AppSource
 from .repository.local import LocalApp
 from .servable import ServingVersion, State
-from .source import VersionCandidate, choose_version, model_files
+from .source import choose_candidate
 from .version_models import demo_checked, load_version_models, version_handler, version_manifest
 
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
-
-
-@dataclass(frozen=True)
-class ReloadReport:
-    """What a load or reload did."""
-
-    app: str
-    old_version: str | None
-    new_version: str
-    load_seconds: float
-    models: list[dict]
-    handler: dict | None = None
-
-
-@dataclass
-class _Failure:
-    version: str | None
-    error: str
-    at: float = field(default_factory=time.time)
 
 
 class ModelUtil:
@@ -100,7 +80,7 @@ class ModelUtil:
         self._current: ServingVersion | None = None
         self._standby: tuple[str, str | None] | None = None  # (version, pin) the next request loads
         self._loading: str | None = None
-        self._failure: _Failure | None = None
+        self._failure: Failure | None = None
         self._served_once = False
         self._reload_lock = threading.Lock()
 
@@ -172,11 +152,11 @@ class ModelUtil:
         try:
             base = load_manifest(self.app_dir, batching_defaults=self.batching_defaults, name=self.name)
             with storage_errors(self.name, "fetching or freezing a version of"):
-                candidate = self.source.fetch(exact) if exact is not None else self._choose(base, pinned)
+                candidate = choose_candidate(self.source, base.versions, pinned, exact, self.settle_seconds)
             wanted = candidate.id
             spec = version_manifest(base, candidate, app_dir=self.app_dir, batching_defaults=self.batching_defaults)
             self.memory = base.memory
-            with self.budget.room(self, self.budget.estimate(self.name, candidate.id, _file_sizes(candidate))):
+            with self.budget.room(self, self.budget.estimate(self.name, candidate.id, model_sizes(candidate.files))):
                 self._loading = candidate.id
                 models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
                 spec = demo_checked(spec, models)
@@ -193,7 +173,7 @@ class ModelUtil:
             raise
         except ServingError as exc:
             store_relative(exc, self.app_dir.parent)
-            self._failure = _Failure(version=wanted, error=exc.message)
+            self._failure = Failure(version=wanted, error=exc.message)
             log.warning(
                 "app %s: reload to %s failed, %s keeps serving: %s",
                 self.name,
@@ -228,24 +208,6 @@ class ModelUtil:
             models=[m.describe() for m in models],
             handler=handler.describe() if handler else None,
         )
-
-    def _choose(self, base: AppSpec, pinned: str | None) -> VersionCandidate:
-        """The pinned version or the policy's choice, fetched; a flat layout frozen into a snapshot."""
-        if pinned is not None and self.source.is_snapshot(pinned):
-            return self.source.fetch(pinned)
-        candidates = self.source.candidates(settle_seconds=self.settle_seconds)
-        try:
-            chosen = choose_version(candidates, policy=base.versions, pinned=pinned)
-        except VersionNotFound as exc:
-            loose = [p.name for p in model_files(self.app_dir)] if any(c.numbered for c in candidates) else []
-            if loose:
-                exc.message += (
-                    f"; the app's loose files ({', '.join(loose)}) are ignored once it has numbered "
-                    f"folders: move them into one (1/) to serve them as a version"
-                )
-                exc.args = (exc.message,)
-            raise
-        return self.source.fetch(chosen.id) if chosen.numbered else self.source.freeze()
 
     def unload(self) -> ServingVersion | None:
         """Stop serving (the app is gone from the repository); the retired version, which in-flight requests
@@ -295,6 +257,16 @@ class ModelUtil:
             return True
 
     @property
+    def failure(self) -> Failure | None:
+        """Why the last load failed, if it did (cleared by the next one that succeeds)."""
+        return self._failure
+
+    @property
+    def loading(self) -> str | None:
+        """The version being loaded now, if any."""
+        return self._loading
+
+    @property
     def on_standby(self) -> bool:
         return self._current is None and self._standby is not None
 
@@ -323,62 +295,6 @@ class ModelUtil:
         return State.FAILED if self._failure else State.START
 
     def status(self) -> dict:
-        """JSON-ready state of the app: serving version, versions on disk, last error."""
-        current = self._current
-        failure = self._failure
-        try:
-            candidates = self.source.versions(settle_seconds=self.settle_seconds)
-        except (OSError, ServingError):  # VersionNotFound, RepositoryUnavailable: no versions to list now
-            candidates = []
-        versions = []
-        for c in candidates:
-            if current is not None and c.id == current.id:
-                state = State.AVAILABLE
-            elif c.id == self._loading:
-                state = State.LOADING
-            elif c.id == self.version_id:
-                state = State.STANDBY
-            elif failure is not None and c.id == failure.version:
-                state = State.FAILED
-            else:
-                state = State.START
-            versions.append(
-                {
-                    "version": c.id,
-                    "state": state.value,
-                    "complete": c.complete,
-                    "reason": c.reason,
-                    "files": [Path(f).name for f in c.files],
-                }
-            )
-        spec = current.spec if current else None
-        return {
-            "name": self.name,
-            "state": self.state.value,
-            "version": self.version_id,
-            "pinned": self.pinned,
-            "description": spec.description if spec else "",
-            "demo": spec.demo if spec else False,
-            "models": [m.describe() for m in current.models] if current else [],
-            "handler": current.handler.describe() if current and current.handler else None,
-            "versions": versions,
-            "last_error": failure.error if failure else None,
-            "last_error_at": failure.at if failure else None,
-            "memory": {
-                "bytes": self.budget.held(self.name),
-                "resident": current is not None,
-                "pinned": self.memory.pinned,
-                "priority": self.memory.priority,
-            },
-        }
-
-
-def _file_sizes(candidate: VersionCandidate) -> list[int]:
-    """The sizes of a version's model files (one that cannot be read counts 0: its load says why)."""
-    sizes = []
-    for file in candidate.files:
-        try:
-            sizes.append(model_size(file))
-        except OSError:
-            sizes.append(0)
-    return sizes
+        """JSON-ready state of the app: serving version, versions on disk, last error, memory
+        (:func:`app_state.status_of`)."""
+        return status_of(self)

@@ -18,13 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .app_state import ReloadReport
 from .budget import MemoryBudget, NoRoom
 from .errors import AppNotFound, InputError, ManifestError, ServingError
 from .handlers import HandlerSettings
 from .keras_models import prime_runtime
 from .limits import DEFAULT_LOAD_WORKERS, DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
 from .manifest import BatchingSpec, load_manifest
-from .model_util import ModelUtil, ReloadReport
+from .model_util import ModelUtil
 from .repository import APP_NAME, APP_NAME_PATTERN, AppSource, open_repository
 from .servable import ServingVersion
 

@@ -216,3 +216,24 @@ def _hidden(relative: Path) -> bool:
 
 
 _FINGERPRINTS = _Fingerprints()
+
+
+def choose_candidate(source, policy: VersionsSpec, pinned: str | None, exact: str | None, settle_seconds: float):
+    """Version ``exact`` of ``source`` (an AppSource) if given, else the pinned one or the policy's choice,
+    fetched; a flat layout frozen into a snapshot. VersionNotFound when nothing complete is there (naming the
+    loose files a numbered app ignores)."""
+    if exact is not None or (pinned is not None and source.is_snapshot(pinned)):
+        return source.fetch(exact if exact is not None else pinned)
+    candidates = source.candidates(settle_seconds=settle_seconds)
+    try:
+        chosen = choose_version(candidates, policy=policy, pinned=pinned)
+    except VersionNotFound as exc:
+        loose = [p.name for p in model_files(source.folder)] if any(c.numbered for c in candidates) else []
+        if loose:
+            exc.message += (
+                f"; the app's loose files ({', '.join(loose)}) are ignored once it has numbered "
+                f"folders: move them into one (1/) to serve them as a version"
+            )
+            exc.args = (exc.message,)
+        raise
+    return source.fetch(chosen.id) if chosen.numbered else source.freeze()

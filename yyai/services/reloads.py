@@ -27,8 +27,9 @@ from yyai.conf import yyai_settings
 from yyai.fleet import heartbeats, wakeup
 from yyai.fleet.process_registry import get_registry, mark_applied
 from yyai.models import ModelApp, ReloadEvent
+from yyai.runtime.app_state import ReloadReport
 from yyai.runtime.errors import ReloadInProgress, ServingError
-from yyai.runtime.model_util import LATEST, ReloadReport
+from yyai.runtime.model_util import LATEST
 from yyai.runtime.process_memory import release_when_idle
 from yyai.services.records import begin_reload, finish_reload, record_reload
 
