@@ -70,13 +70,15 @@ BENCH_ARGS ?=
 
 .PHONY: bench bench-smoke
 ## Benchmark aiserver against Triton, MLServer, KServe, BentoML, Ray Serve, LitServe, the seed's design and the
-## offline limit (bench/RESULTS.md; each peer in a venv of its own under bench/.work, made by the bench), and a
-## new instance's cold start from a folder and from an S3 bucket (bench/COLDSTART.md).
+## offline limit (bench/RESULTS.md; each peer in a venv of its own under bench/.work, made by the bench), a
+## new instance's cold start from a folder and from an S3 bucket (bench/COLDSTART.md), and 50 apps under a memory
+## budget against everything loaded (bench/MANYAPPS.md).
 bench: install-test
 	command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y wrk; }
 	$(PY) -m bench.run --profile $(BENCH_ARGS)
 	$(PY) -m bench.coldstart
+	$(PY) -m bench.many_apps
 
 ## A few seconds of the benchmark against our server only (Python load generator; no wrk, no peers).
 bench-smoke: install

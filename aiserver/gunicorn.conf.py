@@ -94,19 +94,23 @@ def post_fork(server, worker):
 
 def post_worker_init(worker):
     """Load, compile and warm up every app in this worker before it takes requests."""
-    import gc
-
     from yyai import metrics
+    from yyai.conf import yyai_settings
     from yyai.lifecycle import startup
+    from yyai.runtime import process_memory
 
-    metrics.observe_registry(startup.start())
     # TensorFlow, Keras, Django and the models leave ~400k objects that live as long as the worker.
     # A full collection scans them all with every thread stopped (0.5-0.8 s measured: the p99 spikes);
     # frozen, they are never scanned again and collections only see request garbage. Frozen objects are
     # never freed either: after a reload, yyai.runtime.process_memory.release_when_idle() unfreezes, collects
-    # the retired version and freezes again (one pause per reload).
-    gc.collect()
-    gc.freeze()
+    # the retired version and freezes again (one pause per reload). Under a memory budget apps come and go:
+    # the models are left unfrozen (freeze before loading them), so unloading one costs no such pause.
+    budgeted = yyai_settings.MEMORY_BUDGET is not None
+    if budgeted:
+        process_memory.freeze()
+    metrics.observe_registry(startup.start())
+    if not budgeted:
+        process_memory.freeze()
 
 
 def worker_exit(server, worker):

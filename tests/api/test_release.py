@@ -7,6 +7,7 @@ import weakref
 import pytest
 
 from yyai.fleet import process_registry
+from yyai.runtime import process_memory
 from yyai.runtime.process_memory import release_when_idle
 
 pytestmark = pytest.mark.django_db
@@ -14,8 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def frozen():
-    gc.collect()
-    gc.freeze()
+    process_memory.freeze()
     yield
     gc.unfreeze()
 
@@ -48,3 +48,17 @@ def test_without_release_a_frozen_version_would_leak(store, frozen):
 def test_nothing_to_do_when_nothing_is_frozen(store):
     gc.unfreeze()
     assert release_when_idle(process_registry.get_registry().get("calc").current) is None
+
+
+def test_a_version_loaded_after_the_freeze_is_freed_without_unfreezing(store, frozen, monkeypatch):
+    """Under a memory budget apps load and unload all day: their versions are not frozen, and freeing one must
+    not cost the full collection that unfreezing every start-up object does."""
+    util = process_registry.get_registry().get("calc")
+    util.reload()  # a version loaded after the freeze
+    young = weakref.ref(util.current)
+    unfrozen = []
+    monkeypatch.setattr(gc, "unfreeze", lambda: unfrozen.append(1))
+    util.reload()
+    thread = release_when_idle(young())
+    thread.join(timeout=20)
+    assert wait_dead(young) and not unfrozen, "freed by a collection of what is not frozen"

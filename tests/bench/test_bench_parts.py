@@ -96,3 +96,11 @@ def test_the_report_checks_every_peer_at_32_and_64_clients_and_lists_the_ones_no
     assert "- MISS: c=64 p99 <= MLServer's (measured 90.0 vs 80.0 ms)" in text
     assert "- Triton (pytriton): venv failed: / no wheel" in text
     assert "| MLServer | 32 | 500.0 | 10% | 1.00 | 60.00 | 0 | 700 | 1.80x | 10% |" in text
+
+
+def test_the_zipf_law_of_the_many_apps_bench():
+    from bench.many_apps import zipf_weights
+
+    weights = zipf_weights(50, 1.1)
+    assert abs(weights.sum() - 1) < 1e-9 and all(weights[:-1] > weights[1:])
+    assert 0.2 < weights[0] < 0.3, "the most popular of 50 apps gets about a quarter of the requests"

@@ -31,3 +31,13 @@ def test_the_pipelines_offline_limit_runs_the_faces_handler_on_its_photo(faces_d
 
     [row] = offline.measure_pipeline(faces_demo, models.FACES_APP, models.astronaut_photo(), seconds=0.5)
     assert row.batch == 1 and row.images_per_s > 0 and row.ms_per_call > 0
+
+
+@pytest.mark.slow
+def test_many_apps_smoke(tmp_path):
+    """bench/many_apps.py with 4 apps, a budget that holds about two, for a few seconds: every answer right."""
+    out = tmp_path / "MANYAPPS.md"
+    argv = ["--apps", "4", "--budget", "10M", "--workers", "1", "--clients", "2", "--seconds", "3", "--out", str(out)]
+    subprocess.run([sys.executable, "-m", "bench.many_apps", *argv], cwd=ROOT, check=True, timeout=600)
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| everything", "| budget"))]
+    assert len(rows) == 2 and all(row.endswith("| 0 |") for row in rows), rows

@@ -31,7 +31,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import AppNotAvailable, ServingError
 from .process_memory import release_when_idle
@@ -72,6 +72,7 @@ class MemoryBudget:
         self.counts: dict[str, AppCounts] = {}
         self._held: dict[str, tuple[ModelUtil, int]] = {}  # resident apps and the bytes their version holds
         self._measured: dict[tuple[str, str], int] = {}  # (app, version) -> bytes its load took
+        self._growth = [0, 0]  # over every load measured here: bytes of files, bytes their loads took
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()  # under a limit, one load at a time
         self._filling = False
@@ -113,16 +114,23 @@ class MemoryBudget:
             self._make_room(util, need)
             yield
 
-    def estimate(self, app: str, version: str, sizes: Iterable[int]) -> int:
-        """Bytes a load of ``version`` of ``app`` will take: what it measured before, else its files' ``sizes``."""
-        known = self._measured.get((app, version))
-        return known if known is not None else sum(sizes)
+    def estimate(self, app: str, version: str, file_bytes: int) -> int:
+        """Bytes a load of ``version`` of ``app`` will take: what it measured before, else its files' size
+        times what loads measured here took per byte of file (at least 1: a model holds its weights)."""
+        with self._lock:
+            known = self._measured.get((app, version))
+            files, grown = self._growth
+        return known if known is not None else int(file_bytes * max(1.0, grown / files if files else 1.0))
 
-    def holds(self, util: ModelUtil, version: str, measured: int) -> None:
-        """``util`` serves ``version``, which measured ``measured`` bytes (its previous one is retiring)."""
+    def holds(self, util: ModelUtil, version: str, measured: int, file_bytes: int) -> None:
+        """``util`` serves ``version``, whose files of ``file_bytes`` measured ``measured`` bytes at load (its
+        previous version is retiring)."""
         with self._lock:
             self._held[util.name] = (util, measured)
-            self._measured.setdefault((util.name, version), measured)
+            if (util.name, version) not in self._measured:
+                self._measured[(util.name, version)] = measured
+                self._growth[0] += file_bytes
+                self._growth[1] += measured
         if self.limit is not None and not self._filling:
             self._evict_for(util, 0, wait=False)  # the measure came out above the estimate
 
@@ -133,19 +141,29 @@ class MemoryBudget:
 
     def _make_room(self, util: ModelUtil, need: int) -> None:
         pinned = util.memory.pinned
-        if self._filling and self._free_for(util) < need and not pinned:
+        if self._filling and self._free() < need and not pinned:
             raise NoRoom(
                 f"app '{util.name}' (about {mib(need)}) does not fit in the memory budget at start-up; "
                 f"it loads on its first request"
             )
+        if not pinned and need > self.limit - self._pinned(util):
+            raise NoRoom(
+                f"app '{util.name}' needs about {mib(need)}, more than the memory budget ({mib(self.limit)}) "
+                f"leaves beside the pinned apps ({mib(self._pinned(util))}); raise YYAI_MEMORY_BUDGET",
+                retry_after=60,
+            )
         if not self._evict_for(util, need, wait=not pinned) and not pinned:
-            raise self._no_room(util, need)
-        if pinned and self._free_for(util) < need:
+            raise NoRoom(
+                f"no room in the memory budget ({mib(self.limit)}) for app '{util.name}' (about {mib(need)}): "
+                f"the loaded apps are in use; retry",
+                retry_after=max(1, int(self.wait_seconds)),
+            )
+        if pinned and self._free() < need:
             log.warning(
                 "app %s is pinned: loaded although the memory budget (%s) is exceeded", util.name, mib(self.limit)
             )
 
-    def _free_for(self, util: ModelUtil) -> int:
+    def _free(self) -> int:
         return self.limit - self.used()
 
     def _evict_for(self, util: ModelUtil, need: int, *, wait: bool) -> bool:
@@ -153,7 +171,7 @@ class MemoryBudget:
         when they fit, waiting up to ``wait_seconds`` for busy apps to go idle when ``wait``."""
         deadline = time.monotonic() + (self.wait_seconds / 2 if wait else 0.0)
         while True:
-            if self._free_for(util) >= need:
+            if self._free() >= need:
                 return True
             with self._lock:
                 others = [u for u, _ in self._held.values() if u is not util and not u.memory.pinned]
@@ -172,26 +190,16 @@ class MemoryBudget:
                     mib(self.limit),
                 )
                 release_when_idle(retired)
-                if self._free_for(util) >= need:
+                if self._free() >= need:
                     return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
 
-    def _no_room(self, util: ModelUtil, need: int) -> NoRoom:
+    def _pinned(self, util: ModelUtil) -> int:
+        """Bytes the other pinned apps hold (never unloaded)."""
         with self._lock:
-            pinned = sum(held for u, held in self._held.values() if u.memory.pinned and u is not util)
-        if need > self.limit - pinned:
-            return NoRoom(
-                f"app '{util.name}' needs about {mib(need)}, more than the memory budget ({mib(self.limit)}) "
-                f"leaves beside the pinned apps ({mib(pinned)}); raise YYAI_MEMORY_BUDGET",
-                retry_after=60,
-            )
-        return NoRoom(
-            f"no room in the memory budget ({mib(self.limit)}) for app '{util.name}' (about {mib(need)}): "
-            f"the loaded apps are in use; retry",
-            retry_after=max(1, int(self.wait_seconds)),
-        )
+            return sum(held for u, held in self._held.values() if u.memory.pinned and u is not util)
 
     # -- loads on demand --------------------------------------------------
     def demand(self, util: ModelUtil) -> None:

@@ -94,11 +94,3 @@ def _compile(model, signature: Signature):
         return {name: value.numpy() for name, value in concrete(feed.tensors()).items()}
 
     return run
-
-
-def prime_runtime() -> None:
-    """Build and trace a one-weight model once, so that what TensorFlow and Keras set up lazily on their first
-    model (kernels, the tracing machinery: about 15 MiB) is not measured as the first app's memory."""
-    inputs = keras.Input((1,))
-    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
-    tf.function(model)(tf.zeros((1, 1)))

@@ -156,7 +156,8 @@ class ModelUtil:
             wanted = candidate.id
             spec = version_manifest(base, candidate, app_dir=self.app_dir, batching_defaults=self.batching_defaults)
             self.memory = base.memory
-            with self.budget.room(self, self.budget.estimate(self.name, candidate.id, model_sizes(candidate.files))):
+            file_bytes = sum(model_sizes(candidate.files))
+            with self.budget.room(self, self.budget.estimate(self.name, candidate.id, file_bytes)):
                 self._loading = candidate.id
                 models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
                 spec = demo_checked(spec, models)
@@ -187,7 +188,7 @@ class ModelUtil:
         self._current = new  # the swap: one reference assignment
         self._standby = None
         self._served_once = True
-        self.budget.holds(self, new.id, sum(m.memory_bytes for m in models))
+        self.budget.holds(self, new.id, sum(m.memory_bytes for m in models), file_bytes)
         self.pinned = pinned
         self._failure = None
         if old is not None:

@@ -22,8 +22,8 @@ from .app_state import ReloadReport
 from .budget import MemoryBudget, NoRoom
 from .errors import AppNotFound, InputError, ManifestError, ServingError
 from .handlers import HandlerSettings
-from .keras_models import prime_runtime
 from .limits import DEFAULT_LOAD_WORKERS, DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_SECONDS
+from .loader import prime_runtime
 from .manifest import BatchingSpec, load_manifest
 from .model_util import ModelUtil
 from .repository import APP_NAME, APP_NAME_PATTERN, AppSource, open_repository
