@@ -72,7 +72,7 @@ def zoo_rows(zoo_store, db):
 @pytest.fixture
 def store(tmp_path, settings, yyai):
     """tmp model store with apps: calc (two regressors) and cls (a 3-class classifier); registry loaded."""
-    from yyai.fleet import process_registry
+    from yyai.fleet import heartbeats, process_registry
     from yyai.lifecycle import startup
 
     root = tmp_path / "model_store"
@@ -84,6 +84,7 @@ def store(tmp_path, settings, yyai):
     (root / "cls" / "app.toml").write_text('demo = true\n[output]\nlabels = ["x", "y", "z"]\n')
     yyai.MODEL_STORE = root
     process_registry.reset()
+    heartbeats._beats = None  # a new process for the fleet, as the database was emptied: no state carried over
     startup.start()
     yield root
     process_registry.reset()

@@ -13,6 +13,8 @@ from yyai.models import ModelApp, ReloadEvent
 from yyai.runtime.errors import ServingError
 from yyai.templatetags.yyai_tags import tensor
 
+ROUTE_FIELDS = ("labels", "canary_percent", "canary_header")
+
 
 @admin.register(ModelApp)
 class ModelAppAdmin(admin.ModelAdmin):
@@ -23,6 +25,7 @@ class ModelAppAdmin(admin.ModelAdmin):
         "target_version",
         "generation",
         "pinned_version",
+        "routes",
         "memory",
         "live_processes",
         "last_error",
@@ -42,8 +45,60 @@ class ModelAppAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    fields = readonly_fields[:2] + ["pinned_version"] + readonly_fields[2:]
-    actions = ["reload_apps"]
+    fields = readonly_fields[:2] + ["pinned_version", *ROUTE_FIELDS] + readonly_fields[2:]
+    actions = ["reload_apps", "promote_canaries", "roll_back_canaries"]
+
+    def save_model(self, request, obj, form, change):
+        """Labels and the canary share change through the service: every labelled version loaded here first,
+        then every process, waited for (a raw save would skip both)."""
+        routes = {field: form.cleaned_data[field] for field in ROUTE_FIELDS}
+        if change and any(field in form.changed_data for field in ROUTE_FIELDS):
+            try:
+                outcome = services.set_routes(
+                    app=obj.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN, **routes
+                )
+            except ServingError as exc:
+                self.message_user(request, f"{obj.name}: labels not changed: {exc.message}", messages.ERROR)
+            else:
+                self._told(request, obj.name, "labels set", outcome.fleet)
+            obj.refresh_from_db(fields=ROUTE_FIELDS)
+        obj.save(update_fields=["pinned_version", "updated_at"] if change else None)
+
+    @admin.display(description="labels, canary")
+    def routes(self, obj):
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(obj.labels.items())) or "-"
+        return labels + (f"; canary {obj.canary_percent}%" if obj.canary_percent else "")
+
+    @admin.action(description="Promote the canary of the selected apps")
+    def promote_canaries(self, request, queryset):
+        for app in queryset:
+            try:
+                _, outcome = services.promote(app=app.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN)
+            except ServingError as exc:
+                self.message_user(request, f"{app.name}: not promoted: {exc.message}", messages.ERROR)
+            else:
+                self._told(request, app.name, f"promoted {outcome.target}", outcome.fleet)
+
+    @admin.action(description="Roll back the canary of the selected apps")
+    def roll_back_canaries(self, request, queryset):
+        for app in queryset:
+            try:
+                outcome = services.roll_back(app=app.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN)
+            except ServingError as exc:
+                self.message_user(request, f"{app.name}: not rolled back: {exc.message}", messages.ERROR)
+            else:
+                self._told(request, app.name, "canary rolled back", outcome.fleet)
+
+    def _told(self, request, app: str, done: str, fleet) -> None:
+        if fleet.converged:
+            self.message_user(request, f"{app}: {done}; every process serves it", messages.SUCCESS)
+        else:
+            lagging = "; ".join(
+                f"{p['host']}:{p['pid']} serves {p['version'] or 'nothing'}"
+                + (f" ({p['error']})" if p["error"] else "")
+                for p in fleet.lagging
+            )
+            self.message_user(request, f"{app}: {done}; not every process serves it yet: {lagging}", messages.WARNING)
 
     def get_queryset(self, request):
         """The apps in the repository: a removed app's row stays for its history (the reload events) only."""
@@ -123,19 +178,8 @@ class ModelAppAdmin(admin.ModelAdmin):
                     messages.WARNING if not fleet.converged else messages.SUCCESS,
                 )
                 continue
-            done = (
-                f"{app.name}: {report.old_version or '-'} -> {report.new_version} "
-                f"in {report.load_seconds * 1000:.0f} ms"
-            )
-            if fleet.converged:
-                self.message_user(request, f"{done}; every process serves it", messages.SUCCESS)
-            else:
-                lagging = "; ".join(
-                    f"{p['host']}:{p['pid']} serves {p['version'] or 'nothing'}"
-                    + (f" ({p['error']})" if p["error"] else "")
-                    for p in fleet.lagging
-                )
-                self.message_user(request, f"{done}; not every process serves it yet: {lagging}", messages.WARNING)
+            done = f"{report.old_version or '-'} -> {report.new_version} in {report.load_seconds * 1000:.0f} ms"
+            self._told(request, app.name, done, fleet)
 
 
 @admin.register(ReloadEvent)

@@ -12,6 +12,9 @@ from django.db import models
 class ModelApp(models.Model):
     """One model app. ``generation`` rises with every accepted reload, pin or upload that changes the target.
 
+    ``labels`` name more versions every process serves besides the target (``canary_percent`` of the requests
+    naming no version go to the one labelled ``canary``).
+
     ``target_version`` is what every serving process must load, exactly: a
     version number, or a flat layout's snapshot id; empty until a process first
     loads the app, and once it is removed. ``removed_at``: a reload found the app
@@ -29,6 +32,15 @@ class ModelApp(models.Model):
     )
     removed_at = models.DateTimeField(
         null=True, blank=True, help_text="When a reload found the app gone from the repository."
+    )
+    labels = models.JSONField(
+        default=dict, blank=True, help_text='Version labels, {"canary": "4"}: every process serves these versions too.'
+    )
+    canary_percent = models.PositiveSmallIntegerField(
+        default=0, help_text="The share of requests naming no version that go to the version labelled canary."
+    )
+    canary_header = models.CharField(
+        max_length=64, blank=True, default="", help_text="Requests with this header stick to one side of the split."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -114,6 +126,9 @@ class Heartbeat(models.Model):
     version = models.CharField(max_length=64, blank=True, default="")
     generation = models.PositiveBigIntegerField(default=0, help_text="The newest generation this process applied.")
     error = models.TextField(blank=True, default="", help_text="Why the target could not be loaded here, if so.")
+    also = models.CharField(
+        max_length=1024, blank=True, default="", help_text="The labelled versions served here too, comma-separated."
+    )
     resident = models.BooleanField(
         default=True, help_text="Its models are loaded; false: on standby under the memory budget."
     )

@@ -33,7 +33,11 @@ def app_status(*, app: ModelApp, staff: bool = True) -> dict:
     status["generation"] = app.generation
     status["target_version"] = app.target_version or None
     status["processes"] = processes
-    status["degraded"] = any(p["version"] != app.target_version or p["error"] for p in processes)
+    status["routes"] = {**get_registry().routes(app.name).describe(), "serving": sorted(get_registry().also(app.name))}
+    also = set(get_registry().routes(app.name).versions) - {app.target_version}
+    status["degraded"] = any(
+        p["version"] != app.target_version or p["error"] or not also <= set(p["also"]) for p in processes
+    )
     return status
 
 

@@ -154,3 +154,28 @@ def test_reflection_lists_every_service_as_grpcurl_asks(channel):
         timeout=10,
     )
     assert described.file_descriptor_response.file_descriptor_proto  # grpcurl can build requests from it
+
+
+def test_a_version_label_routes_a_tf_serving_client(stub, channel, numbered):
+    """TF Serving's ModelSpec.version_label, as its Python client sends it."""
+    write_version(numbered, 2, 3.0)
+    services.reload_app(app="num", version=1)
+    services.set_routes(app="num", labels={"canary": "2", "stable": "1"})
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "num"
+    request.model_spec.version_label = "canary"
+    request.inputs["input"].CopyFrom(tf.make_tensor_proto(ONES))
+    response = stub.Predict(request, 10.0)
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["y"]), [[192.0]])
+    assert response.model_spec.version.value == 2
+    request.model_spec.version_label = "stable"
+    assert stub.Predict(request, 10.0).model_spec.version.value == 1
+    status = get_model_status_pb2.GetModelStatusRequest()
+    status.model_spec.name = "num"
+    status.model_spec.version_label = "canary"
+    answer = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status, 10.0)
+    assert [(s.version, s.state) for s in answer.model_version_status] == [(2, 30)]  # AVAILABLE
+    request.model_spec.version_label = "beta"
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(request, 10.0)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "beta" in caught.value.details()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from drf_spectacular.authentication import BasicScheme
 from drf_spectacular.utils import (
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
@@ -25,6 +26,7 @@ from yyai.api.openapi_bodies import (
     ImageUploadSerializer,
     PredictionSerializer,
     ReloadResultSerializer,
+    RoutesResultSerializer,
     UploadResultSerializer,
 )
 from yyai.api.serializers import (
@@ -124,6 +126,10 @@ APP_DOCS = extend_schema_view(
             methods=["POST"],
             summary="Predict",
             examples=PREDICT_EXAMPLES,
+            parameters=[
+                OpenApiParameter("version", str, description="The version to run (number or id): one it serves."),
+                OpenApiParameter("label", str, description="The version a label names (docs/protocols.md)."),
+            ],
             description="Runs every model of the app on one input, all on one version. Send exactly one of: "
             "multipart file `img` or `image`; JSON `image` (base64) or `images` (list of base64); "
             "JSON or form `imgPath` (only under YYAI_IMAGE_ROOT); JSON `instances` (rows of ready "
@@ -179,6 +185,39 @@ APP_DOCS = extend_schema_view(
                 "invalid_manifest",
                 "throttled",
             ),
+        },
+    ),
+    labels=extend_schema(
+        summary="Label versions and set the canary share (staff)",
+        description="Every labelled version is loaded here first (nothing changes if one cannot serve), then in "
+        "every process; answers once every live process serves them (200), else 202 with the laggards. A request "
+        "naming no version goes to the version labelled canary for canary_percent of the requests (sticky by "
+        "canary_header when the request has it).",
+        responses={
+            200: RoutesResultSerializer,
+            202: RoutesResultSerializer,
+            **errors(*AUTH, "invalid", "bad_input", "app_not_found", "version_not_found", "model_load_failed"),
+        },
+    ),
+    promote=extend_schema(
+        summary="Promote the canary (staff)",
+        request=None,
+        description="The canary's version becomes the target everywhere (pinned, as a reload does); the canary "
+        "label goes (stable names the version if that label is in use) and the share is 0.",
+        responses={
+            200: RoutesResultSerializer,
+            202: RoutesResultSerializer,
+            **errors(*AUTH, "bad_input", "app_not_found", "model_load_failed"),
+        },
+    ),
+    rollback=extend_schema(
+        summary="Roll the canary back (staff)",
+        request=None,
+        description="The canary label goes and every request goes to the target again.",
+        responses={
+            200: RoutesResultSerializer,
+            202: RoutesResultSerializer,
+            **errors(*AUTH, "bad_input", "app_not_found"),
         },
     ),
     versions=extend_schema(

@@ -159,6 +159,18 @@ class ReloadResultSerializer(serializers.Serializer):
     )
 
 
+class RoutesResultSerializer(serializers.Serializer):
+    app = serializers.CharField()
+    labels = serializers.DictField(child=serializers.CharField(), help_text="label -> version.")
+    canary_percent = serializers.IntegerField()
+    canary_header = serializers.CharField(allow_null=True)
+    target_version = serializers.CharField(help_text="The version requests naming none get (but the canary share).")
+    generation = serializers.IntegerField()
+    converged = serializers.BooleanField(help_text="Every live process serves the target and every labelled version.")
+    processes = ProcessSerializer(many=True)
+    lagging = ProcessSerializer(many=True, required=False, help_text="With 202: the processes that lag.")
+
+
 class UploadResultSerializer(serializers.Serializer):
     app = serializers.CharField()
     version = serializers.CharField(help_text="The new version number.")

@@ -59,6 +59,7 @@ class ProcessSerializer(serializers.Serializer):
     generation = serializers.IntegerField()
     seen_at = serializers.DateTimeField()
     error = serializers.CharField(allow_null=True, help_text="Why this process could not load the target.")
+    also = serializers.ListField(child=serializers.CharField(), help_text="The labelled versions it serves too.")
     resident = serializers.BooleanField(help_text="false: on standby under the memory budget; loads on demand.")
     memory_bytes = serializers.IntegerField(help_text="What the app's loaded version holds in this process.")
     rss_bytes = serializers.IntegerField(help_text="Resident memory of the whole process.")
@@ -93,6 +94,7 @@ class AppSerializer(serializers.Serializer):
     versions = VersionSerializer(many=True)
     last_error = serializers.CharField(allow_null=True)
     memory = MemorySerializer()
+    routes = serializers.DictField(help_text="Version labels, the canary share and its sticky header.")
     predict_url = serializers.SerializerMethodField()
     reload_url = serializers.SerializerMethodField()
 
@@ -107,6 +109,23 @@ class AppSerializer(serializers.Serializer):
 
     def get_reload_url(self, obj) -> str:
         return self._url("app-reload", obj["name"])
+
+
+class RoutesRequestSerializer(serializers.Serializer):
+    """Body of POST labels: version labels and the canary share (each optional: what is left out is kept)."""
+
+    labels = serializers.DictField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        help_text='label -> version ({"stable": "3", "canary": "4"}); every process serves these versions too. '
+        "{} removes every label.",
+    )
+    canary_percent = serializers.IntegerField(
+        min_value=0, max_value=100, required=False, help_text="Requests naming no version that go to the canary."
+    )
+    canary_header = serializers.CharField(
+        max_length=64, allow_blank=True, required=False, help_text="Requests with this header stick to one side."
+    )
 
 
 class ReloadRequestSerializer(serializers.Serializer):

@@ -24,6 +24,7 @@ from yyai.api.serializers import (
     GroupSerializer,
     ReloadEventSerializer,
     ReloadRequestSerializer,
+    RoutesRequestSerializer,
     UploadSerializer,
     UserSerializer,
 )
@@ -35,6 +36,7 @@ from yyai.runtime.errors import ReloadSuperseded
 from yyai.runtime.registry import APP_NAME_PATTERN
 
 THROTTLE_SCOPES = {"predict": "predict", "reload": "reload", "versions": "upload"}
+STAFF_ACTIONS = ("reload", "versions", "labels", "promote", "rollback")
 
 
 @openapi.APP_DOCS
@@ -59,7 +61,7 @@ class AppViewSet(viewsets.GenericViewSet):
     def get_permissions(self):
         if self.action == "predict":
             return [CanPredict()]
-        if self.action in ("reload", "versions"):
+        if self.action in STAFF_ACTIONS:
             return [permissions.IsAdminUser()]
         return [permissions.AllowAny()]
 
@@ -90,8 +92,37 @@ class AppViewSet(viewsets.GenericViewSet):
             parsed = PredictInput(images=[sample_image(util.app_dir)])
         else:
             parsed = read_predict_input(request)
-        result = services.predict(app=app, images=parsed.images, instances=parsed.instances, inputs=parsed.inputs)
+        result = services.predict(
+            app=app,
+            images=parsed.images,
+            instances=parsed.instances,
+            inputs=parsed.inputs,
+            version=request.query_params.get("version") or None,
+            label=request.query_params.get("label") or None,
+        )
         return Response(result.to_body(many=parsed.many))
+
+    @action(detail=True, methods=["post"], serializer_class=RoutesRequestSerializer)
+    def labels(self, request: Request, app: str) -> Response:
+        """Label versions and set the canary share; answers once every process serves them (200), or with
+        the processes that lag (202). Body: ``{"labels": {"canary": "4"}, "canary_percent": 10}``."""
+        params = RoutesRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        get_registry().get(app)
+        return Response(*routes_answer(services.set_routes(app=app, user=request.user, **params.validated_data)))
+
+    @action(detail=True, methods=["post"], url_path="canary/promote")
+    def promote(self, request: Request, app: str) -> Response:
+        """The canary's version becomes the target everywhere (pinned); its label goes, the share is 0."""
+        get_registry().get(app)
+        reloaded, outcome = services.promote(app=app, user=request.user)
+        return Response(*routes_answer(outcome))
+
+    @action(detail=True, methods=["post"], url_path="canary/rollback")
+    def rollback(self, request: Request, app: str) -> Response:
+        """The canary ends: its label goes, every request goes to the target again."""
+        get_registry().get(app)
+        return Response(*routes_answer(services.roll_back(app=app, user=request.user)))
 
     @action(detail=True, methods=["post"], serializer_class=ReloadRequestSerializer)
     def reload(self, request: Request, app: str) -> Response:
@@ -213,3 +244,20 @@ class TokenView(ObtainAuthToken):
         except ValidationError:
             raise_if_locked_out(request)
             raise
+
+
+def routes_answer(outcome) -> tuple[dict, int]:
+    """(body, status) of a change of labels: 200 once every live process serves the target and every
+    labelled version, else 202 with the processes that lag."""
+    fleet = outcome.fleet
+    body = {
+        "app": outcome.app,
+        **outcome.routes.describe(),
+        "target_version": outcome.target,
+        "generation": outcome.generation,
+        "converged": fleet.converged,
+        "processes": fleet.processes,
+    }
+    if not fleet.converged:
+        body["lagging"] = fleet.lagging
+    return body, 200 if fleet.converged else 202

@@ -40,8 +40,9 @@ from yyai.compat import protos
 from yyai.conf import yyai_settings
 from yyai.fleet.process_registry import get_registry
 from yyai.http_errors import INTERNAL_ERROR, failure_of
-from yyai.runtime.errors import BadTensor, VersionNotFound
+from yyai.runtime.errors import BadTensor
 from yyai.services import addressing, dataplane
+from yyai.services.addressing import request_headers
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +85,11 @@ def _code(context: grpc.ServicerContext) -> int:
     return code.value[0] if isinstance(code, grpc.StatusCode) else 2
 
 
-def _version(spec) -> int | None:
+def _version(spec) -> tuple[int | None, str | None]:
+    """The version a ModelSpec names: (its number, None), (None, its label) or (None, None)."""
     if spec.HasField("version"):
-        return spec.version.value
-    if spec.version_label:
-        raise VersionNotFound(
-            f"version labels are not supported (got '{spec.version_label}'); "
-            f"leave the version empty for the serving one"
-        )
-    return None
+        return spec.version.value, None
+    return None, spec.version_label or None
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -121,15 +118,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 )
                 for name, tensor in request.inputs.items()
             }
-            result = services.infer(
-                services.InferRequest(
-                    address=spec.name,
-                    inputs=inputs,
-                    version=_version(spec),
-                    signature=spec.signature_name or None,
-                    outputs=tuple(request.output_filter) or None,
+            version, label = _version(spec)
+            token = request_headers.set(dict(context.invocation_metadata()))  # a canary's sticky header
+            try:
+                result = services.infer(
+                    services.InferRequest(
+                        address=spec.name,
+                        inputs=inputs,
+                        version=version,
+                        label=label,
+                        signature=spec.signature_name or None,
+                        outputs=tuple(request.output_filter) or None,
+                    )
                 )
-            )
+            finally:
+                request_headers.reset(token)
             if span is not None:
                 span.set_attributes(tracing.tags(result.version))
             response = predict_pb2.PredictResponse()
@@ -147,7 +150,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise BadTensor(f"metadata_field must be ['{SIGNATURE_DEF}'] (the only metadata), got {fields}")
             address = services.parse_address(request.model_spec.name)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            with addressing.serving(address, _version(request.model_spec)) as serving:
+            version, label = _version(request.model_spec)
+            with addressing.serving(address, version, label=label) as serving:
                 response.model_spec.CopyFrom(protos.model_spec(serving, address))
                 response.metadata[SIGNATURE_DEF].Pack(protos.signature_def_map(serving, address))
             return response
@@ -160,7 +164,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self, request: get_model_status_pb2.GetModelStatusRequest, context
     ) -> get_model_status_pb2.GetModelStatusResponse:
         with _aborting(context):
-            return protos.model_status(services.parse_address(request.model_spec.name), _version(request.model_spec))
+            version, label = _version(request.model_spec)
+            return protos.model_status(services.parse_address(request.model_spec.name), version, label)
 
 
 class Access(grpc.ServerInterceptor):

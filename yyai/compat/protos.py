@@ -81,18 +81,24 @@ def signature_def_map(version: ServingVersion, address: Address) -> get_model_me
 
 
 def model_status(
-    address: Address, requested_version: str | int | None = None
+    address: Address, requested_version: str | int | None = None, label: str | None = None
 ) -> get_model_status_pb2.GetModelStatusResponse:
-    """TF Serving's status of the app's versions that are loading, serving or failed.
+    """TF Serving's status of the app's versions that are loading, serving or failed (those its labels name
+    included; ``label``: the version it names).
 
     Versions on disk that this server will not load are not listed (TF Serving
     lists only aspired versions). A failed load is ``END`` with the error.
     """
-    util = get_registry().get(address.app)
+    registry = get_registry()
+    util = registry.get(address.app)
+    if label is not None:
+        requested_version = registry.routes(address.app).of_label(label)
     status = util.status()
     if util.current is not None:
         addressing.model_indices(util.current, address)  # unknown model -> not found
-    rows = [(v["version"], v["state"]) for v in status["versions"] if v["state"] != "START"]
+    also = {version: other.state.value for version, other in registry.also(address.app).items()}
+    rows = [(v["version"], also.get(v["version"], v["state"])) for v in status["versions"]]
+    rows = [(version, state) for version, state in rows if state != "START"]
     if status["version"] and status["version"] not in [r[0] for r in rows]:
         rows.append((status["version"], "AVAILABLE"))
     response = get_model_status_pb2.GetModelStatusResponse()

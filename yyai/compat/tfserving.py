@@ -38,7 +38,7 @@ from yyai.runtime.tensors import EncodedImage
 from yyai.services import addressing, dataplane
 
 NAME = rf"(?P<name>{protos.NAME_PATTERN})"
-VERSION = r"(?:/versions/(?P<version>\d+))?"
+VERSION = r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[a-z][a-z0-9_-]{0,31}))?"  # a number, or a label
 
 
 def _is_b64(value: Any) -> bool:
@@ -96,9 +96,9 @@ def _signature_name(body: dict) -> str | None:
 
 
 class PredictView(TFServingView):
-    """``POST /v1/models/<name>[/versions/<v>]:predict``."""
+    """``POST /v1/models/<name>[/versions/<v> | /labels/<label>]:predict``."""
 
-    def post(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
+    def post(self, request: Request, name: str, version: str | None = None, label: str | None = None) -> JsonResponse:
         body = self.read_object()
         if ("instances" in body) == ("inputs" in body):
             raise ProtocolError(
@@ -114,6 +114,7 @@ class PredictView(TFServingView):
             services.InferRequest(
                 address=name,
                 version=version,
+                label=label,
                 signature=_signature_name(body),
                 instances=decode_b64(body["instances"]) if rows else None,
                 inputs=None if rows else decode_b64(body["inputs"]),
@@ -134,7 +135,7 @@ class ClassifyRegressView(TFServingView):
 
     verb = "classify"
 
-    def post(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
+    def post(self, request: Request, name: str, version: str | None = None, label: str | None = None) -> JsonResponse:
         body = self.read_object()
         if not isinstance(body.get("examples"), list) or not body["examples"]:
             raise ProtocolError("the body must be a JSON object with a non-empty 'examples' list")
@@ -142,7 +143,7 @@ class ClassifyRegressView(TFServingView):
         if not isinstance(context, dict):
             raise ProtocolError("'context' must be a JSON object of features")
         address = services.parse_address(name)
-        with addressing.serving(address, version) as serving:
+        with addressing.serving(address, version, label=label) as serving:
             index = self._model(serving, address)
             kind = serving.kinds[index]
             wanted = "classification" if self.verb == "classify" else "regression"
@@ -205,16 +206,16 @@ class RegressView(ClassifyRegressView):
 class StatusView(TFServingView):
     """``GET /v1/models/<name>[/versions/<v>]``: TF Serving's model_version_status."""
 
-    def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
-        return JsonResponse(protos.to_json(protos.model_status(services.parse_address(name), version)))
+    def get(self, request: Request, name: str, version: str | None = None, label: str | None = None) -> JsonResponse:
+        return JsonResponse(protos.to_json(protos.model_status(services.parse_address(name), version, label)))
 
 
 class MetadataView(TFServingView):
     """``GET /v1/models/<name>[/versions/<v>]/metadata``: model_spec and signature_def."""
 
-    def get(self, request: Request, name: str, version: str | None = None) -> JsonResponse:
+    def get(self, request: Request, name: str, version: str | None = None, label: str | None = None) -> JsonResponse:
         address = services.parse_address(name)
-        with addressing.serving(address, version) as serving:
+        with addressing.serving(address, version, label=label) as serving:
             return JsonResponse(
                 {
                     "model_spec": protos.to_json(protos.model_spec(serving, address)),

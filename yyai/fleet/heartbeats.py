@@ -40,6 +40,7 @@ class AppState:
     error: str = ""
     resident: bool = True  # False: on standby under the memory budget (it loads ``version`` on its next request)
     memory: int = 0  # bytes its loaded version measured
+    also: str = ""  # the labelled versions served besides ``version``, sorted, comma-separated
 
 
 class Beats:
@@ -63,6 +64,7 @@ class Beats:
         error: str | None = None,
         resident: bool | None = None,
         memory: int | None = None,
+        also: set[str] | None = None,
     ) -> None:
         """Record a change of ``app`` here (written at the next :meth:`write`)."""
         with self._lock:
@@ -73,6 +75,7 @@ class Beats:
             state.error = state.error if error is None else error[:2000]
             state.resident = state.resident if resident is None else resident
             state.memory = state.memory if memory is None else memory
+            state.also = state.also if also is None else ",".join(sorted(also))
             if dataclasses.astuple(state) != before:
                 self._dirty.add(app)
 
@@ -113,6 +116,7 @@ class Beats:
                                 "error": state.error,
                                 "resident": state.resident,
                                 "memory_bytes": state.memory,
+                                "also": state.also,
                                 "seen_at": now,
                             },
                         )
@@ -153,7 +157,8 @@ def live_since():
 
 def processes(app: str) -> list[dict]:
     """Every live serving process and what it serves of ``app``: host, pid, version, generation, seen_at,
-    error, resident (False: on standby, it loads ``version`` on its next request), memory_bytes (the app's)
+    error, also (the labelled versions it serves besides), resident (False: on standby, it loads ``version``
+    on its next request), memory_bytes (the app's)
     and the process's rss_bytes and pss_bytes. One that has never loaded the app (or has forgotten it)
     serves version "" at generation 0."""
     live = list(ServingProcess.objects.filter(seen_at__gte=live_since()).order_by("host", "pid"))
@@ -171,6 +176,7 @@ def processes(app: str) -> list[dict]:
                 "error": (beat.error or None) if beat else None,
                 "resident": beat.resident if beat else False,
                 "memory_bytes": beat.memory_bytes if beat else 0,
+                "also": beat.also.split(",") if beat and beat.also else [],
                 "rss_bytes": process.rss_bytes,
                 "pss_bytes": process.pss_bytes,
             }
@@ -191,32 +197,44 @@ class FleetReport:
 
     version: str
     generation: int
-    converged: bool  # every live process serves ``version``
+    converged: bool  # every live process serves ``version`` (and the labelled versions ``also``)
     processes: list[dict] = field(default_factory=list)
     superseded_by: int | None = None  # a newer reload changed the target meanwhile
+    also: frozenset[str] = frozenset()
 
     @property
     def lagging(self) -> list[dict]:
         """The live processes that do not serve ``version`` (yet, or because they failed: see ``error``)."""
-        return [p for p in self.processes if p["version"] != self.version]
+        return [p for p in self.processes if not _serves(p, self.version, self.also)]
 
 
-def wait_for(app: str, *, version: str, generation: int, timeout: float, poll: float = 0.05) -> FleetReport:
-    """Wait until every live process serves ``version`` of ``app``, or failed to load it, or ``timeout``
-    passed, or a newer reload superseded this one."""
+def _serves(process: dict, version: str, also: frozenset[str]) -> bool:
+    return process["version"] == version and also <= set(process["also"])
+
+
+def wait_for(
+    app: str, *, version: str, generation: int, timeout: float, poll: float = 0.05, also: frozenset[str] = frozenset()
+) -> FleetReport:
+    """Wait until every live process serves ``version`` of ``app`` (and the labelled versions ``also``), or
+    failed to, or ``timeout`` passed, or a newer reload superseded this one."""
     deadline = time.monotonic() + timeout
 
     def settled(process: dict) -> bool:
-        return process["version"] == version or (process["generation"] >= generation and bool(process["error"]))
+        return _serves(process, version, also) or (process["generation"] >= generation and bool(process["error"]))
 
     while True:
         current = ModelApp.objects.filter(name=app).values_list("generation", flat=True).first() or 0
         fleet = processes(app)
-        converged = bool(fleet) and all(p["version"] == version for p in fleet)
+        converged = bool(fleet) and all(_serves(p, version, also) for p in fleet)
         superseded = current if current > generation else None
         if all(map(settled, fleet)) or superseded or time.monotonic() >= deadline:
             return FleetReport(
-                version=version, generation=generation, converged=converged, processes=fleet, superseded_by=superseded
+                version=version,
+                generation=generation,
+                converged=converged,
+                processes=fleet,
+                superseded_by=superseded,
+                also=also,
             )
         time.sleep(poll)
 

@@ -189,13 +189,14 @@ def _failure(exc: Exception) -> Failure:
 
 
 def _serving(app: str) -> bool:
-    """A known app with a serving version and no handler (else Django answers: the 404 or 503 after DRF's parse
-    errors; a handler's hooks in its thread pool, never on this event loop)."""
+    """A known app with a serving version, no handler and no canary share (else Django answers: the 404 or 503
+    after DRF's parse errors; a handler's hooks in its thread pool, never on this event loop; the canary's
+    split, which may read any header)."""
     try:
         current = get_registry().get(app).current
     except AppNotFound:
         return False
-    return current is not None and current.handler is None
+    return current is not None and current.handler is None and not get_registry().routes(app).canary_percent
 
 
 async def _read_body(receive) -> bytes:

@@ -30,6 +30,7 @@ from yyai.fleet.process_registry import get_registry
 from yyai.logging_json import request_id
 from yyai.runtime.budget import waited_ms
 from yyai.runtime.errors import AppNotFound
+from yyai.services.addressing import request_headers
 
 HEADER = "X-Request-ID"
 VALID_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
@@ -58,6 +59,7 @@ class RequestContextMiddleware:
         rid_token = request_id.set(rid)
         served_token = metrics.served.set(None)
         waited_token = waited_ms.set(None)
+        headers_token = request_headers.set(request.headers)  # a canary's sticky header
         try:
             response = self.get_response(request)
             app, version = metrics.served.get() or (_app_of(request), "")
@@ -78,6 +80,7 @@ class RequestContextMiddleware:
             return response
         finally:
             waited_ms.reset(waited_token)
+            request_headers.reset(headers_token)
             metrics.served.reset(served_token)
             request_id.reset(rid_token)
 

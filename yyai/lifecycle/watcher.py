@@ -13,6 +13,9 @@ One background thread per serving process:
   the repository holds now instead (start-up always serves);
 * an app marked removed (a reload found it gone from the repository) is
   unloaded here and its heartbeat deleted;
+* the versions an app's labels name are served too, each loaded exactly
+  (retried every ``ALSO_RETRY_SECONDS`` if it fails), and its routes (labels,
+  canary share) follow the database;
 * an app on STANDBY (unloaded under the memory budget) is not loaded: a new
   target becomes the version its next request loads, and it counts as serving it;
   an app that serves with no target yet (loaded on its first request) claims it;
@@ -35,15 +38,18 @@ from yyai import metrics
 from yyai.fleet import heartbeats
 from yyai.fleet.wakeup import Wakeup
 from yyai.models import ModelApp, ReloadEvent
-from yyai.runtime.errors import ServingError, VersionNotFound
+from yyai.runtime.errors import InputError, ServingError, VersionNotFound
 from yyai.runtime.process_memory import release_when_idle
 from yyai.runtime.registry import Registry
+from yyai.runtime.routes import Routes
 from yyai.runtime.source import choose_version
 from yyai.services.reloads import claim_target, dropped, follow_app, reload_app, serve_what_is_there
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
+ALSO_RETRY_SECONDS = 30.0
+ROUTE_FIELDS = ("labels", "canary_percent", "canary_header")  # in the order Routes takes them
 
 
 class GenerationWatcher:
@@ -58,6 +64,7 @@ class GenerationWatcher:
         self.wakeup = wakeup
         self._applied: dict[str, int] = {}
         self._retry: dict[str, tuple[float, float]] = {}  # app -> (next attempt, backoff)
+        self._also_tried: dict[str, tuple[int, float]] = {}  # app -> (generation, monotonic time) of the last try
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,8 +116,8 @@ class GenerationWatcher:
         """Load every target this process does not serve yet; returns the apps loaded successfully."""
         loaded = []
         beats = heartbeats.beats()
-        for name, generation, target, pinned, removed in ModelApp.objects.values_list(
-            "name", "generation", "target_version", "pinned_version", "removed_at"
+        for name, generation, target, pinned, removed, *routes in ModelApp.objects.values_list(
+            "name", "generation", "target_version", "pinned_version", "removed_at", *ROUTE_FIELDS
         ):
             if removed is not None:
                 self._unload(name, generation)
@@ -119,6 +126,7 @@ class GenerationWatcher:
                 util = self.registry.get(name)
             except ServingError:  # AppNotFound, or the repository cannot say (RepositoryUnavailable)
                 continue
+            self._follow_routes(name, generation, target, _routes(name, *routes))
             current = util.current
             if util.on_standby:
                 if target and util.version_id != target and not util.stand_by(target, pinned=pinned or None):
@@ -148,6 +156,25 @@ class GenerationWatcher:
         metrics.observe_memory(self.registry)
         beats.write()
         return loaded
+
+    def _follow_routes(self, name: str, generation: int, target: str, routes: Routes) -> None:
+        """Serve the versions ``routes`` label besides ``target`` and route by them (a version that fails to
+        load is retried when the generation moves, or every ALSO_RETRY_SECONDS)."""
+        self.registry.set_routes(name, routes)
+        wanted = routes.versions - {target}
+        served = set(self.registry.also(name))
+        tried_generation, tried_at = self._also_tried.get(name, (-1, 0.0))
+        if wanted != served and (generation > tried_generation or time.monotonic() - tried_at > ALSO_RETRY_SECONDS):
+            self._also_tried[name] = (generation, time.monotonic())
+            failed = self.registry.serve_also(name, wanted)
+            served = set(self.registry.also(name))
+            for version, exc in failed.items():
+                log.warning("app %s: cannot serve labelled version %s: %s", name, version, exc.message)
+            if failed:
+                heartbeats.beats().set(
+                    name, error="; ".join(f"labelled version {v}: {e.message}" for v, e in failed.items())
+                )
+        heartbeats.beats().set(name, also=served)
 
     def _unload(self, name: str, generation: int) -> None:
         """``name`` was removed at ``generation``: forget it here (once)."""
@@ -228,3 +255,13 @@ class GenerationWatcher:
         except ServingError:
             return False
         return True
+
+
+def _routes(app: str, labels, canary_percent: int, canary_header: str) -> Routes:
+    """The app's routes as the database holds them; none, with a warning, if they do not make sense (a row
+    edited by hand)."""
+    try:
+        return Routes(labels or {}, canary_percent, canary_header)
+    except (InputError, AttributeError, TypeError) as exc:
+        log.warning("app %s: its labels in the database are ignored: %s", app, getattr(exc, "message", exc))
+        return Routes()

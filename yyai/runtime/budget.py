@@ -70,7 +70,7 @@ class MemoryBudget:
         self.limit = limit
         self.wait_seconds = wait_seconds
         self.counts: dict[str, AppCounts] = {}
-        self._held: dict[str, tuple[ModelUtil, int]] = {}  # resident apps and the bytes their version holds
+        self._held: dict[ModelUtil, int] = {}  # resident ModelUtils (an app's, or one of its labelled versions')
         self._measured: dict[tuple[str, str], int] = {}  # (app, version) -> bytes its load took
         self._growth = [0, 0]  # over every load measured here: bytes of files, bytes their loads took
         self._lock = threading.Lock()
@@ -87,11 +87,12 @@ class MemoryBudget:
     def used(self) -> int:
         """Bytes the resident apps' versions hold, as measured at their load."""
         with self._lock:
-            return sum(held for _, held in self._held.values())
+            return sum(self._held.values())
 
     def held(self, name: str) -> int:
+        """Bytes app ``name``'s loaded versions hold here."""
         with self._lock:
-            return self._held.get(name, (None, 0))[1]
+            return sum(held for util, held in self._held.items() if util.name == name)
 
     # -- loads ------------------------------------------------------------
     @contextmanager
@@ -126,7 +127,7 @@ class MemoryBudget:
         """``util`` serves ``version``, whose files of ``file_bytes`` measured ``measured`` bytes at load (its
         previous version is retiring)."""
         with self._lock:
-            self._held[util.name] = (util, measured)
+            self._held[util] = measured
             if (util.name, version) not in self._measured:
                 self._measured[(util.name, version)] = measured
                 self._growth[0] += file_bytes
@@ -137,7 +138,7 @@ class MemoryBudget:
     def released(self, util: ModelUtil) -> None:
         """``util`` serves nothing any more (unloaded, or gone)."""
         with self._lock:
-            self._held.pop(util.name, None)
+            self._held.pop(util, None)
 
     def _make_room(self, util: ModelUtil, need: int) -> None:
         pinned = util.memory.pinned
@@ -174,13 +175,13 @@ class MemoryBudget:
             if self._free() >= need:
                 return True
             with self._lock:
-                others = [u for u, _ in self._held.values() if u is not util and not u.memory.pinned]
+                others = [u for u in self._held if u is not util and not u.memory.pinned]
             for other in sorted(others, key=lambda u: (u.memory.priority, u.last_used)):
                 retired = other.evict()
                 if retired is None:
                     continue  # in use or reloading: never unloaded then
                 with self._lock:
-                    self._held.pop(other.name, None)
+                    self._held.pop(other, None)
                     self.counts.setdefault(other.name, AppCounts()).evictions += 1
                 log.info(
                     "app %s: version %s unloaded to make room for %s (memory budget %s)",
@@ -199,7 +200,7 @@ class MemoryBudget:
     def _pinned(self, util: ModelUtil) -> int:
         """Bytes the other pinned apps hold (never unloaded)."""
         with self._lock:
-            return sum(held for u, held in self._held.values() if u.memory.pinned and u is not util)
+            return sum(held for u, held in self._held.items() if u.memory.pinned and u is not util)
 
     # -- loads on demand --------------------------------------------------
     def demand(self, util: ModelUtil) -> None:

@@ -6,7 +6,10 @@ bucket). The registry loads every app in parallel at start-up (a failing app is
 recorded and never stops the others), picks up apps added later on demand, and
 forgets an app that is gone. Under a memory budget (``budget.py``) start-up loads
 the apps one at a time, pinned and higher ``[memory] priority`` first, until the
-budget is full; the others wait on STANDBY for their first request.
+budget is full; the others wait on STANDBY for their first request. An app may
+serve more versions besides its target, each held by a ModelUtil of its own
+that loads exactly that version (:meth:`Registry.serve_also`); its
+:class:`~.routes.Routes` say which requests go to which.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ from .limits import DEFAULT_LOAD_WORKERS, DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE
 from .loader import prime_runtime
 from .manifest import BatchingSpec, load_manifest
 from .model_util import ModelUtil
+from .process_memory import release_when_idle
 from .repository import APP_NAME, APP_NAME_PATTERN, AppSource, open_repository
+from .routes import Routes
 from .servable import ServingVersion
 
 __all__ = ["APP_NAME", "APP_NAME_PATTERN", "LoadResult", "Plan", "Registry", "RegistryConfig"]
 
 log = logging.getLogger(__name__)
+NO_ROUTES = Routes()
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class Registry:
         self.repository = open_repository(config.store, cache_dir=config.cache_dir)
         self.store = self.repository.location
         self._apps: dict[str, ModelUtil] = {}
+        self._also: dict[str, dict[str, ModelUtil]] = {}  # app -> version id -> the ModelUtil serving exactly it
+        self._routes: dict[str, Routes] = {}
         self._lock = threading.Lock()
         self.budget = MemoryBudget(config.memory_budget, wait_seconds=config.load_wait_seconds)
 
@@ -119,10 +127,52 @@ class Registry:
 
     def forget(self, name: str) -> ServingVersion | None:
         """Unload app ``name`` and forget it (it is gone from the repository); its retired version, if any."""
+        self.serve_also(name, set())
         with self._lock:
             util = self._apps.pop(name, None)
+            self._routes.pop(name, None)
             self.repository.forget(name)
         return util.unload() if util is not None else None
+
+    # -- several versions of one app --------------------------------------
+    def routes(self, name: str) -> Routes:
+        with self._lock:
+            return self._routes.get(name, NO_ROUTES)
+
+    def set_routes(self, name: str, routes: Routes) -> None:
+        """The labels and canary share app ``name``'s requests are routed by (every process has the same)."""
+        with self._lock:
+            self._routes[name] = routes
+
+    def serve_also(self, name: str, versions: set[str]) -> dict[str, ServingError]:
+        """Serve exactly ``versions`` of app ``name`` besides its target: each missing one loaded exactly (a
+        version that does not fit the memory budget waits on standby), the others unloaded once idle. The
+        versions that failed to load, with their errors (the others still serve)."""
+        with self._lock:
+            held = self._also.setdefault(name, {})
+            missing, extra = versions - set(held), set(held) - versions
+        failed = {}
+        for version in sorted(missing):
+            util = self._new_util(name)
+            try:
+                util.follow(version, pinned=None)
+            except NoRoom:
+                pass  # on standby: its first request loads it
+            except ServingError as exc:
+                failed[version] = exc
+                continue
+            with self._lock:
+                held[version] = util
+        for version in extra:
+            with self._lock:
+                util = held.pop(version)
+            release_when_idle(util.unload())
+        return failed
+
+    def also(self, name: str) -> dict[str, ModelUtil]:
+        """The versions app ``name`` serves besides its target, by id, each with its ModelUtil."""
+        with self._lock:
+            return dict(self._also.get(name, {}))
 
     def names(self) -> list[str]:
         """Names of the apps in the repository and the ones already known."""
@@ -142,16 +192,19 @@ class Registry:
     def _util(self, name: str) -> ModelUtil:
         with self._lock:
             if name not in self._apps:
-                cfg = self.config
-                self._apps[name] = ModelUtil(
-                    self.repository.app(name),
-                    settle_seconds=cfg.settle_seconds,
-                    batching_defaults=cfg.batching_defaults,
-                    max_file_bytes=cfg.max_file_bytes,
-                    handlers=cfg.handlers,
-                    budget=self.budget,
-                )
+                self._apps[name] = self._new_util(name)
             return self._apps[name]
+
+    def _new_util(self, name: str) -> ModelUtil:
+        cfg = self.config
+        return ModelUtil(
+            self.repository.app(name),
+            settle_seconds=cfg.settle_seconds,
+            batching_defaults=cfg.batching_defaults,
+            max_file_bytes=cfg.max_file_bytes,
+            handlers=cfg.handlers,
+            budget=self.budget,
+        )
 
     @staticmethod
     def _load_one(util: ModelUtil, plan: "Plan") -> LoadResult:

@@ -7,20 +7,25 @@ one model) shows that model's own signature; an address of several models is
 one servable whose outputs are each model's, named ``<stem>`` when it has one
 output and ``<stem>/<output>`` when it has several.
 
-Versions: a request may name a version; it must be the serving one (its id, or
-its number, see :func:`version_number`), else :class:`VersionNotFound`.
+Versions: a request may name a version (its id, or its number, see
+:func:`version_number`) or a label; it must be one the app serves here, else
+:class:`VersionNotFound`. A request that names none gets the target, or the
+canary for its share (:mod:`yyai.runtime.routes`; the sticky header is read from
+:data:`request_headers`, which every entry point sets).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from yyai.fleet.process_registry import get_registry
 from yyai.runtime.errors import AppNotFound, InputError, NoModel, VersionNotFound
 from yyai.runtime.loader import MODEL_SUFFIXES
+from yyai.runtime.model_util import ModelUtil
 from yyai.runtime.servable import ServingVersion
 from yyai.runtime.signature import Signature, TensorSpec
 
@@ -40,17 +45,46 @@ def parse_address(name: str) -> Address:
     return Address(name=name, app=app, model=model or None)
 
 
+request_headers: ContextVar[Mapping[str, str] | None] = ContextVar("yyai_request_headers", default=None)
+
+
 @contextmanager
 def serving(
-    address: Address, requested_version: str | int | None = None, *, handled: bool = False
+    address: Address, requested_version: str | int | None = None, *, handled: bool = False, label: str | None = None
 ) -> Iterator[ServingVersion]:
-    """The app's serving version for the whole call, checked against the requested version and model
-    (``handled``: a whole app with a handler needs no model, its handler answers)."""
-    with get_registry().get(address.app).serving() as version:
-        check_version(version, requested_version, name=address.name)
+    """The version the request gets (see the module docstring) for the whole call, checked against the
+    requested version and model (``handled``: a whole app with a handler needs no model, its handler answers)."""
+    with routed(address.app, requested_version, label).serving() as version:
+        check_version(version, None if label is not None else requested_version, name=address.name)
         if not (handled and handles(version, address)):
             model_indices(version, address)  # an unknown model fails before any work
         yield version
+
+
+def routed(app: str, requested_version: str | int | None = None, label: str | None = None) -> ModelUtil:
+    """The ModelUtil serving the version a request for ``app`` gets: the one it names (by number, id or
+    label), else the canary for its share, else the target's."""
+    registry = get_registry()
+    util, routes = registry.get(app), registry.routes(app)
+    if label is not None:
+        wanted = routes.of_label(label)
+    elif requested_version not in (None, ""):
+        wanted = str(requested_version)
+    else:
+        headers = request_headers.get()
+        wanted = routes.pick(headers.get(routes.canary_header) if headers and routes.canary_header else None)
+    if wanted is None or _names(util.version_id, wanted):
+        return util
+    for version, other in registry.also(app).items():
+        if _names(version, wanted):
+            return other
+    if label is not None:
+        raise VersionNotFound(f"version {wanted}, labelled '{label}', is not served here yet; retry")
+    return util  # a canary not loaded here yet: the target; a version named: check_version words the refusal
+
+
+def _names(version_id: str | None, wanted: str) -> bool:
+    return version_id is not None and wanted in (version_id, str(version_number(version_id)))
 
 
 def handles(version: ServingVersion, address: Address) -> bool:
@@ -148,10 +182,13 @@ def check_version(version: ServingVersion, requested: str | int | None, *, name:
 def model_ready(address: Address, requested_version: str | int | None = None) -> bool:
     """True when the address's app serves (that version; on standby, its next request loads it): the model
     exists (AppNotFound otherwise; not checked on standby, where the models are not loaded)."""
-    util = get_registry().get(address.app)
+    try:
+        util = routed(address.app, requested_version)
+    except VersionNotFound:
+        return False
     current = util.current
     if current is None:
-        return util.on_standby and requested_version in (None, "", util.version_id)
+        return util.on_standby and (requested_version in (None, "") or _names(util.version_id, str(requested_version)))
     model_indices(current, address)
     try:
         check_version(current, requested_version, name=address.name)

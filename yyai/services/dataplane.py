@@ -53,6 +53,7 @@ class InferRequest:
     instances: list | None = None
     images: list[bytes] | None = None
     version: str | int | None = None
+    label: str | None = None  # a version label (yyai.runtime.routes), instead of ``version``
     signature: str | None = None
     outputs: tuple[str, ...] | None = None  # requested outputs; None: every output of the address
 
@@ -88,7 +89,7 @@ class InferResult:
 def infer(request: InferRequest) -> InferResult:
     """Run ``request`` on the serving version (blocking this thread until its batch ran)."""
     address = parse_address(request.address)
-    with serving(address, request.version) as version:
+    with serving(address, request.version, label=request.label) as version:
         return infer_on(version, address, request)
 
 

@@ -48,16 +48,23 @@ class PredictionResult:
 
 
 def predict(
-    *, app: str, images: list[bytes] | None = None, instances: Any = None, inputs: Any = None
+    *,
+    app: str,
+    images: list[bytes] | None = None,
+    instances: Any = None,
+    inputs: Any = None,
+    version: str | None = None,
+    label: str | None = None,
 ) -> PredictionResult:
-    """Run every model of ``app`` on image files, rows or named tensors, all on one version, between the hooks
-    of the app's handler if it has one (in this thread: never call it on an event loop)."""
+    """Run every model of ``app`` on image files, rows or named tensors, all on one version (the one named by
+    ``version`` or ``label``, else the app's route), between the hooks of the app's handler if it has one (in
+    this thread: never call it on an event loop)."""
     request = InferRequest(address=app, images=images, instances=instances, inputs=inputs)
     address = parse_address(app)
-    with serving(address, handled=True) as version:
-        if handles(version, address):
-            return _handled(version, address, request)
-        return _prediction(infer_on(version, address, request))
+    with serving(address, version, handled=True, label=label) as served:
+        if handles(served, address):
+            return _handled(served, address, request)
+        return _prediction(infer_on(served, address, request))
 
 
 def call_app(app: str, *, images: list[bytes] | None = None, instances: Any = None, inputs: Any = None) -> dict:
