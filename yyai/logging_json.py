@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 
 # The id of the request this thread is serving ("" outside a request); set by the request middleware.
 request_id: ContextVar[str] = ContextVar("yyai_request_id", default="")
+# The (app, version) the request runs on, once it holds one (yyai.services.addressing.serving).
+served_version: ContextVar[tuple[str, str] | None] = ContextVar("yyai_served_version", default=None)
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -22,7 +24,8 @@ class JsonFormatter(logging.Formatter):
     """Formats a record as one line of JSON.
 
     Keys: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, ``pid``,
-    ``request_id`` (inside a request), every ``extra=`` field of the call, and
+    ``request_id`` (inside a request), ``app`` and ``version`` (once the request
+    runs on a version), every ``extra=`` field of the call, and
     ``exception`` (the formatted traceback) when there is one.
     """
 
@@ -37,6 +40,9 @@ class JsonFormatter(logging.Formatter):
         current = request_id.get()
         if current:
             body["request_id"] = current
+        served = served_version.get()
+        if served is not None:
+            body["app"], body["version"] = served
         body.update(
             (key, value) for key, value in vars(record).items() if key not in _STANDARD and not key.startswith("_")
         )

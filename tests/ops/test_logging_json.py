@@ -70,3 +70,24 @@ def test_a_designed_503_is_logged_as_a_warning_without_a_trace(client, store, ca
     assert response.status_code == 503 and response["Retry-After"]
     [record] = [r for r in caplog.records if r.name == "django.request"]
     assert record.levelname == "WARNING" and record.exc_info is None
+
+
+def test_every_line_logged_while_a_request_holds_a_version_carries_it(store):
+    """What the request's thread logs while it runs on a version (a handler's hook, a refusal) names both."""
+    from yyai.services.addressing import parse_address, serving
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("yyai.test.inside")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with serving(parse_address("calc")) as version:
+            logger.info("inside")
+        logger.info("after")
+    finally:
+        logger.removeHandler(handler)
+    inside, after = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert (inside["app"], inside["version"]) == ("calc", version.id)
+    assert "version" not in after, "outside the request no version is claimed"

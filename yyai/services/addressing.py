@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from yyai.fleet.process_registry import get_registry
+from yyai.logging_json import served_version
 from yyai.runtime.errors import AppNotFound, InputError, NoModel, VersionNotFound
 from yyai.runtime.loader import MODEL_SUFFIXES
 from yyai.runtime.model_util import ModelUtil
@@ -58,7 +59,11 @@ def serving(
         check_version(version, None if label is not None else requested_version, name=address.name)
         if not (handled and handles(version, address)):
             model_indices(version, address)  # an unknown model fails before any work
-        yield version
+        token = served_version.set((address.app, version.id))  # every log line of the request says it
+        try:
+            yield version
+        finally:
+            served_version.reset(token)
 
 
 def routed(app: str, requested_version: str | int | None = None, label: str | None = None) -> ModelUtil:
