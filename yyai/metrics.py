@@ -128,8 +128,9 @@ def observe_registry(registry: Registry) -> None:
     for util in registry.all():
         version = util.current
         AVAILABLE.labels(util.name).set(1 if version is not None or util.on_standby else 0)
-        if version is not None:
-            _observe_version(version)
+        for served in (version, *(other.current for other in registry.also(util.name).values())):
+            if served is not None:  # the target's, and every labelled version's
+                _observe_version(served)
     observe_memory(registry)
 
 
