@@ -157,6 +157,8 @@ def _images(
             data, spec=input_spec, input_shape=hwc, dtype=spec.numpy_dtype, max_pixels=budget.max_pixels
         )
         decoded.append(array[np.newaxis] if leading_one else array)
+    if len(decoded) == 1:  # a view with the row axis: np.stack would copy the image once more
+        return decoded[0][np.newaxis]
     first = decoded[0].shape
     return np.stack(decoded) if all(d.shape == first for d in decoded) else decoded
 
