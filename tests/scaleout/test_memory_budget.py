@@ -1,6 +1,6 @@
 """More apps than fit: under YYAI_MEMORY_BUDGET, real gunicorn workers keep answering every app correctly.
 
-Two workers, eight apps of about 4 MiB of weights each (one pinned) and a 40 MiB budget per worker: start-up
+Two workers, eight apps of about 4 MiB of weights each (one pinned) and a 20 MiB budget per worker: start-up
 loads what fits and puts the rest on standby; concurrent traffic across all of them loads standby apps on demand
 and unloads the least recently used idle ones, and no request fails. A reload of an app on standby in a worker
 converges (the worker loads the new target on its next request, never the old one).
@@ -43,7 +43,7 @@ def metric(text: str, name: str, app: str | None = None) -> float:
 
 
 def test_more_apps_than_fit_answer_correctly_on_every_worker(store, tmp_path):
-    env = {"YYAI_MEMORY_BUDGET": "40M", "YYAI_LOAD_WAIT_SECONDS": "60", "YYAI_LOAD_WORKERS": "4"}
+    env = {"YYAI_MEMORY_BUDGET": "20M", "YYAI_LOAD_WAIT_SECONDS": "60", "YYAI_LOAD_WORKERS": "4"}
     with GunicornServer(store=store, data_dir=tmp_path / "data", workers=2, env=env) as server:
         states = {app: requests.get(server.url(f"/api/apps/{app}/"), timeout=10).json() for app in APPS}
         assert "STANDBY" in {s["state"] for s in states.values()}, "start-up filled the budget, the rest wait"
@@ -60,7 +60,7 @@ def test_more_apps_than_fit_answer_correctly_on_every_worker(store, tmp_path):
 
         text = requests.get(server.url("/metrics"), timeout=10).text
         assert metric(text, "yyai_app_evictions_total") > 0 and metric(text, "yyai_app_loads_on_demand_total") > 0
-        assert metric(text, "yyai_memory_budget_bytes") == 40 * 2**20
+        assert metric(text, "yyai_memory_budget_bytes") == 20 * 2**20
         assert metric(text, "yyai_worker_memory_bytes") > 0
 
         # a reload while the app is on standby in some worker: converged, and every worker answers the new weights

@@ -7,7 +7,9 @@ Contract (``YYAI_MEMORY_BUDGET``; no limit by default, and then nothing here cha
   its models loaded and warmed up, at least their files' size). The process's
   own baseline (Python, Django, TensorFlow's runtime) is not counted; what the
   process really holds is :func:`yyai.runtime.process_memory.process_memory`.
-* Under a limit, loads run one at a time (so each measures only itself).
+* Under a limit, loads run one at a time, all in one thread (so each measures
+  only itself, in one heap arena: glibc gives each thread its own, and a first
+  load in a new thread grows a new one by several MiB).
   Before a load the budget makes room: it unloads the least recently used
   apps, lowest ``[memory] priority`` first, never a pinned one, one with
   requests in flight or one reloading; it waits up to half of ``wait_seconds``
@@ -24,14 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 from .errors import AppNotAvailable, ServingError
 from .process_memory import release_when_idle
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from .model_util import ModelUtil
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FAILED_LOAD_PAUSE_SECONDS = 5.0  # a load on demand that failed is not tried again for this long
 waited_ms: ContextVar[float | None] = ContextVar("yyai_load_waited_ms", default=None)  # this request's wait
@@ -72,13 +77,14 @@ class MemoryBudget:
         self.counts: dict[str, AppCounts] = {}
         self._held: dict[ModelUtil, int] = {}  # resident ModelUtils (an app's, or one of its labelled versions')
         self._measured: dict[tuple[str, str], int] = {}  # (app, version) -> bytes its load took
-        self._growth = [0, 0]  # over every load measured here: bytes of files, bytes their loads took
+        self._ratios: deque[float] = deque(maxlen=101)  # bytes each recent load took per byte of its files
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()  # under a limit, one load at a time
         self._filling = False
         self._loads: dict[str, Future] = {}
         self._failed: dict[str, tuple[float, str]] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-on-demand")
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")  # used inside room()
 
     @property
     def limited(self) -> bool:
@@ -115,13 +121,21 @@ class MemoryBudget:
             self._make_room(util, need)
             yield
 
+    def run_load(self, load: Callable[[], T]) -> T:
+        """``load()`` (a version's models loading, inside :meth:`room`), in the one loader thread under a limit;
+        in this thread without one."""
+        if self.limit is None:
+            return load()
+        return self._loader.submit(load).result()
+
     def estimate(self, app: str, version: str, file_bytes: int) -> int:
         """Bytes a load of ``version`` of ``app`` will take: what it measured before, else its files' size
-        times what loads measured here took per byte of file (at least 1: a model holds its weights)."""
+        times the median of what recent loads here took per byte of file (the median: a process's first
+        load also grows the allocator's pools, several times its own size), at least 1 (it holds its weights)."""
         with self._lock:
             known = self._measured.get((app, version))
-            files, grown = self._growth
-        return known if known is not None else int(file_bytes * max(1.0, grown / files if files else 1.0))
+            ratio = statistics.median(self._ratios) if self._ratios else 1.0
+        return known if known is not None else int(file_bytes * max(1.0, ratio))
 
     def holds(self, util: ModelUtil, version: str, measured: int, file_bytes: int) -> None:
         """``util`` serves ``version``, whose files of ``file_bytes`` measured ``measured`` bytes at load (its
@@ -130,8 +144,8 @@ class MemoryBudget:
             self._held[util] = measured
             if (util.name, version) not in self._measured:
                 self._measured[(util.name, version)] = measured
-                self._growth[0] += file_bytes
-                self._growth[1] += measured
+                if file_bytes:
+                    self._ratios.append(measured / file_bytes)
         if self.limit is not None and not self._filling:
             self._evict_for(util, 0, wait=False)  # the measure came out above the estimate
 

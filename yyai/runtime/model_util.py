@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -159,7 +160,7 @@ class ModelUtil:
             file_bytes = sum(model_sizes(candidate.files))
             with self.budget.room(self, self.budget.estimate(self.name, candidate.id, file_bytes)):
                 self._loading = candidate.id
-                models = load_version_models(spec, candidate, max_file_bytes=self.max_file_bytes)
+                models = self.budget.run_load(partial(load_version_models, spec, candidate, self.max_file_bytes))
                 spec = demo_checked(spec, models)
                 try:
                     handler = version_handler(spec, candidate, app_dir=self.app_dir, settings=self.handlers)

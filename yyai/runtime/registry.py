@@ -96,7 +96,7 @@ class Registry:
         plans = plans or {}
         started = time.perf_counter()
         if self.budget.limited:
-            prime_runtime()
+            self.budget.run_load(prime_runtime)  # in the thread every load under the budget runs in
             with self.budget.filling():
                 results = {u.name: self._load_one(u, plans.get(u.name, Plan())) for u in _by_memory_order(utils)}
         else:

@@ -40,7 +40,7 @@ def manifest_for(
 
 
 def load_version_models(
-    spec: AppSpec, candidate: VersionCandidate, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    spec: AppSpec, candidate: VersionCandidate, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 ) -> tuple[LoadedModel, ...]:
     """Load and warm up every model of ``candidate``, checked against each other and the manifest.
 
