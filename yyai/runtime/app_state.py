@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ServingError
-from .servable import State
+from .servable import ServingVersion, State
 
 if TYPE_CHECKING:
     from .model_util import ModelUtil
@@ -24,6 +24,18 @@ class ReloadReport:
     load_seconds: float
     models: list[dict]
     handler: dict | None = None
+
+    @classmethod
+    def of(cls, app: str, old: ServingVersion | None, new: ServingVersion) -> ReloadReport:
+        """What swapping ``old`` (None: nothing served) for ``new`` did."""
+        return cls(
+            app=app,
+            old_version=old.id if old else None,
+            new_version=new.id,
+            load_seconds=new.load_seconds,
+            models=[m.describe() for m in new.models],
+            handler=new.handler.describe() if new.handler else None,
+        )
 
 
 @dataclass

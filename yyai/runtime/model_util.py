@@ -202,14 +202,7 @@ class ModelUtil:
             new.load_seconds * 1000,
             f", replaced {old.id}" if old else "",
         )
-        return ReloadReport(
-            app=self.name,
-            old_version=old.id if old else None,
-            new_version=new.id,
-            load_seconds=new.load_seconds,
-            models=[m.describe() for m in models],
-            handler=handler.describe() if handler else None,
-        )
+        return ReloadReport.of(self.name, old, new)
 
     def unload(self) -> ServingVersion | None:
         """Stop serving (the app is gone from the repository); the retired version, which in-flight requests
