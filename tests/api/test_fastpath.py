@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import logging
+import threading
 
 import pytest
 from a2wsgi import WSGIMiddleware
@@ -297,7 +298,7 @@ def test_off_for_plain_http_when_https_is_enforced(store, settings):
 
 
 def test_overloaded_answers_503_with_retry_after(store, monkeypatch):
-    async def overloaded(app, read):
+    async def overloaded(app, read, **_):
         raise Overloaded("calc: 256 requests are queued", retry_after=1)
 
     monkeypatch.setattr(services, "predict_async", overloaded)
@@ -306,7 +307,7 @@ def test_overloaded_answers_503_with_retry_after(store, monkeypatch):
 
 
 def test_a_bug_answers_500_without_a_trace_and_logs_it(store, monkeypatch, caplog):
-    async def broken(app, read):
+    async def broken(app, read, **_):
         raise KeyError("secret internals")
 
     monkeypatch.setattr(services, "predict_async", broken)
@@ -375,3 +376,24 @@ def test_concurrent_requests_share_batches_and_get_their_own_answers(store):
         assert a["value"] == pytest.approx(64 * value / 255, abs=2e-3)
         assert b["value"] == pytest.approx(128 * value / 255, abs=2e-3)
     assert batcher.batches - batches_before < len(values)
+
+
+def test_a_small_body_is_read_on_the_event_loop_a_large_one_or_a_file_in_the_pool(store, monkeypatch, tmp_path, yyai):
+    (tmp_path / "x.png").write_bytes(png_bytes(255))
+    yyai.IMAGE_ROOT = tmp_path.resolve()
+    threads, parse = [], fastpath.parse_predict_input
+
+    def recorded(*args):
+        threads.append(threading.current_thread().name)
+        return parse(*args)
+
+    monkeypatch.setattr(fastpath, "parse_predict_input", recorded)
+    small = json.dumps(GOOD["image"]).encode()
+    large = small[:-1] + b" " * fastpath.INLINE_BODY_BYTES + b"}"
+    answers = [
+        call(fastpath.FastPredict(Refuse()), body) for body in (small, large, json.dumps({"imgPath": "x.png"}).encode())
+    ]
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert len({json.dumps(json.loads(body)["result"]) for _, _, body in answers}) == 1
+    assert threads[0] == threading.current_thread().name  # the event loop's (call runs it in this thread)
+    assert threads[1].startswith("cpu") and threads[2].startswith("cpu")

@@ -4,7 +4,8 @@ An ASGI app in front of Django (``aiserver/asgi.py``). A predict request in its
 common form skips Django's request/response cycle, its middleware and DRF
 (what that saves is measured in bench/RESULTS.md). The body is parsed, checked
 by the same :func:`yyai.api.inputs.parse_predict_input` and prepared for the
-models in one trip to the CPU pool, the batch is awaited
+models in one trip to the CPU pool (on the event loop itself for a body of at
+most INLINE_BODY_BYTES whose images are small), the batch is awaited
 (:func:`yyai.services.predict_async`), and the answer has the same JSON, error
 format, headers, ``X-Request-ID``, metrics and access log line as the DRF view.
 
@@ -52,6 +53,11 @@ ROUTE = django_mirror.PREDICT_ROUTE  # so both paths count under one metrics lab
 WANTED = frozenset(
     {b"content-type", b"content-length", b"accept", b"origin", b"host", b"x-request-id", b"x-forwarded-host"}
 )
+
+# A body this small is parsed on the event loop, and read and prepared there when its images are small too
+# (yyai.services.dataplane.INLINE_PIXELS): the trip to the CPU pool and back costs more (bench/NOTES.md, "Session 6").
+INLINE_BODY_BYTES = 16 * 1024
+_UNPARSED = object()
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +141,7 @@ class FastPredict:
         version = ""
         try:
             try:
-                result = await services.predict_async(app, reader)
+                result = await services.predict_async(app, reader, small=reader.parsed_here())
                 if result is None:
                     return False
                 status, payload, extra = 200, result.to_body(many=reader.many), {}
@@ -212,7 +218,8 @@ async def _read_body(receive) -> bytes:
 
 
 class _BodyReader:
-    """Builds the predict request from the body, in the CPU pool (see services.infer_async).
+    """Builds the predict request from the body, in the CPU pool (see services.infer_async), or on the event
+    loop for a small body (:meth:`parsed_here`).
 
     Returns None where DRF's parsers would refuse the body (Django then words the error); ``many``
     is set once read: whether the answer has one entry per row.
@@ -221,9 +228,19 @@ class _BodyReader:
     def __init__(self, app: str, body: bytes, content_type: str):
         self.app, self.body, self.content_type = app, body, content_type
         self.many = False
+        self.parsed = _UNPARSED
+
+    def parsed_here(self) -> bool:
+        """Parse a body of at most INLINE_BODY_BYTES now, on the event loop (microseconds); True when the rest of
+        reading it may run here too (it names no ``imgPath``: a file to read, in the pool)."""
+        if len(self.body) > INLINE_BODY_BYTES:
+            return False
+        self.parsed = django_mirror.parse_body(self.body, self.content_type)
+        data = None if self.parsed is None else self.parsed[0]
+        return not (hasattr(data, "keys") and "imgPath" in data)
 
     def __call__(self) -> services.InferRequest | None:
-        parsed = django_mirror.parse_body(self.body, self.content_type)
+        parsed = django_mirror.parse_body(self.body, self.content_type) if self.parsed is _UNPARSED else self.parsed
         if parsed is None:
             return None
         given = parse_predict_input(*parsed)

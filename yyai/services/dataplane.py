@@ -27,8 +27,9 @@ import numpy as np
 from yyai import metrics, tracing
 from yyai.conf import yyai_settings
 from yyai.fleet.process_registry import get_registry
-from yyai.runtime.errors import BadTensor
+from yyai.runtime.errors import BadTensor, InputError
 from yyai.runtime.limits import RequestLimits
+from yyai.runtime.preprocess import image_dimensions
 from yyai.runtime.request import Prepared
 from yyai.runtime.servable import ModelOutputs, ServingVersion, State
 from yyai.runtime.signature import Signature
@@ -104,30 +105,77 @@ def infer_on(version: ServingVersion, address: Address, request: InferRequest) -
     return _result(address, version, signature, request, prepared, version.infer(prepared), started)
 
 
-async def infer_async(address: str, read: Callable[[], InferRequest | None]) -> InferResult | None:
+# A small request's images decode on the event loop when they have this many pixels together (by their headers):
+# 64x64 decodes in ~35 us, less than the trip to the CPU pool and back costs (bench/NOTES.md, "Session 6").
+INLINE_PIXELS = 128 * 128
+
+
+async def infer_async(
+    address: str, read: Callable[[], InferRequest | None], *, small: bool = False
+) -> InferResult | None:
     """:func:`infer` for a coroutine, on the request ``read()`` builds for ``address`` (None: no request, and
     nothing runs). The serving version is held first; then reading (parsing a body), decoding and resizing
-    take one trip to the CPU pool and the batch is awaited: the event loop does none of this work."""
+    take one trip to the CPU pool and the batch is awaited.
+
+    ``small``: the caller vouches that ``read()`` is quick and reads no file (a body of a few kB, already
+    parsed): it runs on the event loop, and so does preparing the request when its images have at most
+    INLINE_PIXELS together, or it has none; anything larger is prepared in the CPU pool."""
     addressed = parse_address(address)
     with serving(addressed) as version:
-        staged = await (
-            run_cpu(_read_and_prepare, version, addressed, read)
-            if not tracing.ON
-            else tracing.traced("decode", tracing.tags(version), run_cpu(_read_and_prepare, version, addressed, read))
-        )
+        if not small:
+            staged = await _off_loop(version, _read_and_prepare, version, addressed, read)
+        else:
+            request = _read(version, addressed, read)
+            staged = (
+                None
+                if request is None
+                else _traced(version, _prepared, version, addressed, request)
+                if _few_pixels(request)
+                else await _off_loop(version, _prepared, version, addressed, request)
+            )
         if staged is None:
             return None
         request, signature, prepared, started = staged
         return _result(addressed, version, signature, request, prepared, await version.infer_async(prepared), started)
 
 
+def _off_loop(version: ServingVersion, function, *args):
+    """``function(*args)`` in the CPU pool (a ``decode`` span with traces on), to be awaited."""
+    pooled = run_cpu(function, *args)
+    return pooled if not tracing.ON else tracing.traced("decode", tracing.tags(version), pooled)
+
+
+def _traced(version: ServingVersion, function, *args):
+    """``function(*args)`` here (a ``decode`` span with traces on)."""
+    return function(*args) if not tracing.ON else tracing.call("decode", tracing.tags(version), function, *args)
+
+
+def _few_pixels(request: InferRequest) -> bool:
+    """No images, or images of at most INLINE_PIXELS together by their headers (an unknown format or a broken
+    header: not few, and :func:`prepare` in the pool says what is wrong, in its order of checks)."""
+    try:
+        sizes = [image_dimensions(data) for data in request.images or ()]
+    except InputError:
+        return False
+    return None not in sizes and sum(width * height for width, height in sizes) <= INLINE_PIXELS
+
+
 def _read_and_prepare(version: ServingVersion, address: Address, read: Callable[[], InferRequest | None]):
+    request = _read(version, address, read)
+    return None if request is None else _prepared(version, address, request)
+
+
+def _read(version: ServingVersion, address: Address, read: Callable[[], InferRequest | None]) -> InferRequest | None:
     request = read()
     if request is None:
         return None
     if request.address != address.name:
         raise ValueError(f"read() built a request for '{request.address}', not '{address.name}'")
     check_version(version, request.version, name=address.name)
+    return request
+
+
+def _prepared(version: ServingVersion, address: Address, request: InferRequest):
     started = time.perf_counter()
     return (request, *prepare(version, address, request), started)
 

@@ -114,10 +114,12 @@ def _handled(version: ServingVersion, address: Address, request: InferRequest) -
     )
 
 
-async def predict_async(app: str, read: Callable[[], InferRequest | None]) -> PredictionResult | None:
+async def predict_async(
+    app: str, read: Callable[[], InferRequest | None], *, small: bool = False
+) -> PredictionResult | None:
     """:func:`predict` for a coroutine (yyai.http.fastpath), on the request ``read()`` builds (see
-    :func:`infer_async`)."""
-    result = await infer_async(app, read)
+    :func:`infer_async`, and ``small`` there)."""
+    result = await infer_async(app, read, small=small)
     return None if result is None else _prediction(result)
 
 
