@@ -1,13 +1,14 @@
 """The benchmark's own parts that decide what it reports: the answer check, the memory reading, the venvs,
 and the report's verdicts for every peer."""
 
+import os
 import subprocess
 import sys
 import time
 
 import pytest
 
-from bench import check, report, servers, venvs
+from bench import ab, check, report, servers, venvs
 
 OURS = [
     [{"model": "a.keras", "value": 0.1234, "top": [{"label": "3", "score": 0.91}]}, {"model": "b.keras", "value": 2.0}]
@@ -104,3 +105,10 @@ def test_the_zipf_law_of_the_many_apps_bench():
     weights = zipf_weights(50, 1.1)
     assert abs(weights.sum() - 1) < 1e-9 and all(weights[:-1] > weights[1:])
     assert 0.2 < weights[0] < 0.3, "the most popular of 50 apps gets about a quarter of the requests"
+
+
+def test_the_ab_driver_reads_a_process_groups_cpu_and_its_environment_options():
+    assert ab._env("") == {} and ab._env("A=1,B=x=y") == {"A": "1", "B": "x=y"}
+    spent = ab.cpu_seconds(os.getpgrp())  # this test's own group: pytest has used some CPU by now
+    sum(range(3_000_000))
+    assert 0 < spent < ab.cpu_seconds(os.getpgrp())
