@@ -84,6 +84,7 @@ class Registry:
         self._also: dict[str, dict[str, ModelUtil]] = {}  # app -> version id -> the ModelUtil serving exactly it
         self._routes: dict[str, Routes] = {}
         self._lock = threading.Lock()
+        self._also_lock = threading.Lock()  # serve_also's callers (the watcher, a label change) one at a time
         self.budget = MemoryBudget(config.memory_budget, wait_seconds=config.load_wait_seconds)
 
     def load_all(self, plans: dict[str, Plan] | None = None) -> dict[str, LoadResult]:
@@ -148,6 +149,10 @@ class Registry:
         """Serve exactly ``versions`` of app ``name`` besides its target: each missing one loaded exactly (a
         version that does not fit the memory budget waits on standby), the others unloaded once idle. The
         versions that failed to load, with their errors (the others still serve)."""
+        with self._also_lock:
+            return self._serve_also(name, versions)
+
+    def _serve_also(self, name: str, versions: set[str]) -> dict[str, ServingError]:
         with self._lock:
             held = self._also.setdefault(name, {})
             missing, extra = versions - set(held), set(held) - versions
