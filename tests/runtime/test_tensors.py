@@ -6,7 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from yyai.runtime import preprocess
+from yyai.runtime.batching import Job
 from yyai.runtime.errors import BadTensor, ImageTooLarge, InputError
+from yyai.runtime.feed import Scaled, aligned_concatenate
 from yyai.runtime.limits import RequestLimits
 from yyai.runtime.manifest import InputSpec
 from yyai.runtime.request import image_input, prepare
@@ -268,3 +271,31 @@ def test_the_image_input_is_the_only_one_or_the_named_one():
     assert image_input(two, InputSpec(name="photo")).name == "photo"
     assert image_input(two, InputSpec(name="v")) is None  # a vector takes no images
     assert image_input(signature(TensorSpec("s", "string", ())), InputSpec()).name == "s"
+
+
+def test_images_for_a_batched_float32_input_are_scaled_as_their_batch_is_put_together():
+    """The job holds the uint8 pixels (feed.Scaled); the batch gets exactly what to_model_input gives."""
+    spec = InputSpec(scale=2 / 255, offset=-1.0)
+    image = EncodedImage(cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (6, 4, 3), np.uint8))[1])
+    expected = preprocess.to_model_input(preprocess.decode_image(image), spec=spec, input_shape=(6, 4, 3))
+
+    def column(rows, shape=(6, 4, 3)):
+        prepared = prepare(
+            {"img": Rows(rows)},
+            signature=signature(TensorSpec("img", "float32", shape)),
+            input_spec=spec,
+            columnar=False,
+            limits=RequestLimits(),
+        )
+        return [job.inputs["img"] for _, job in prepared.jobs]
+
+    (one,) = column([image])
+    (two,) = column([image, image])
+    assert isinstance(one, Scaled) and one.pixels.dtype == np.uint8 and (len(one), one.shape) == (1, (1, 6, 4, 3))
+    assert one.nbytes == expected.nbytes and Job("s", {"img": one}).key == Job("s", {"img": expected[None]}).key
+    batch = aligned_concatenate([one, expected[None], two])  # with a float32 job of the same shape
+    assert batch.dtype == np.float32 and batch.shape == (4, 6, 4, 3)
+    assert all(np.array_equal(row.view(np.uint32), expected.view(np.uint32)) for row in batch)
+    mixed = column([image, png(3, 3)], shape=(None, None, 3))  # sizes differ: per row, scaled already
+    assert [type(job) for job in mixed] == [np.ndarray, np.ndarray] and mixed[0][0].dtype == np.float32
+    assert np.array_equal(mixed[0][0], expected)

@@ -258,11 +258,11 @@ class Batcher:
     def _run_batch(self, batch: list[_Pending]) -> None:
         first = batch[0].job
         try:
-            inputs = (
-                first.inputs
-                if len(batch) == 1
-                else {name: aligned_concatenate([p.job.inputs[name] for p in batch]) for name in first.inputs}
-            )
+            alone = len(batch) == 1  # its arrays as they are; feed.Scaled pixels written out as values
+            parts = {name: [p.job.inputs[name] for p in batch] for name in first.inputs}
+            inputs = {
+                n: a[0] if alone and isinstance(a[0], np.ndarray) else aligned_concatenate(a) for n, a in parts.items()
+            }
             outputs = self._run(first.signature, inputs)
         except InputError as exc:  # some caller's own rows: each caller again alone, so only theirs fail
             if len(batch) > 1:

@@ -56,11 +56,36 @@ class Feed:
         return Feed({new: self.arrays[old] for new, old in names.items()}, self._converted)
 
 
-def aligned_concatenate(parts: list[np.ndarray], alignment: int = ALIGNMENT) -> np.ndarray:
+class Scaled:
+    """Rows of ``uint8`` pixels that stand for ``pixels * scale + offset`` in float32, computed only as a batch is
+    put together, straight into the batch's buffer (:func:`aligned_concatenate`): one float32 pass per image
+    instead of one in preprocessing and a copy into the batch. It has what a job asks of an array (``len``,
+    ``dtype``, ``shape``, ``nbytes``: those of the values it stands for) and rows by index."""
+
+    __slots__ = ("pixels", "scale", "offset", "shape", "nbytes")
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, pixels: np.ndarray, scale: float, offset: float):
+        self.pixels, self.scale, self.offset = pixels, np.float32(scale), np.float32(offset)
+        self.shape, self.nbytes = pixels.shape, pixels.size * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, rows) -> "Scaled":
+        return Scaled(self.pixels[rows], self.scale, self.offset)
+
+    def write(self, out: np.ndarray) -> None:
+        """The values into ``out`` (float32, this shape): the same bits as preprocess.scale_pixels gives."""
+        np.multiply(self.pixels, self.scale, out=out, dtype=np.float32)
+        out += self.offset
+
+
+def aligned_concatenate(parts: list[np.ndarray | Scaled], alignment: int = ALIGNMENT) -> np.ndarray:
     """``np.concatenate(parts)`` into a new buffer that starts on an ``alignment``-byte boundary.
 
     TensorFlow takes such a batch without copying it (:func:`as_tensor`).
-    Object arrays (strings) are concatenated as they are.
+    Object arrays (strings) are concatenated as they are; :class:`Scaled` parts are written as their values.
     """
     first = parts[0]
     if first.dtype == object:
@@ -70,4 +95,14 @@ def aligned_concatenate(parts: list[np.ndarray], alignment: int = ALIGNMENT) -> 
     raw = np.empty(nbytes + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
     out = raw[start : start + nbytes].view(first.dtype).reshape(shape)
-    return np.concatenate(parts, out=out)
+    if not any(isinstance(part, Scaled) for part in parts):
+        return np.concatenate(parts, out=out)
+    row = 0
+    for part in parts:
+        rows = out[row : row + len(part)]
+        if isinstance(part, Scaled):
+            part.write(rows)
+        else:
+            rows[...] = part
+        row += len(part)
+    return out

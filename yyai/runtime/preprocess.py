@@ -159,6 +159,13 @@ def to_model_input(
     from ``C``, gray (1) or rgb. Returns ``pixel * scale + offset`` in ``dtype``
     (scale: ``spec.scale``, else 1/255 for a float input and 1 for an integer one).
     """
+    return scale_pixels(model_pixels(image, spec=spec, input_shape=input_shape), spec=spec, dtype=dtype)
+
+
+def model_pixels(
+    image: np.ndarray, *, spec: InputSpec, input_shape: tuple[int | None, int | None, int | None]
+) -> np.ndarray:
+    """The ``uint8`` half of :func:`to_model_input`: ``image`` resized and color-converted, ``(H, W, C)``."""
     height, width, channels = input_shape
     src_h, src_w = image.shape[:2]
     target_w, target_h = spec.size or (width or src_w, height or src_h)
@@ -176,6 +183,11 @@ def to_model_input(
             f"the model expects {channels} color channels but input color '{color}' "
             f"gives {image.shape[2]}; set [input] color in app.toml to match the model"
         )
+    return image
+
+
+def scale_pixels(image: np.ndarray, *, spec: InputSpec, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:
+    """The numeric half of :func:`to_model_input`: ``uint8`` pixels as ``pixel * scale + offset`` in ``dtype``."""
     dtype = np.dtype(dtype)
     integer = dtype.kind in "iu"
     scale, offset = spec.pixel_scale(integer), spec.offset

@@ -27,6 +27,7 @@ import numpy as np
 from . import preprocess
 from .batching import Job
 from .errors import BadTensor, ImageTooLarge, InputError
+from .feed import Scaled
 from .limits import RequestLimits
 from .manifest import InputSpec
 from .signature import Signature, TensorSpec
@@ -150,17 +151,24 @@ def _images(
             f"{spec.shape_text()}); send numbers"
         )
     hwc, leading_one = shape
+    # A batched float32 input gets the uint8 pixels, scaled only as its batch is put together (feed.Scaled).
+    later = signature.batched and not leading_one and spec.numpy_dtype == np.float32
     decoded = []
     for data in rows:
         budget.check(preprocess.image_dimensions(data))
-        array = preprocess.prepare_image(
-            data, spec=input_spec, input_shape=hwc, dtype=spec.numpy_dtype, max_pixels=budget.max_pixels
+        image = preprocess.decode_image(data, max_pixels=budget.max_pixels)
+        array = (
+            preprocess.model_pixels(image, spec=input_spec, input_shape=hwc)
+            if later
+            else preprocess.to_model_input(image, spec=input_spec, input_shape=hwc, dtype=spec.numpy_dtype)
         )
         decoded.append(array[np.newaxis] if leading_one else array)
-    if len(decoded) == 1:  # a view with the row axis: np.stack would copy the image once more
-        return decoded[0][np.newaxis]
     first = decoded[0].shape
-    return np.stack(decoded) if all(d.shape == first for d in decoded) else decoded
+    if len(decoded) > 1 and any(d.shape != first for d in decoded):  # images at their own sizes: one job each
+        return [preprocess.scale_pixels(d, spec=input_spec) for d in decoded] if later else decoded
+    # One image: a view with the row axis (np.stack would copy it once more).
+    column = decoded[0][np.newaxis] if len(decoded) == 1 else np.stack(decoded)
+    return Scaled(column, input_spec.pixel_scale(False), input_spec.offset) if later else column
 
 
 def _one(column: np.ndarray | list[np.ndarray], row: int) -> np.ndarray:

@@ -111,7 +111,7 @@ def group_rows(columns: dict[str, np.ndarray | list[np.ndarray]], rows: int) -> 
     ``columns`` holds, per input, an array with a leading row axis (every row one
     shape) or a list of per-row arrays (rows may differ: images at their own size).
     """
-    if all(isinstance(c, np.ndarray) for c in columns.values()):
+    if not any(isinstance(c, list) for c in columns.values()):  # arrays (or feed.Scaled): one shape per column
         return [(list(range(rows)), columns)]
     groups: dict[tuple, list[int]] = {}
     for row in range(rows):
@@ -120,7 +120,7 @@ def group_rows(columns: dict[str, np.ndarray | list[np.ndarray]], rows: int) -> 
 
 
 def _stack(column: np.ndarray | list[np.ndarray], indices: list[int]) -> np.ndarray:
-    if isinstance(column, np.ndarray):
+    if not isinstance(column, list):
         return column[indices] if len(indices) != len(column) else column
     return np.stack([column[i] for i in indices])
 
