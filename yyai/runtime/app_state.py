@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from .errors import ServingError
+from .manifest import MemorySpec
 from .servable import ServingVersion, State
-
-if TYPE_CHECKING:
-    from .model_util import ModelUtil
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,23 @@ class Failure:
     at: float = field(default_factory=time.time)
 
 
-def status_of(util: ModelUtil) -> dict:
+class App(Protocol):
+    """What a state is read from: one app's ModelUtil."""
+
+    name: str
+    source: Any  # an AppSource
+    settle_seconds: float
+    pinned: str | None
+    memory: MemorySpec
+    budget: Any  # its MemoryBudget
+    current: ServingVersion | None
+    failure: Failure | None
+    loading: str | None
+    version_id: str | None
+    state: State
+
+
+def status_of(util: App) -> dict:
     """JSON-ready state of the app in this process: serving (or standby) version, versions on disk, last error,
     memory."""
     current = util.current

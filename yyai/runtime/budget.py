@@ -35,19 +35,29 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from typing import Callable, Iterator, Protocol, TypeVar
 
 from .errors import AppNotAvailable, ServingError
-from .process_memory import release_when_idle
-
-if TYPE_CHECKING:
-    from .model_util import ModelUtil
+from .manifest import MemorySpec
+from .process_memory import Retired, release_when_idle
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FAILED_LOAD_PAUSE_SECONDS = 5.0  # a load on demand that failed is not tried again for this long
 waited_ms: ContextVar[float | None] = ContextVar("yyai_load_waited_ms", default=None)  # this request's wait
+
+
+class Tenant(Protocol):
+    """What the budget holds and unloads: one app's ModelUtil (or one of its labelled versions')."""
+
+    name: str
+    memory: MemorySpec
+    last_used: float
+
+    def evict(self) -> Retired | None: ...
+
+    def load_standby(self) -> bool: ...
 
 
 class NoRoom(AppNotAvailable):
@@ -75,7 +85,7 @@ class MemoryBudget:
         self.limit = limit
         self.wait_seconds = wait_seconds
         self.counts: dict[str, AppCounts] = {}
-        self._held: dict[ModelUtil, int] = {}  # resident ModelUtils (an app's, or one of its labelled versions')
+        self._held: dict[Tenant, int] = {}  # resident ModelUtils (an app's, or one of its labelled versions')
         self._measured: dict[tuple[str, str], int] = {}  # (app, version) -> bytes its load took
         self._ratios: deque[float] = deque(maxlen=101)  # bytes each recent load took per byte of its files
         self._lock = threading.Lock()
@@ -111,7 +121,7 @@ class MemoryBudget:
             self._filling = False
 
     @contextmanager
-    def room(self, util: ModelUtil, need: int) -> Iterator[None]:
+    def room(self, util: Tenant, need: int) -> Iterator[None]:
         """Held while ``util`` loads a version estimated at ``need`` bytes: room made first (NoRoom if it
         cannot be made), and loads serialized, under a limit; nothing at all without one."""
         if self.limit is None:
@@ -137,7 +147,7 @@ class MemoryBudget:
             ratio = statistics.median(self._ratios) if self._ratios else 1.0
         return known if known is not None else int(file_bytes * max(1.0, ratio))
 
-    def holds(self, util: ModelUtil, version: str, measured: int, file_bytes: int) -> None:
+    def holds(self, util: Tenant, version: str, measured: int, file_bytes: int) -> None:
         """``util`` serves ``version``, whose files of ``file_bytes`` measured ``measured`` bytes at load (its
         previous version is retiring)."""
         with self._lock:
@@ -149,12 +159,12 @@ class MemoryBudget:
         if self.limit is not None and not self._filling:
             self._evict_for(util, 0, wait=False)  # the measure came out above the estimate
 
-    def released(self, util: ModelUtil) -> None:
+    def released(self, util: Tenant) -> None:
         """``util`` serves nothing any more (unloaded, or gone)."""
         with self._lock:
             self._held.pop(util, None)
 
-    def _make_room(self, util: ModelUtil, need: int) -> None:
+    def _make_room(self, util: Tenant, need: int) -> None:
         pinned = util.memory.pinned
         if self._filling and self._free() < need and not pinned:
             raise NoRoom(
@@ -181,7 +191,7 @@ class MemoryBudget:
     def _free(self) -> int:
         return self.limit - self.used()
 
-    def _evict_for(self, util: ModelUtil, need: int, *, wait: bool) -> bool:
+    def _evict_for(self, util: Tenant, need: int, *, wait: bool) -> bool:
         """Unload idle apps (lowest priority, least recently used first) until ``need`` more bytes fit; True
         when they fit, waiting up to ``wait_seconds`` for busy apps to go idle when ``wait``."""
         deadline = time.monotonic() + (self.wait_seconds / 2 if wait else 0.0)
@@ -211,13 +221,13 @@ class MemoryBudget:
                 return False
             time.sleep(0.05)
 
-    def _pinned(self, util: ModelUtil) -> int:
+    def _pinned(self, util: Tenant) -> int:
         """Bytes the other pinned apps hold (never unloaded)."""
         with self._lock:
             return sum(held for u, held in self._held.items() if u.memory.pinned and u is not util)
 
     # -- loads on demand --------------------------------------------------
-    def demand(self, util: ModelUtil) -> None:
+    def demand(self, util: Tenant) -> None:
         """Load ``util``'s standby version for this request and wait for it, up to ``wait_seconds``
         (AppNotAvailable with Retry-After past it, the load going on). On an event loop, start the load and
         raise AppOnStandby at once: the caller answers from a thread instead."""
@@ -240,7 +250,7 @@ class MemoryBudget:
         finally:
             waited_ms.set(round((time.perf_counter() - started) * 1000, 2))
 
-    def _load_on_demand(self, util: ModelUtil) -> None:
+    def _load_on_demand(self, util: Tenant) -> None:
         try:
             if util.load_standby():
                 with self._lock:

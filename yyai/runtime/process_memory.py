@@ -8,10 +8,17 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .servable import ServingVersion
+
+class Retired(Protocol):
+    """A version swapped out or unloaded (a ServingVersion): when it loaded, and whether it has ended."""
+
+    loaded_at: float
+
+    @property
+    def ended(self) -> bool: ...
+
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 RELEASE_GRACE_SECONDS = 1.0
@@ -48,7 +55,7 @@ def freeze() -> None:
     _frozen_at = time.time()
 
 
-def release_when_idle(old: ServingVersion | None, *, timeout: float = 300.0) -> threading.Thread | None:
+def release_when_idle(old: Retired | None, *, timeout: float = 300.0) -> threading.Thread | None:
     """Once ``old`` (a version swapped out or unloaded) has served its last request, let the garbage collector
     free it and give the freed heap back to the system; the thread doing so, or None when nothing is frozen.
 
