@@ -71,23 +71,24 @@ class ModelAppAdmin(admin.ModelAdmin):
 
     @admin.action(description="Promote the canary of the selected apps")
     def promote_canaries(self, request, queryset):
-        for app in queryset:
-            try:
-                _, outcome = services.promote(app=app.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN)
-            except ServingError as exc:
-                self.message_user(request, f"{app.name}: not promoted: {exc.message}", messages.ERROR)
-            else:
-                self._told(request, app.name, f"promoted {outcome.target}", outcome.fleet)
+        self._each_canary(
+            request, queryset, lambda **kw: services.promote(**kw)[1], "promoted {target}", "not promoted"
+        )
 
     @admin.action(description="Roll back the canary of the selected apps")
     def roll_back_canaries(self, request, queryset):
+        self._each_canary(request, queryset, services.roll_back, "canary rolled back", "not rolled back")
+
+    def _each_canary(self, request, queryset, change, done: str, refused: str) -> None:
+        """``change`` (a canary service) on each selected app, each outcome told (``done`` may name the
+        ``{target}``)."""
         for app in queryset:
             try:
-                outcome = services.roll_back(app=app.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN)
+                outcome = change(app=app.name, user=request.user, trigger=ReloadEvent.Trigger.ADMIN)
             except ServingError as exc:
-                self.message_user(request, f"{app.name}: not rolled back: {exc.message}", messages.ERROR)
+                self.message_user(request, f"{app.name}: {refused}: {exc.message}", messages.ERROR)
             else:
-                self._told(request, app.name, "canary rolled back", outcome.fleet)
+                self._told(request, app.name, done.format(target=outcome.target), outcome.fleet)
 
     def _told(self, request, app: str, done: str, fleet) -> None:
         if fleet.converged:

@@ -33,8 +33,9 @@ def app_status(*, app: ModelApp, staff: bool = True) -> dict:
     status["generation"] = app.generation
     status["target_version"] = app.target_version or None
     status["processes"] = processes
-    status["routes"] = {**get_registry().routes(app.name).describe(), "serving": sorted(get_registry().also(app.name))}
-    also = set(get_registry().routes(app.name).versions) - {app.target_version}
+    routes = get_registry().routes(app.name)
+    status["routes"] = {**routes.describe(), "serving": sorted(get_registry().also(app.name))}
+    also = routes.versions - {app.target_version}
     status["degraded"] = any(
         p["version"] != app.target_version or p["error"] or not also <= set(p["also"]) for p in processes
     )

@@ -139,3 +139,25 @@ def test_another_process_follows_a_label_change_and_says_so(num, client):
     row.save()
     GenerationWatcher(registry, sync_seconds=1).tick()
     assert registry.also("num") == {}, "a version no label names is unloaded"
+
+
+def test_the_admin_promotes_and_rolls_back_a_canary(num, client, staff, staff_client):
+    staff.is_superuser = True
+    staff.save()
+    assert client.login(username="boss", password="pw-boss-123")
+    selected = [str(ModelApp.objects.get(name="num").pk)]
+
+    def act(action: str) -> str:
+        response = client.post("/admin/yyai/modelapp/", {"action": action, "_selected_action": selected}, follow=True)
+        assert response.status_code == 200
+        return response.content.decode()
+
+    assert "Num: not rolled back: app &#x27;num&#x27; has no version labelled &#x27;canary&#x27;" in act(
+        "roll_back_canaries"
+    )
+    label(staff_client, labels={"canary": "2"}, canary_percent=10)
+    assert "Num: promoted 2; every process serves it" in act("promote_canaries")
+    assert ModelApp.objects.get(name="num").target_version == "2"
+    label(staff_client, labels={"canary": "1"}, canary_percent=10)
+    assert "Num: canary rolled back; every process serves it" in act("roll_back_canaries")
+    assert ModelApp.objects.get(name="num").labels == {}

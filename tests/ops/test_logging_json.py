@@ -1,5 +1,6 @@
 """YYAI_LOG_JSON: one JSON line per request, and JSON records that carry the request id."""
 
+import contextlib
 import io
 import json
 import logging
@@ -12,19 +13,28 @@ from yyai.logging_json import JsonFormatter, request_id
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def access_lines(yyai):
-    """What the yyai.access logger writes, through the JSON formatter."""
+@contextlib.contextmanager
+def json_lines(name: str):
+    """What logger ``name`` writes at INFO and above while inside, through the JSON formatter, parsed."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("yyai.access")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     previous = logger.level
     logger.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+@pytest.fixture
+def access_lines(yyai):
+    """What the yyai.access logger writes, through the JSON formatter."""
+    with json_lines("yyai.access") as lines:
+        yield lines
 
 
 def test_one_json_line_per_request(client, store, settings, access_lines, yyai):
@@ -76,18 +86,11 @@ def test_every_line_logged_while_a_request_holds_a_version_carries_it(store):
     """What the request's thread logs while it runs on a version (a handler's hook, a refusal) names both."""
     from yyai.services.addressing import parse_address, serving
 
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("yyai.test.inside")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with json_lines(logger.name) as lines:
         with serving(parse_address("calc")) as version:
             logger.info("inside")
         logger.info("after")
-    finally:
-        logger.removeHandler(handler)
-    inside, after = [json.loads(line) for line in stream.getvalue().splitlines()]
+        inside, after = lines()
     assert (inside["app"], inside["version"]) == ("calc", version.id)
     assert "version" not in after, "outside the request no version is claimed"

@@ -66,11 +66,8 @@ def promote(*, app: str, user=None, trigger: str = ReloadEvent.Trigger.API) -> t
     """The canary's version becomes the target (pinned, every process, as a reload does); its ``canary``
     label goes, ``stable`` names it if that label is in use, and the canary share is 0."""
     row = ModelApp.objects.get(name=app)
-    if CANARY not in row.labels:
-        raise InputError(f"app '{app}' has no version labelled '{CANARY}' to promote")
-    version = row.labels[CANARY]
+    version, labels = _canary_of(row, "promote")
     reloaded = reload_app(app=app, version=version, user=user, trigger=trigger)
-    labels = {k: v for k, v in row.labels.items() if k != CANARY}
     if "stable" in labels:
         labels["stable"] = version
     routes = Routes(labels, 0, row.canary_header)
@@ -80,11 +77,16 @@ def promote(*, app: str, user=None, trigger: str = ReloadEvent.Trigger.API) -> t
 def roll_back(*, app: str, user=None, trigger: str = ReloadEvent.Trigger.API) -> RoutesOutcome:
     """The canary ends: its label goes and every request goes to the target again."""
     row = ModelApp.objects.get(name=app)
-    if CANARY not in row.labels:
-        raise InputError(f"app '{app}' has no version labelled '{CANARY}' to roll back")
-    labels = {k: v for k, v in row.labels.items() if k != CANARY}
-    note = f"rolled back the canary {row.labels[CANARY]}"
+    version, labels = _canary_of(row, "roll back")
+    note = f"rolled back the canary {version}"
     return _apply(app, Routes(labels, 0, row.canary_header), user=user, trigger=trigger, note=note)
+
+
+def _canary_of(row: ModelApp, doing: str) -> tuple[str, dict[str, str]]:
+    """The version ``row``'s app labels canary, and its other labels; InputError if it has no canary."""
+    if CANARY not in row.labels:
+        raise InputError(f"app '{row.name}' has no version labelled '{CANARY}' to {doing}")
+    return row.labels[CANARY], {k: v for k, v in row.labels.items() if k != CANARY}
 
 
 def _apply(app: str, routes: Routes, *, user, trigger: str, note: str) -> RoutesOutcome:
