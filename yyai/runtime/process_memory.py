@@ -21,6 +21,11 @@ class Retired(Protocol):
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Reading smaps_rollup walks every page table of the process: 13 ms in a worker that holds TensorFlow, work the
+# kernel does on a serving core. PSS moves slowly, so it is read at most this often (bench/NOTES.md, "Session 7").
+PSS_MAX_AGE_SECONDS = 30.0
+_pss_lock = threading.Lock()
+_pss: tuple[int, float, int] | None = None  # (pid, time.monotonic() when read, bytes): a forked child reads its own
 RELEASE_GRACE_SECONDS = 1.0
 _release_lock = threading.Lock()
 _frozen_at = 0.0  # time.time() of the last freeze(): versions loaded before it are frozen
@@ -33,17 +38,28 @@ def resident_bytes() -> int:
 
 
 def process_memory() -> dict[str, int]:
-    """What this process really holds: ``rss``, and ``pss`` (shared pages divided among their processes)."""
-    memory = {"rss": resident_bytes(), "pss": 0}
+    """What this process really holds: ``rss`` (now), and ``pss`` (shared pages divided among their processes,
+    read at most every PSS_MAX_AGE_SECONDS; 0 where the kernel has no smaps_rollup)."""
+    return {"rss": resident_bytes(), "pss": _proportional_bytes()}
+
+
+def _proportional_bytes() -> int:
+    global _pss
+    with _pss_lock:
+        if _pss is None or _pss[0] != os.getpid() or time.monotonic() - _pss[1] >= PSS_MAX_AGE_SECONDS:
+            _pss = (os.getpid(), time.monotonic(), _read_pss())
+        return _pss[2]
+
+
+def _read_pss() -> int:
     try:
         with open("/proc/self/smaps_rollup", encoding="ascii") as rollup:
             for line in rollup:
                 if line.startswith("Pss:"):
-                    memory["pss"] = int(line.split()[1]) * 1024
-                    break
+                    return int(line.split()[1]) * 1024
     except OSError:  # no smaps_rollup (old kernels): PSS unknown
         pass
-    return memory
+    return 0
 
 
 def freeze() -> None:
