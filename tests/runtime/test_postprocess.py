@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from yyai.runtime import postprocess
 from yyai.runtime.errors import ManifestError
 from yyai.runtime.manifest import OutputSpec
 from yyai.runtime.postprocess import check_labels, format_results, infer_kind
@@ -187,3 +188,28 @@ def test_large_batch_is_plain_python():
     assert [r["label"] for r in results] == [str(i) for i in probs.argmax(axis=1)]
     assert all(type(v) is float for r in results for v in r["value"])
     assert strict_json(results) == results
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[0.5, 0.5, 0.1]],  # a tie: the first highest wins
+        [[0.0, -0.0, 0.0], [-0.0, -1.0, -2.0]],  # -0.0 reads 0.0
+        [[np.nan, 1.0, 0.0]],  # not finite: null, as numpy words it
+        [[1.0, np.inf, 0.0], [-np.inf, -1.0, 0.5]],
+        [[1e-320, 0.0, 5e-324]],  # subnormals kept
+        np.random.default_rng(1).random((30, 9)).tolist(),  # past the plain-Python size: numpy's path
+    ],
+)
+def test_classification_of_few_values_in_plain_python_is_numpys(rows, monkeypatch):
+    """Few values (one request's row) are formatted in plain Python; the result is the numpy path's, bit for bit."""
+    outputs = np.array(rows, np.float64)
+    plain = format_results("m", outputs, spec=OutputSpec(), kind="classification")
+    monkeypatch.setattr(postprocess, "_PLAIN_VALUES", -1)
+    vectorised = format_results("m", outputs, spec=OutputSpec(), kind="classification")
+    assert json.dumps(plain) == json.dumps(vectorised)
+    assert [type(v) for r in plain for v in r["value"]] == [type(v) for r in vectorised for v in r["value"]]
+    if rows == [[0.5, 0.5, 0.1]]:
+        assert plain[0]["label"] == "0"
+    if rows[0] == [0.0, -0.0, 0.0]:
+        assert json.dumps(plain[1]["value"]) == "[0.0, -1.0, -2.0]" and plain[1]["label"] == "0"

@@ -18,6 +18,7 @@ Serving's rule), so results serialise to strict JSON as they are.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from typing import Any
 
@@ -27,6 +28,9 @@ from .errors import ManifestError
 from .manifest import OutputSpec
 
 _BINARY_LABELS = ("0", "1")
+# At most this many values (rows x units) are formatted in plain Python: for one request's row of a few classes,
+# a dozen numpy calls cost 24 us where the same values in Python cost 3 (bench/NOTES.md, "Session 7").
+_PLAIN_VALUES = 256
 
 
 def infer_kind(
@@ -96,7 +100,11 @@ def format_results(
         return [{"name": name, "value": value} for value in values]
     if rows.shape[1] == 1:
         return _binary(name, rows[:, 0], spec.labels or _BINARY_LABELS, spec.decimals)
-    labels = spec.labels or tuple(str(i) for i in range(rows.shape[1]))
+    labels = spec.labels or _unit_labels(rows.shape[1])
+    if spec.decimals is None and rows.size <= _PLAIN_VALUES:
+        results = _classes_plain(name, rows.tolist(), labels)
+        if results is not None:
+            return results
     winners = rows.argmax(axis=1)
     scores = _rounded(rows[np.arange(len(rows)), winners], spec.decimals)
     values = _rounded(rows, spec.decimals)
@@ -145,6 +153,26 @@ def _text(value: Any) -> Any:
         except UnicodeDecodeError:
             return {"b64": base64.b64encode(value).decode("ascii")}
     return value
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_labels(units: int) -> tuple[str, ...]:
+    return tuple(str(i) for i in range(units))
+
+
+def _classes_plain(name: str, rows: list[list[float]], labels: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """The classification results of ``rows`` (float64 values as Python floats, unrounded), as the numpy path
+    gives them: the first highest value wins, -0.0 reads 0.0. None when a value is not finite (the numpy path
+    words those)."""
+    results = []
+    for row in rows:
+        if not all(map(math.isfinite, row)):
+            return None
+        best = max(row)
+        results.append(
+            {"name": name, "value": [v + 0.0 for v in row], "label": labels[row.index(best)], "score": best + 0.0}
+        )
+    return results
 
 
 def _binary(
