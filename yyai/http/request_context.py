@@ -17,9 +17,9 @@ response, including early refusals, is covered:
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
-import random
 from typing import Callable
 
 from django.http import HttpRequest, HttpResponse
