@@ -349,6 +349,68 @@ def test_prepare_image_decodes_and_converts():
         prepare_image(encode(".png", PIXELS), spec=RAW, input_shape=(1, 3, 3), max_pixels=2)
 
 
+def gray_alpha_png(gray: np.ndarray, alpha: np.ndarray) -> bytes:
+    """A PNG of color type 4 (gray with alpha), which OpenCV cannot write."""
+    height, width = gray.shape
+    rows = b"".join(b"\0" + np.dstack([gray, alpha]).reshape(height, -1)[y].tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 4, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+SMOOTH = cv2.GaussianBlur(noise(37, 53), (7, 7), 0)  # compresses like a photo
+ENCODED = {
+    "png gray": encode(".png", SMOOTH[:, :, 0]),
+    "png gray 16-bit": encode(".png", SMOOTH[:, :, 0].astype(np.uint16) * 257 + 3),
+    "png gray+alpha": gray_alpha_png(SMOOTH[:, :, 0], SMOOTH[:, :, 1]),
+    "png bilevel": encode(".png", SMOOTH[:, :, 0], cv2.IMWRITE_PNG_BILEVEL, 1),
+    "png rgb": encode(".png", SMOOTH),
+    "png rgb 16-bit": encode(".png", SMOOTH.astype(np.uint16) * 255),
+    "png rgba": encode(".png", np.dstack([SMOOTH, SMOOTH[:, :, :1]])),
+    "jpeg": encode(".jpg", SMOOTH),
+    "jpeg gray": encode(".jpg", SMOOTH[:, :, 0]),
+    "bmp": encode(".bmp", SMOOTH),
+    "bmp gray": encode(".bmp", SMOOTH[:, :, 0]),
+    "webp": encode(".webp", SMOOTH),
+    "webp lossless": encode(".webp", SMOOTH, cv2.IMWRITE_WEBP_QUALITY, 101),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ENCODED))
+@pytest.mark.parametrize(
+    "color,input_shape",
+    [
+        (None, (37, 53, 3)),
+        (None, (37, 53, 1)),
+        (None, (16, 24, 3)),  # shrunk: INTER_AREA
+        (None, (50, 70, 1)),  # grown: INTER_LINEAR
+        ("bgr", (20, 20, 3)),
+        ("gray", (None, None, None)),
+    ],
+)
+def test_decoding_into_the_models_color_gives_the_same_pixels(kind, color, input_shape):
+    """decode_model_pixels skips a pass where the decoder gives the model's color; the pixels are those of
+    decode_image then model_pixels, bit for bit, for every format and color the decoders know."""
+    spec = InputSpec(color=color)
+    data = ENCODED[kind]
+    direct = preprocess.decode_model_pixels(data, spec=spec, input_shape=input_shape)
+    expected = preprocess.model_pixels(preprocess.decode_image(data), spec=spec, input_shape=input_shape)
+    assert direct.dtype == np.uint8 and direct.shape == expected.shape
+    np.testing.assert_array_equal(direct, expected)
+
+
+def test_decoding_into_the_models_color_keeps_the_checks():
+    with pytest.raises(ImageTooLarge):
+        preprocess.decode_model_pixels(ENCODED["png gray"], spec=RAW, input_shape=(37, 53, 1), max_pixels=100)
+    with pytest.raises(NotAnImage):
+        preprocess.decode_model_pixels(ENCODED["png gray"][:60], spec=RAW, input_shape=(37, 53, 1))
+    with pytest.raises(BadTensor, match="expects 3 color channels"):
+        preprocess.decode_model_pixels(ENCODED["png gray"], spec=InputSpec(color="gray"), input_shape=(37, 53, 3))
+
+
 # --- decode_base64 --------------------------------------------------------------------
 
 PAYLOAD = bytes(range(256)) * 3  # holds bytes that encode to + / (standard) and - _ (URL-safe)

@@ -34,6 +34,8 @@ _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers that stand alone, without a length field: TEM, RST0-7.
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+# The PNG color types (IHDR byte 25) of a gray image: gray, gray with alpha.
+_GRAY_PNG = frozenset({b"\x00", b"\x04"})
 
 
 def image_dimensions(data: bytes) -> tuple[int, int] | None:
@@ -125,6 +127,30 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     Gray images are expanded to three channels and alpha is dropped. The pixel
     limit is checked on the header, before decoding.
     """
+    return _decode(data, max_pixels, cv2.IMREAD_COLOR)
+
+
+def decode_model_pixels(
+    data: bytes,
+    *,
+    spec: InputSpec,
+    input_shape: tuple[int | None, int | None, int | None],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """:func:`model_pixels` of :func:`decode_image`, the same pixels bit for bit, with a pass fewer where the
+    decoder can give the model's color itself: RGB always, gray when the image is a gray PNG (a color image
+    made gray by the decoder would differ from OpenCV's conversion, so that one is converted as before)."""
+    color = _model_color(spec, input_shape[2])
+    if color == "rgb":
+        flag = cv2.IMREAD_COLOR_RGB
+    elif color == "gray" and data.startswith(b"\x89PNG") and data[25:26] in _GRAY_PNG:
+        flag = cv2.IMREAD_GRAYSCALE
+    else:
+        return model_pixels(decode_image(data, max_pixels=max_pixels), spec=spec, input_shape=input_shape)
+    return model_pixels(_decode(data, max_pixels, flag), spec=spec, input_shape=input_shape, decoded=color)
+
+
+def _decode(data: bytes, max_pixels: int, flag: int) -> np.ndarray:
     if not data:
         raise NotAnImage("empty upload: the image has no bytes")
     size = image_dimensions(data)
@@ -136,7 +162,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     except cv2.error:
         image = None
     if image is None:
@@ -163,18 +189,27 @@ def to_model_input(
 
 
 def model_pixels(
-    image: np.ndarray, *, spec: InputSpec, input_shape: tuple[int | None, int | None, int | None]
+    image: np.ndarray,
+    *,
+    spec: InputSpec,
+    input_shape: tuple[int | None, int | None, int | None],
+    decoded: str = "bgr",
 ) -> np.ndarray:
-    """The ``uint8`` half of :func:`to_model_input`: ``image`` resized and color-converted, ``(H, W, C)``."""
+    """The ``uint8`` half of :func:`to_model_input`: ``image`` resized and color-converted, ``(H, W, C)``.
+
+    ``image`` is BGR, or already in the model's color when ``decoded`` names it (:func:`decode_model_pixels`).
+    """
     height, width, channels = input_shape
     src_h, src_w = image.shape[:2]
     target_w, target_h = spec.size or (width or src_w, height or src_h)
-    color = spec.color or ("gray" if channels == 1 else "rgb")
+    color = _model_color(spec, channels)
     if (src_w, src_h) != (target_w, target_h):
         shrinking = target_w <= src_w and target_h <= src_h
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
         image = cv2.resize(image, (target_w, target_h), interpolation=interpolation)
-    if color == "rgb":
+    if color == decoded:
+        image = image[:, :, np.newaxis] if image.ndim == 2 else image
+    elif color == "rgb":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     elif color == "gray":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[:, :, np.newaxis]
@@ -184,6 +219,10 @@ def model_pixels(
             f"gives {image.shape[2]}; set [input] color in app.toml to match the model"
         )
     return image
+
+
+def _model_color(spec: InputSpec, channels: int | None) -> str:
+    return spec.color or ("gray" if channels == 1 else "rgb")
 
 
 def scale_pixels(image: np.ndarray, *, spec: InputSpec, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:
@@ -212,7 +251,8 @@ def prepare_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Decode image bytes and turn them into one model input (see :func:`to_model_input`)."""
-    return to_model_input(decode_image(data, max_pixels=max_pixels), spec=spec, input_shape=input_shape, dtype=dtype)
+    pixels = decode_model_pixels(data, spec=spec, input_shape=input_shape, max_pixels=max_pixels)
+    return scale_pixels(pixels, spec=spec, dtype=dtype)
 
 
 def decode_base64(text: str, *, max_bytes: int) -> bytes:

@@ -156,12 +156,8 @@ def _images(
     decoded = []
     for data in rows:
         budget.check(preprocess.image_dimensions(data))
-        image = preprocess.decode_image(data, max_pixels=budget.max_pixels)
-        array = (
-            preprocess.model_pixels(image, spec=input_spec, input_shape=hwc)
-            if later
-            else preprocess.to_model_input(image, spec=input_spec, input_shape=hwc, dtype=spec.numpy_dtype)
-        )
+        pixels = preprocess.decode_model_pixels(data, spec=input_spec, input_shape=hwc, max_pixels=budget.max_pixels)
+        array = pixels if later else preprocess.scale_pixels(pixels, spec=input_spec, dtype=spec.numpy_dtype)
         decoded.append(array[np.newaxis] if leading_one else array)
     first = decoded[0].shape
     if len(decoded) > 1 and any(d.shape != first for d in decoded):  # images at their own sizes: one job each
