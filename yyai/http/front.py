@@ -91,8 +91,9 @@ class Front:
         if length is not None and length > limit:
             raise Refused(413, "payload_too_large", f"the request body is {length} bytes; the limit is {limit}")
         try:
-            return await asyncio.wait_for(_read(receive, limit), deadline)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(deadline):  # no task per request, as wait_for would make
+                return await _read(receive, limit)
+        except TimeoutError:
             raise Refused(408, "request_timeout", f"the request body did not arrive within {deadline:g} s") from None
 
 
