@@ -32,6 +32,7 @@ import os
 import threading
 import weakref
 from contextvars import ContextVar
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -112,6 +113,7 @@ _seen_versions: weakref.WeakSet[ServingVersion] = weakref.WeakSet()
 _batcher_counts: weakref.WeakKeyDictionary[Batcher, tuple[int, int]] = weakref.WeakKeyDictionary()
 _budget_counts: dict[str, tuple[int, int]] = {}
 _model_labels: dict[str, set[str]] = {}  # the models each app's memory was last shown for
+_children: dict[tuple, Any] = {}  # (metric, label values) -> its series, for the per-request counters
 
 
 def observe_predict(version: ServingVersion, *, rows: int) -> None:
@@ -119,7 +121,7 @@ def observe_predict(version: ServingVersion, *, rows: int) -> None:
     app = version.spec.name
     served.set((app, version.id))
     for model in version.models:
-        MODEL_ROWS.labels(app, model.name, version.id).inc(rows)
+        _series(MODEL_ROWS, app, model.name, version.id).inc(rows)
     _observe_version(version)
 
 
@@ -167,8 +169,8 @@ def count_reload(*, app: str, trigger: str, ok: bool) -> None:
 
 def observe_request(*, app: str, version: str, route: str, status: int, seconds: float) -> None:
     """Count one HTTP request and its latency."""
-    REQUESTS.labels(app, version, route, str(status)).inc()
-    LATENCY.labels(app, route).observe(seconds)
+    _series(REQUESTS, app, version, route, str(status)).inc()
+    _series(LATENCY, app, route).observe(seconds)
 
 
 def _observe_version(version: ServingVersion) -> None:
@@ -186,10 +188,20 @@ def _observe_version(version: ServingVersion) -> None:
         for model in version.models:
             LOAD_SECONDS.labels(app, model.name).observe(model.load_seconds + model.warmup_seconds)
     if batches > last_batches:
-        BATCHES.labels(app).inc(batches - last_batches)
+        _series(BATCHES, app).inc(batches - last_batches)
     if rows > last_rows:
-        BATCH_ROWS.labels(app).inc(rows - last_rows)
-    QUEUE_DEPTH.labels(app).set(batcher.depth)
+        _series(BATCH_ROWS, app).inc(rows - last_rows)
+    _series(QUEUE_DEPTH, app).set(batcher.depth)
+
+
+def _series(metric, *labels: str):
+    """``metric.labels(*labels)``, looked up once: prometheus_client validates the values and takes a lock on
+    every ``labels()`` call, six times per predict (the set of label values is the metric's own cardinality)."""
+    key = (metric, labels)
+    series = _children.get(key)
+    if series is None:
+        series = _children[key] = metric.labels(*labels)
+    return series
 
 
 def exposition() -> bytes:
