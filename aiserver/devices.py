@@ -12,6 +12,13 @@ takes the whole card and the others fail or crawl. Therefore:
   own GPU (``CUDA_VISIBLE_DEVICES`` set in the worker right after fork, before
   it imports TensorFlow); more workers than GPUs share them evenly.
 
+On x86-64 CPUs oneDNN's kernels are on (``TF_ENABLE_ONEDNN_OPTS=1``, set by
+``aiserver/gunicorn.conf.py`` unless given): TensorFlow turns them on by itself
+only for CPUs with AVX-512, and without them convolutions ran 1.8x (a small
+gray CNN) to 5x (a 350x350 RGB one) slower at batch 32 on an AVX2 AMD EPYC
+(``bench/NOTES.md``, "Session 7"). Their float rounding differs from Eigen's in
+the last bits. Elsewhere (ARM) TensorFlow's own choice stands.
+
 The gunicorn master must not initialise TensorFlow (CUDA does not survive
 ``fork``), so :func:`visible_gpus` asks a child process, and only when a GPU
 driver is present at all: a CPU host pays nothing. :func:`plan` and
@@ -23,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -30,6 +38,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, MutableMapping, Sequence
 
 MEMORY_GROWTH = "TF_FORCE_GPU_ALLOW_GROWTH"
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 # Any of these means a GPU driver is loaded (NVIDIA, AMD ROCm, WSL2's GPU bridge).
 DRIVER_MARKERS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
 PROBE = "import json, tensorflow as tf; print(json.dumps([d.name for d in tf.config.list_physical_devices('GPU')]))"
@@ -105,3 +114,9 @@ def visible_gpus(environ: Mapping[str, str] = os.environ, timeout: float = 120.0
         log.warning("could not ask TensorFlow for GPUs (exit %s): %s", done.returncode, done.stderr[-500:])
         return []
     return [str(gpu) for gpu in gpus]
+
+
+def onednn_default(machine: str | None = None) -> str | None:
+    """The TF_ENABLE_ONEDNN_OPTS value for a CPU of ``machine`` (``platform.machine()`` by default): "1" on
+    x86-64, None (TensorFlow's own choice) elsewhere."""
+    return "1" if (machine or platform.machine()).lower() in ("x86_64", "amd64") else None

@@ -11,7 +11,8 @@ thread pool.
   cores / workers, at least 1): a worker's Python runs on one core at a time
   (the GIL), so a second worker uses the second core, and split pools keep two
   workers' model threads from fighting over the same cores (measured in
-  bench/NOTES.md, "Workers and TensorFlow threads"). Each worker holds its own
+  bench/NOTES.md, "Workers and TensorFlow threads"); on x86-64 TensorFlow uses oneDNN's
+  kernels (``TF_ENABLE_ONEDNN_OPTS=1`` unless given: aiserver/devices.py). Each worker holds its own
   copy of every model and its own batcher; reloads reach every worker through
   the database generation. Set ``WEB_CONCURRENCY=1`` where memory is tighter
   than CPU.
@@ -46,6 +47,8 @@ workers = _plan.workers
 # Read by TensorFlow when a worker first runs an op (workers inherit the master's environment).
 for _pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(_pool, str(_plan.tf_threads))
+if devices.onednn_default():  # oneDNN's kernels on every x86-64 CPU, not only those with AVX-512 (aiserver/devices.py)
+    os.environ.setdefault(devices.ONEDNN, devices.onednn_default())
 worker_class = "aiserver.workers.Worker"
 wsgi_app = "aiserver.asgi:application"
 timeout = env_int("GUNICORN_TIMEOUT", 120, minimum=1)  # start-up loads and warms every model

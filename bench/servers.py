@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+from aiserver import devices
 from bench import venvs
 from bench.models import Workload
 from bench.peers import NAMES
@@ -54,6 +55,13 @@ class ServerSpec:
     answer: Callable[[int, bytes], list[list[dict]]]
     env: dict[str, str] = field(default_factory=dict)
     freeze: bool = True
+
+
+def tensorflow_env() -> dict[str, str]:
+    """The TensorFlow kernels aiserver's gunicorn.conf.py picks (oneDNN's on x86-64: aiserver/devices.py), for
+    every peer and the offline limit too: the models run the same kernels everywhere, only the serving differs."""
+    value = os.environ.get(devices.ONEDNN) or devices.onednn_default()
+    return {devices.ONEDNN: value} if value else {}
 
 
 def ours(
@@ -111,9 +119,8 @@ def seed(*, app_dir: Path, workload: Workload, threads: int) -> ServerSpec:
         "120",
         "bench.peers.seed_django:application",
     ]
-    return ServerSpec(
-        "seed design", argv, "/api/apps/{app}/predict/", workload, predictions, {"BENCH_APP_DIR": str(app_dir)}
-    )
+    env = {"BENCH_APP_DIR": str(app_dir), **tensorflow_env()}
+    return ServerSpec("seed design", argv, "/api/apps/{app}/predict/", workload, predictions, env)
 
 
 def peer(name: str, *, app_dir: Path, workload: Workload, batch_timeout_micros: int, max_batch_size: int) -> ServerSpec:
@@ -131,6 +138,7 @@ def peer(name: str, *, app_dir: Path, workload: Workload, batch_timeout_micros: 
         "BENCH_APP_DIR": str(app_dir),
         "BENCH_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
         "BENCH_MAX_BATCH_SIZE": str(max_batch_size),
+        **tensorflow_env(),
         **getattr(module, "ENV", {}),
     }
     return ServerSpec(

@@ -61,6 +61,13 @@ def test_no_driver_no_probe(monkeypatch):
     assert devices.visible_gpus() == []
 
 
+PLANNED = (
+    "WEB_CONCURRENCY",
+    "CUDA_VISIBLE_DEVICES",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "TF_ENABLE_ONEDNN_OPTS",
+)
 GUNICORN_CONF = """
 import json, os, runpy, types
 from aiserver import devices
@@ -74,7 +81,8 @@ for pid in range(conf["workers"]):
     server.WORKERS[pid] = worker
     conf["post_fork"](server, worker)
     pinned.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
-print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.environ["TF_NUM_INTRAOP_THREADS"]}}))
+print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.environ["TF_NUM_INTRAOP_THREADS"],
+                  "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}}))
 """
 
 
@@ -86,11 +94,8 @@ print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.e
     ],
 )
 def test_gunicorn_conf_uses_the_plan(tmp_path, gpus, cores, expected):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("WEB_CONCURRENCY", "CUDA_VISIBLE_DEVICES", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-    }
+    expected = {**expected, "onednn": devices.onednn_default()}
+    env = {key: value for key, value in os.environ.items() if key not in PLANNED}
     code = f"import os; os.cpu_count = lambda: {cores}\n" + GUNICORN_CONF.format(gpus=gpus)
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -102,6 +107,25 @@ def test_gunicorn_conf_uses_the_plan(tmp_path, gpus, cores, expected):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == expected
+
+
+def test_gunicorn_conf_keeps_a_given_onednn_setting(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in PLANNED}
+    done = subprocess.run(
+        [sys.executable, "-c", GUNICORN_CONF.format(gpus=[])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "YYAI_DATA_DIR": str(tmp_path), "TF_ENABLE_ONEDNN_OPTS": "0"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["onednn"] == "0"
+
+
+@pytest.mark.parametrize("machine, value", [("x86_64", "1"), ("AMD64", "1"), ("aarch64", None), ("arm64", None)])
+def test_onednn_on_for_every_x86_cpu_and_left_to_tensorflow_elsewhere(machine, value):
+    assert devices.onednn_default(machine) == value
 
 
 def test_settings_turn_memory_growth_on(tmp_path):
