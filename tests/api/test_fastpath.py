@@ -228,6 +228,19 @@ def test_hands_to_django_what_only_django_answers(store, case):
     assert (status, Refuse.calls) == (599, 1)
 
 
+def test_hosts_are_remembered_within_a_bound(settings):
+    """The Host check is remembered per Host header, and a client sending many never grows that memory."""
+    settings.ALLOWED_HOSTS = ["api.example", ".corp.example"]
+    mirror = django_mirror.Mirror()
+    for _ in range(2):
+        assert mirror.host_allowed("api.example:8000") and mirror.host_allowed("a.corp.example")
+        assert not mirror.host_allowed("evil.example") and not mirror.host_allowed("")
+    for n in range(1000):
+        assert mirror.host_allowed(f"h{n}.corp.example") and not mirror.host_allowed(f"h{n}.evil.example")
+    assert len(mirror._hosts) <= django_mirror.HOSTS_KEPT
+    assert mirror.host_allowed("api.example") and not mirror.host_allowed("evil.example")
+
+
 def test_malformed_body_is_replayed_to_django_intact(store, django_asgi):
     status, _, body = call(fastpath.FastPredict(django_asgi), b'{"image": ')
     assert status == 400

@@ -64,6 +64,9 @@ def drift() -> list[str]:
     return found
 
 
+HOSTS_KEPT = 64
+
+
 class Mirror:
     """The settings-dependent parts, read once (the fast path builds one at start-up)."""
 
@@ -73,6 +76,7 @@ class Mirror:
         self.plain_headers = security_headers(secure=False)
         proxy = settings.SECURE_PROXY_SSL_HEADER  # Django's META name, e.g. HTTP_X_FORWARDED_PROTO
         self.proxy_header = (proxy[0].removeprefix("HTTP_").replace("_", "-").lower(), proxy[1]) if proxy else None
+        self._hosts: dict[str, bool] = {}  # Host header -> allowed, for the last HOSTS_KEPT distinct ones
 
     def is_secure(self, scope: dict, headers: dict[str, str]) -> bool:
         """``request.is_secure()``: the trusted proxy header when configured and present, else the scheme."""
@@ -81,9 +85,15 @@ class Mirror:
         return scope.get("scheme") == "https"
 
     def host_allowed(self, host: str) -> bool:
-        """``request.get_host()`` would not raise DisallowedHost."""
-        domain, _ = split_domain_port(host)
-        return bool(domain) and validate_host(domain, self.allowed_hosts)
+        """``request.get_host()`` would not raise DisallowedHost (remembered per Host: clients send a few)."""
+        allowed = self._hosts.get(host)
+        if allowed is None:
+            domain, _ = split_domain_port(host)
+            allowed = bool(domain) and validate_host(domain, self.allowed_hosts)
+            if len(self._hosts) >= HOSTS_KEPT:  # any client may write any Host: the memory stays bounded
+                self._hosts.clear()
+            self._hosts[host] = allowed
+        return allowed
 
     def response_headers(self, *, secure: bool) -> list[tuple[bytes, bytes]]:
         """DRF's and the middleware's headers of a JSON answer."""
