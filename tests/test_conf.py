@@ -61,8 +61,11 @@ def test_old_names_are_aliases_that_log_a_deprecation_warning(caplog):
 def test_tests_change_settings_through_the_yyai_dict(yyai):
     from yyai.conf import yyai_settings
 
+    default = yyai_settings.MAX_BODY_BYTES  # read once: kept as an attribute until the settings change
     yyai.MAX_BODY_BYTES = 2048
-    assert yyai_settings.MAX_BODY_BYTES == 2048
+    assert yyai_settings.MAX_BODY_BYTES == 2048 != default
+    yyai.MAX_BODY_BYTES = 4096
+    assert yyai_settings.MAX_BODY_BYTES == 4096
 
 
 def test_importing_settings_writes_nothing(tmp_path):

@@ -243,15 +243,19 @@ class YyaiSettings:
         self._values: dict[str, Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
+        """A setting's value, kept as an attribute after its first read (the hot path reads nine per predict)."""
         if name.startswith("_"):
             raise AttributeError(name)
         values = self._load()
         if name not in values:
             raise AttributeError(f"no yyai setting {name!r}")
+        self.__dict__[name] = values[name]
         return values[name]
 
     def reload(self) -> None:
         self._values = None
+        for name in [name for name in self.__dict__ if not name.startswith("_")]:
+            del self.__dict__[name]
 
     def _load(self) -> dict[str, Any]:
         if self._values is None:
