@@ -29,6 +29,7 @@ DEFAULT_MAX_PIXELS = RequestLimits.max_pixels
 
 _NOT_AN_IMAGE = "the upload is not an image in a supported format (JPEG, PNG, BMP, WebP)"
 _TRUNCATED = f"{_NOT_AN_IMAGE}: its header is truncated"
+_URL_SAFE = str.maketrans("-_", "+/")
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
 # SOFn markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -272,7 +273,9 @@ def decode_base64(text: str, *, max_bytes: int) -> bytes:
         raise PayloadTooLarge(f"the base64 data decodes to {decoded_size} bytes; the limit is {max_bytes}")
     if len(text) % 4 == 1:
         raise BadBase64("the base64 string has an impossible length; it is cut off or has extra characters")
-    text = text.translate(str.maketrans("-_", "+/")) + "=" * (-len(text) % 4)
+    if "-" in text or "_" in text:  # URL-safe
+        text = text.translate(_URL_SAFE)
+    text += "=" * (-len(text) % 4)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):  # ValueError: non-ASCII characters
