@@ -5,7 +5,8 @@ common form skips Django's request/response cycle, its middleware and DRF
 (what that saves is measured in bench/RESULTS.md). The body is parsed, checked
 by the same :func:`yyai.api.inputs.parse_predict_input` and prepared for the
 models in one trip to the CPU pool (on the event loop itself for a body of at
-most INLINE_BODY_BYTES whose images are small), the batch is awaited
+most INLINE_BODY_BYTES whose images are small, while fewer than INLINE_IN_FLIGHT
+other predicts are in flight), the batch is awaited
 (:func:`yyai.services.predict_async`), and the answer has the same JSON, error
 format, headers, ``X-Request-ID``, metrics and access log line as the DRF view.
 
@@ -57,6 +58,10 @@ WANTED = frozenset(
 # A body this small is parsed on the event loop, and read and prepared there when its images are small too
 # (yyai.services.dataplane.INLINE_PIXELS): the trip to the CPU pool and back costs more (bench/NOTES.md, "Session 6").
 INLINE_BODY_BYTES = 16 * 1024
+# ... while fewer than this many other predicts are in flight in this worker. Under load the loop has other
+# requests to serve while the pool decodes, and never waits to win the GIL back after a decode that let go of it
+# (bench/NOTES.md, "Session 7").
+INLINE_IN_FLIGHT = 8
 _UNPARSED = object()
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,7 @@ class FastPredict:
         self.django = django
         self.enabled = enabled()
         self.mirror = django_mirror.Mirror()
+        self.in_flight = 0  # predicts being answered here now
         proxy = self.mirror.proxy_header
         self.wanted = (
             WANTED | ({proxy[0].encode()} if proxy else set()) | (tracing.HEADERS if tracing.configure() else set())
@@ -100,9 +106,13 @@ class FastPredict:
             return await self.django(scope, receive, send)
         body = await _read_body(receive)
         answer = self._answer if not tracing.ON else self._traced
-        if not await answer(
-            scope, send, match["app"], _BodyReader(match["app"], body, headers["content-type"]), headers, secure
-        ):
+        reader = _BodyReader(match["app"], body, headers["content-type"], inline=self.in_flight < INLINE_IN_FLIGHT)
+        self.in_flight += 1
+        try:
+            answered = await answer(scope, send, match["app"], reader, headers, secure)
+        finally:
+            self.in_flight -= 1
+        if not answered:
             return await self.django(scope, _replay(body, receive), send)
 
     def _eligible(self, scope: dict, app: str, headers: dict[str, str], secure: bool) -> bool:
@@ -225,15 +235,16 @@ class _BodyReader:
     is set once read: whether the answer has one entry per row.
     """
 
-    def __init__(self, app: str, body: bytes, content_type: str):
-        self.app, self.body, self.content_type = app, body, content_type
+    def __init__(self, app: str, body: bytes, content_type: str, *, inline: bool = True):
+        self.app, self.body, self.content_type, self.inline = app, body, content_type, inline
         self.many = False
         self.parsed = _UNPARSED
 
     def parsed_here(self) -> bool:
-        """Parse a body of at most INLINE_BODY_BYTES now, on the event loop (microseconds); True when the rest of
-        reading it may run here too (it names no ``imgPath``: a file to read, in the pool)."""
-        if len(self.body) > INLINE_BODY_BYTES:
+        """Parse a body of at most INLINE_BODY_BYTES now, on the event loop (microseconds), unless ``inline`` is
+        off (the worker is busy); True when the rest of reading it may run here too (it names no ``imgPath``: a
+        file to read, in the pool)."""
+        if not self.inline or len(self.body) > INLINE_BODY_BYTES:
             return False
         self.parsed = django_mirror.parse_body(self.body, self.content_type)
         data = None if self.parsed is None else self.parsed[0]
