@@ -37,6 +37,7 @@ def render(results: dict) -> str:
         f"batch_timeout_micros {config['batch_timeout_micros']}",
         f"- aiserver gunicorn: workers {config['workers'] or 'default'}, threads {config['threads'] or 'default'} "
         "(default = aiserver/gunicorn.conf.py)",
+        f"- TensorFlow kernels, the same for ours, every peer and the offline limit: {_kernels(results)}",
         "",
     ]
     for key, entry in results["workloads"].items():
@@ -44,6 +45,13 @@ def render(results: dict) -> str:
     if NOTES.exists():
         lines += ["", NOTES.read_text().rstrip(), ""]
     return "\n".join(lines) + "\n"
+
+
+def _kernels(results: dict) -> str:
+    env = results.get("tensorflow_env")
+    if env is None:
+        return "not recorded (a run before they were)"
+    return ", ".join(f"`{name}={value}`" for name, value in env.items()) or "TensorFlow's own choice"
 
 
 def _workload(key: str, entry: dict) -> list[str]:

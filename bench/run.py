@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": _command(argv),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "rounds": ROUNDS,
+        "tensorflow_env": servers.tensorflow_env(),
         "load_before": os.getloadavg(),
         "workloads": {},
     }
