@@ -116,7 +116,9 @@ def visible_gpus(environ: Mapping[str, str] = os.environ, timeout: float = 120.0
     return [str(gpu) for gpu in gpus]
 
 
-def onednn_default(machine: str | None = None) -> str | None:
-    """The TF_ENABLE_ONEDNN_OPTS value for a CPU of ``machine`` (``platform.machine()`` by default): "1" on
-    x86-64, None (TensorFlow's own choice) elsewhere."""
-    return "1" if (machine or platform.machine()).lower() in ("x86_64", "amd64") else None
+def onednn_env(environ: Mapping[str, str] = os.environ, machine: str | None = None) -> dict[str, str]:
+    """The TF_ENABLE_ONEDNN_OPTS a TensorFlow process runs with on a CPU of ``machine`` (``platform.machine()``
+    by default): the value ``environ`` gives, else "1" on x86-64; nothing (TensorFlow's own choice) elsewhere."""
+    if ONEDNN in environ:
+        return {ONEDNN: environ[ONEDNN]}
+    return {ONEDNN: "1"} if (machine or platform.machine()).lower() in ("x86_64", "amd64") else {}

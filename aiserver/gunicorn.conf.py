@@ -47,8 +47,7 @@ workers = _plan.workers
 # Read by TensorFlow when a worker first runs an op (workers inherit the master's environment).
 for _pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(_pool, str(_plan.tf_threads))
-if devices.onednn_default():  # oneDNN's kernels on every x86-64 CPU, not only those with AVX-512 (aiserver/devices.py)
-    os.environ.setdefault(devices.ONEDNN, devices.onednn_default())
+os.environ.update(devices.onednn_env())  # oneDNN's kernels on every x86-64 CPU, not only with AVX-512 (devices.py)
 worker_class = "aiserver.workers.Worker"
 wsgi_app = "aiserver.asgi:application"
 timeout = env_int("GUNICORN_TIMEOUT", 120, minimum=1)  # start-up loads and warms every model

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench import servers
+from aiserver import devices
 from bench.models import HANDLER_WORKLOADS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ def in_child(store: Path, app: str, workload: str, *, seconds: float) -> list[di
         f"w = models.WORKLOADS[{workload!r}](); rows = {measure}; "
         "print(json.dumps([asdict(r) for r in rows]))"
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), **servers.tensorflow_env()}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), **devices.onednn_env()}
     out = subprocess.run(
         [str(SERVER_PY), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     ).stdout

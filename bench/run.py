@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from aiserver import devices
 from bench import check, load, models, offline, profile, report, servers, venvs
 
 ROOT = servers.ROOT
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": _command(argv),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "rounds": ROUNDS,
-        "tensorflow_env": servers.tensorflow_env(),
+        "tensorflow_env": devices.onednn_env(),
         "load_before": os.getloadavg(),
         "workloads": {},
     }

@@ -57,13 +57,6 @@ class ServerSpec:
     freeze: bool = True
 
 
-def tensorflow_env() -> dict[str, str]:
-    """The TensorFlow kernels aiserver's gunicorn.conf.py picks (oneDNN's on x86-64: aiserver/devices.py), for
-    every peer and the offline limit too: the models run the same kernels everywhere, only the serving differs."""
-    value = os.environ.get(devices.ONEDNN) or devices.onednn_default()
-    return {devices.ONEDNN: value} if value else {}
-
-
 def ours(
     *,
     store: Path,
@@ -119,7 +112,7 @@ def seed(*, app_dir: Path, workload: Workload, threads: int) -> ServerSpec:
         "120",
         "bench.peers.seed_django:application",
     ]
-    env = {"BENCH_APP_DIR": str(app_dir), **tensorflow_env()}
+    env = {"BENCH_APP_DIR": str(app_dir), **devices.onednn_env()}
     return ServerSpec("seed design", argv, "/api/apps/{app}/predict/", workload, predictions, env)
 
 
@@ -138,7 +131,7 @@ def peer(name: str, *, app_dir: Path, workload: Workload, batch_timeout_micros: 
         "BENCH_APP_DIR": str(app_dir),
         "BENCH_BATCH_TIMEOUT_MICROS": str(batch_timeout_micros),
         "BENCH_MAX_BATCH_SIZE": str(max_batch_size),
-        **tensorflow_env(),
+        **devices.onednn_env(),
         **getattr(module, "ENV", {}),
     }
     return ServerSpec(

@@ -94,7 +94,7 @@ print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.e
     ],
 )
 def test_gunicorn_conf_uses_the_plan(tmp_path, gpus, cores, expected):
-    expected = {**expected, "onednn": devices.onednn_default()}
+    expected = {**expected, "onednn": devices.onednn_env({}).get("TF_ENABLE_ONEDNN_OPTS")}
     env = {key: value for key, value in os.environ.items() if key not in PLANNED}
     code = f"import os; os.cpu_count = lambda: {cores}\n" + GUNICORN_CONF.format(gpus=gpus)
     done = subprocess.run(
@@ -125,7 +125,8 @@ def test_gunicorn_conf_keeps_a_given_onednn_setting(tmp_path):
 
 @pytest.mark.parametrize("machine, value", [("x86_64", "1"), ("AMD64", "1"), ("aarch64", None), ("arm64", None)])
 def test_onednn_on_for_every_x86_cpu_and_left_to_tensorflow_elsewhere(machine, value):
-    assert devices.onednn_default(machine) == value
+    assert devices.onednn_env({}, machine) == ({"TF_ENABLE_ONEDNN_OPTS": value} if value else {})
+    assert devices.onednn_env({"TF_ENABLE_ONEDNN_OPTS": "0"}, machine) == {"TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 def test_settings_turn_memory_growth_on(tmp_path):
