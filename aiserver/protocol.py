@@ -6,6 +6,9 @@
   its headers holds a socket for seconds, not forever.
 * More than ``YYAI_MAX_HEADER_BYTES`` of request line and headers is 431.
 * More than ``YYAI_MAX_CONNECTIONS`` open connections in one worker: the next is 503.
+* A response whose length is known goes out in one write, head and body
+  together (:class:`HeadWithBody`), not uvicorn's two: one system call per
+  answer fewer, on the event loop, holding the GIL.
 
 Both answers are JSON in the error format. Bodies have their own deadline, in
 the ASGI front (``yyai/http/front.py``), where the route is known.
@@ -60,6 +63,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return  # answered already: no app runs
         self._cancel_header_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and not isinstance(cycle.transport, HeadWithBody):  # the request's new cycle
+            cycle.transport = HeadWithBody(self.transport, cycle)
 
     def data_received(self, data: bytes) -> None:
         if not self._refused:
@@ -103,3 +109,41 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n" % (status, reason, len(body)) + body
         )
         self.transport.close()
+
+
+class HeadWithBody:
+    """The transport a request's response cycle writes through: the head of a response with a Content-Length
+    (not to HEAD) is held back and written with the body's first write, in one ``write``. Every other write goes
+    straight through; a held head goes out before the cycle closes the connection without a body.
+
+    uvicorn writes the head as soon as the app sends ``http.response.start``; the answer is then two writes,
+    two ``send`` system calls on the event loop (bench/NOTES.md, "Session 8")."""
+
+    __slots__ = ("transport", "cycle", "head")
+
+    def __init__(self, transport, cycle):
+        self.transport, self.cycle = transport, cycle  # the cycle until its head is written (no lasting cycle)
+        self.head: bytes | None = None  # a head held back for the body
+
+    def write(self, data: bytes) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started:  # this is the head
+            self.cycle = None
+            if cycle.chunked_encoding is False and cycle.scope["method"] != "HEAD":
+                self.head = data  # a Content-Length: a body write follows (uvicorn writes none for HEAD)
+                return
+        elif self.head:
+            data, self.head = self.head + data, None
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.head:
+            self.transport.write(self.head)
+            self.head = None
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str):
+        return getattr(self.transport, name)
