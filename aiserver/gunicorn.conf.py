@@ -29,7 +29,7 @@ when the master starts); a scrape of ``/metrics`` on any worker sums the live on
 import os
 from pathlib import Path
 
-from aiserver import bootstrap, devices
+from aiserver import balance, bootstrap, devices
 from aiserver.env import env_bool, env_int, env_str
 
 # Before any worker imports prometheus_client (workers inherit the master's environment).
@@ -78,6 +78,7 @@ def on_starting(server):
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
         stale.unlink()
+    balance.prepare()  # the workers' connection counts, shared: aiserver/balance.py
 
 
 def pre_fork(server, worker):
@@ -88,7 +89,8 @@ def pre_fork(server, worker):
 
 
 def post_fork(server, worker):
-    """In the worker, before it imports TensorFlow: see only its own GPU."""
+    """In the worker, before it imports TensorFlow: see only its own GPU; take a slot in the connection table."""
+    balance.join()
     if worker.aiserver_gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = worker.aiserver_gpu
         server.log.info("worker %s uses GPU %s", worker.pid, worker.aiserver_gpu)
@@ -123,7 +125,9 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges (queue depth, availability) from the metrics sums."""
+    """Drop a dead worker's live gauges (queue depth, availability) from the metrics sums, and its connections
+    from the connection table."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    balance.forget(worker.pid)

@@ -6,6 +6,8 @@
   its headers holds a socket for seconds, not forever.
 * More than ``YYAI_MAX_HEADER_BYTES`` of request line and headers is 431.
 * More than ``YYAI_MAX_CONNECTIONS`` open connections in one worker: the next is 503.
+* A worker holding more than its share of the host's connections closes
+  kept-alive ones after their answer (:mod:`aiserver.balance`).
 * A response whose length is known goes out in one write, head and body
   together (:class:`HeadWithBody`), not uvicorn's two: one system call per
   answer fewer, on the event loop, holding the GIL.
@@ -20,6 +22,7 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from aiserver import balance
 from aiserver.env import env_float, env_int
 
 HEADER_TIMEOUT_SECONDS = env_float("YYAI_HEADER_TIMEOUT_SECONDS", 10.0)
@@ -32,6 +35,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self._leaving = False
+        balance.count(len(self.connections))
         self._header_bytes = 0
         self._refused = False
         self._header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._headers_late)
@@ -43,6 +48,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
+        if self._leaving:
+            balance.leaving(len(self.connections), -1)
+        else:
+            balance.count(len(self.connections))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -66,6 +75,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not isinstance(cycle.transport, HeadWithBody):  # the request's new cycle
             cycle.transport = HeadWithBody(self.transport, cycle)
+            if cycle.keep_alive and not self._leaving and balance.crowded(len(self.connections)):
+                cycle.keep_alive = False  # "Connection: close": the client reconnects, to a less busy worker
+                self._leaving = True
+                balance.leaving(len(self.connections), 1)
 
     def data_received(self, data: bytes) -> None:
         if not self._refused:

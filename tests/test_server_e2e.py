@@ -1,11 +1,15 @@
 """The demo apps under the real gunicorn configuration, over real HTTP: what `make run` serves."""
 
 import base64
+import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 
+from aiserver import balance
 from tests.liveserver import ADMIN_PASSWORD, GunicornServer
 from yyai.demo_models import SAMPLE_DIGIT, build_demo_models
 
@@ -81,3 +85,53 @@ def test_the_faces_pipeline_under_concurrent_load(server):
     assert len(found) == 1 and "['facescore', 'predictsex'], 2" in found.pop()
     assert all(size > 10_000 for i, (_, [size]) in enumerate(answers) if i % 4 == 3)
     assert requests.get(server.url("/readyz"), timeout=10).status_code == 200
+
+
+def _connections_per_worker(server) -> list[int]:
+    """Established connections to the server's port held by each of its workers (from /proc)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == server.port and fields[3] == "01":
+                established.add(fields[9])
+    workers = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(pid) == server.process.pid]
+    counts = []
+    for pid in workers:
+        fds = Path(f"/proc/{pid}/fd")
+        links = [os.readlink(fd) for fd in fds.iterdir() if os.path.islink(fd)]
+        counts.append(sum(link[8:-1] in established for link in links if link.startswith("socket:[")))
+    return sorted(counts)
+
+
+def _parent(pid: str) -> int:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def test_connections_opened_at_once_end_up_spread_over_the_workers(server):
+    """40 keep-alive clients connecting together tend to land on one worker; after a few requests each, the
+    crowded worker has closed connections (``Connection: close``) until the two hold their share (+- SLACK)."""
+    request = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+    clients = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(40)]
+    closed = 0
+    try:
+        for _ in range(8):
+            for index, client in enumerate(clients):
+                client.sendall(request)
+                answer = b""
+                while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                    answer += client.recv(4096)
+                assert answer.startswith(b"HTTP/1.1 200"), answer
+                if b"connection: close" in answer.lower():
+                    client.close()
+                    clients[index] = socket.create_connection(("127.0.0.1", server.port))
+                    closed += 1
+        counts = _connections_per_worker(server)
+    finally:
+        for client in clients:
+            client.close()
+    assert sum(counts) == 40 and len(counts) == 2
+    assert counts[1] - counts[0] <= 2 * balance.SLACK + 2, (counts, closed)
