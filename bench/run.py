@@ -30,6 +30,7 @@ ROOT = servers.ROOT
 WORK = ROOT / "bench" / ".work"
 PEERS = ("aiserver", "triton", "mlserver", "kserve", "bentoml", "rayserve", "litserve", "seed")
 ROUNDS = 3  # runs per server and concurrency, servers taken in turn
+START_ATTEMPTS = 2  # starts of a server before it is reported as unable to run
 SEED_THREADS = 32
 
 
@@ -106,9 +107,7 @@ def drive_all(config: Config, store: Path, workload: models.Workload, peers: tup
             try:
                 spec = _spec(peer, config, store, workload)
                 print(f"== {workload.name}: starting {spec.name}", flush=True)
-                started[peer] = stack.enter_context(
-                    servers.running(spec, port=servers.free_port(), log=WORK / f"{peer}-{workload.app}.log")
-                )
+                started[peer] = _start(stack, spec, log=WORK / f"{peer}-{workload.app}.log")
             except (servers.PeerUnavailable, RuntimeError, OSError) as exc:
                 print(f"   {peer} cannot run: {exc}", flush=True)
                 results[peer]["error"] = str(exc)
@@ -148,6 +147,17 @@ def drive_all(config: Config, store: Path, workload: models.Workload, peers: tup
                 )
                 results[peer]["runs"].append(asdict(result))
     return results
+
+
+def _start(stack: ExitStack, spec: servers.ServerSpec, *, log: Path) -> servers.Running:
+    """``spec`` running until ``stack`` closes; a server that fails to start gets START_ATTEMPTS tries in all
+    (pytriton's model sometimes misses its handshake socket at start and exits: a second start works)."""
+    for _ in range(START_ATTEMPTS - 1):
+        try:
+            return stack.enter_context(servers.running(spec, port=servers.free_port(), log=log))
+        except RuntimeError as exc:
+            print(f"   {spec.name} did not start ({exc}); starting it again", flush=True)
+    return stack.enter_context(servers.running(spec, port=servers.free_port(), log=log))
 
 
 def _check_answers(started: dict[str, servers.Running], results: dict[str, dict]) -> None:
