@@ -23,6 +23,7 @@ from django.urls import Resolver404, resolve
 
 from yyai import bounded_json
 from yyai.conf import yyai_settings
+from yyai.http import multipart
 
 MIRRORED_MIDDLEWARE = (
     "yyai.http.request_context.RequestContextMiddleware",  # request id, metrics, access log: finish_request
@@ -136,6 +137,9 @@ def media_type(content_type: str) -> str:
 def parse_body(body: bytes, content_type: str) -> tuple[Any, Mapping] | None:
     """(data, files) as DRF's JSONParser or MultiPartParser reads them; None where DRF would refuse."""
     if media_type(content_type) == "multipart/form-data":
+        plain = multipart.parse(body, content_type, settings.DEFAULT_CHARSET)
+        if plain is not None:
+            return plain
         meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body))}
         try:
             return MultiPartParser(
