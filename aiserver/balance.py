@@ -19,6 +19,8 @@ import ctypes
 import multiprocessing
 import os
 
+from yyai.runtime.processes import alive
+
 SLOTS = 256  # at most this many live workers share the table
 SLACK = 2  # connections above the even share before a worker closes one
 
@@ -50,7 +52,7 @@ def join() -> None:
     with _table.lock:
         for slot in range(SLOTS):
             pid = _table.pids[slot]
-            if pid == 0 or not _alive(pid):
+            if pid == 0 or not alive(pid):
                 _table.connections[slot] = 0
                 _table.pids[slot] = os.getpid()
                 _table.used.value = max(_table.used.value, slot + 1)
@@ -95,13 +97,3 @@ def leaving(connections: int, change: int) -> None:
     global _leaving
     _leaving += change
     count(connections)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -10,6 +10,7 @@ import time
 from yyai import metrics
 from yyai.fleet.heartbeats import HOST
 from yyai.models import ModelApp, ReloadEvent
+from yyai.runtime.processes import alive
 
 
 def ensure_app(*, name: str) -> ModelApp:
@@ -62,20 +63,10 @@ def mark_interrupted() -> list[int]:
     """The reloads a process of this host left running when it stopped (killed mid-way): ``interrupted``.
     Their ids; a retry with the same body is safe (a reload of what serves already changes nothing)."""
     running = ReloadEvent.objects.filter(status=ReloadEvent.Status.RUNNING, host=HOST).values_list("id", "pid")
-    gone = [event for event, pid in running if not _alive(pid)]
+    gone = [event for event, pid in running if not alive(pid)]
     ReloadEvent.objects.filter(id__in=gone).update(
         status=ReloadEvent.Status.INTERRUPTED,
         error="the process that ran this reload stopped before it finished; nothing of it serves, and a retry "
         "with the same body is safe",
     )
     return gone
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
