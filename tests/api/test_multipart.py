@@ -176,3 +176,15 @@ def test_django_s_limits_hold():
         assert ours(body, content_type) is None and isinstance(django_form(body, content_type), str)
     with override_settings(FILE_UPLOAD_MAX_MEMORY_SIZE=100):  # Django's in-memory handler would keep no file
         assert ours(body, content_type) is None
+
+
+def test_what_is_remembered_stays_bounded_whatever_clients_send():
+    for n in range(500):
+        boundary = f"b{n}x"
+        body = form(
+            part(f'Content-Disposition: form-data; name="f{n}"', b"v"),
+            boundary=boundary,
+            end=b"--" + boundary.encode() + b"--",
+        )
+        assert ours(body, f"multipart/form-data; boundary={boundary}")[0] == [(f"f{n}", ["v"])]
+    assert len(multipart._delimiters) <= multipart.KEPT and len(multipart._headers) <= multipart.KEPT

@@ -24,6 +24,7 @@ from django.urls import Resolver404, resolve
 from yyai import bounded_json
 from yyai.conf import yyai_settings
 from yyai.http import multipart
+from yyai.http.remembered import Remembered
 
 MIRRORED_MIDDLEWARE = (
     "yyai.http.request_context.RequestContextMiddleware",  # request id, metrics, access log: finish_request
@@ -77,7 +78,7 @@ class Mirror:
         self.plain_headers = security_headers(secure=False)
         proxy = settings.SECURE_PROXY_SSL_HEADER  # Django's META name, e.g. HTTP_X_FORWARDED_PROTO
         self.proxy_header = (proxy[0].removeprefix("HTTP_").replace("_", "-").lower(), proxy[1]) if proxy else None
-        self._hosts: dict[str, bool] = {}  # Host header -> allowed, for the last HOSTS_KEPT distinct ones
+        self._hosts = Remembered(self._check_host, HOSTS_KEPT)  # Host header -> allowed
 
     def is_secure(self, scope: dict, headers: dict[str, str]) -> bool:
         """``request.is_secure()``: the trusted proxy header when configured and present, else the scheme."""
@@ -87,14 +88,11 @@ class Mirror:
 
     def host_allowed(self, host: str) -> bool:
         """``request.get_host()`` would not raise DisallowedHost (remembered per Host: clients send a few)."""
-        allowed = self._hosts.get(host)
-        if allowed is None:
-            domain, _ = split_domain_port(host)
-            allowed = bool(domain) and validate_host(domain, self.allowed_hosts)
-            if len(self._hosts) >= HOSTS_KEPT:  # any client may write any Host: the memory stays bounded
-                self._hosts.clear()
-            self._hosts[host] = allowed
-        return allowed
+        return self._hosts(host)
+
+    def _check_host(self, host: str) -> bool:
+        domain, _ = split_domain_port(host)
+        return bool(domain) and validate_host(domain, self.allowed_hosts)
 
     def response_headers(self, *, secure: bool) -> list[tuple[bytes, bytes]]:
         """DRF's and the middleware's headers of a JSON answer."""

@@ -34,28 +34,18 @@ from django.utils.datastructures import MultiValueDict
 from django.utils.encoding import force_str
 from django.utils.http import parse_header_parameters
 
+from yyai.http.remembered import Remembered
+
 MAX_PARTS = 16
 MAX_HEADER_BYTES = 1020  # Django looks for a part's headers in its first 1024 bytes
 PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_ .+-]+")  # Django's sanitize_file_name leaves these as they are
 KEPT = 64  # header lines and Content-Types remembered, read once (clients send the same few again and again)
 _INVALID = object()
-_boundaries: dict[str, bytes | None] = {}
-_lines: dict[bytes, tuple | object] = {}
-
-
-def _remembered(cache: dict, key, read):
-    """``read(key)``, remembered for the last KEPT distinct keys (any client may send any: memory stays bounded)."""
-    found = cache.get(key, cache)
-    if found is cache:
-        if len(cache) >= KEPT:
-            cache.clear()
-        found = cache[key] = read(key)
-    return found
 
 
 def parse(body: bytes, content_type: str, encoding: str) -> tuple[QueryDict, MultiValueDict] | None:
     """The form, as Django's parser reads it, when ``body`` has the plain shape; else None."""
-    delimiter = _remembered(_boundaries, content_type, _delimiter)
+    delimiter = _delimiters(content_type)
     if delimiter is None or not body or len(body) > settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
         return None
     parts = _parts(body, delimiter)
@@ -125,7 +115,7 @@ def _part(part: bytes, encoding: str) -> tuple[str, str | None, dict, bytes] | N
         return None
     meta = {}
     for line in part[:header_end].split(b"\r\n"):
-        header = _remembered(_lines, line, _header)
+        header = _headers(line)
         if header is _INVALID or header[0] in meta:
             return None  # a line Django skips, or a header twice: which one Django keeps is another question
         name, value, params = header
@@ -151,6 +141,10 @@ def _header(line: bytes) -> tuple[str, str, dict[str, bytes]] | object:
     except ValueError:
         return _INVALID
     return name, value, {key: item.encode() for key, item in params.items()}
+
+
+_delimiters: Remembered[str, bytes | None] = Remembered(_delimiter, KEPT)
+_headers: Remembered[bytes, tuple | object] = Remembered(_header, KEPT)
 
 
 def _within_limits(fields: int, field_bytes: int, uploads: int) -> bool:
