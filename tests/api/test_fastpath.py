@@ -411,7 +411,7 @@ def test_a_small_body_is_read_on_the_event_loop_a_large_one_or_a_file_in_the_poo
     assert threads[0] == threading.current_thread().name  # the event loop's (call runs it in this thread)
     assert threads[1].startswith("cpu") and threads[2].startswith("cpu")
     busy = fastpath.FastPredict(Refuse())
-    busy.in_flight = fastpath.INLINE_IN_FLIGHT  # as many others in flight: the loop leaves the body to the pool
+    busy.in_flight = fastpath.INLINE_IN_FLIGHT  # as many others in flight: the body goes in a shared trip
     assert call(busy, small)[0] == 200 and threads[3].startswith("cpu")
     busy.in_flight = fastpath.INLINE_IN_FLIGHT - 1
     assert call(busy, small)[0] == 200 and threads[4] == threading.current_thread().name

@@ -8,7 +8,7 @@ import pytest
 from tests.modelkit import png_bytes
 from yyai.runtime.errors import InputError
 from yyai.services import dataplane, predictions
-from yyai.services.dataplane import InferRequest
+from yyai.services.dataplane import InferRequest, Where
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,7 @@ def test_a_small_request_is_read_and_prepared_on_the_loop(store, monkeypatch):
         read_on.append(threading.current_thread().name)
         return InferRequest(address="calc", images=[png_bytes(255, size=(128, 128))])
 
-    result = asyncio.run(predictions.predict_async("calc", read, small=True))
+    result = asyncio.run(predictions.predict_async("calc", read, where=Where.LOOP))
     assert result.rows == asyncio.run(predictions.predict_async("calc", read)).rows
     assert read_on[0] == prepared_on[0] == threading.current_thread().name  # the loop's own thread
     assert read_on[1].startswith("cpu") and prepared_on[1].startswith("cpu")
@@ -78,7 +78,7 @@ def test_a_small_request_with_larger_images_is_prepared_in_the_pool(store, monke
         return InferRequest(address="calc", images=images)
 
     try:
-        asyncio.run(predictions.predict_async("calc", read, small=True))
+        asyncio.run(predictions.predict_async("calc", read, where=Where.LOOP))
     except InputError:
         assert images[0][:4] in (b"not ", b"\x89PNG")  # what prepare says of them, from the pool
     assert read_on == [threading.current_thread().name] and prepared_on[0].startswith("cpu")
@@ -91,4 +91,31 @@ def test_predict_async_passes_the_readers_errors_through(store):
     with pytest.raises(InputError, match="unreadable"):
         asyncio.run(predictions.predict_async("calc", read))
     with pytest.raises(InputError, match="unreadable"):
-        asyncio.run(predictions.predict_async("calc", read, small=True))
+        asyncio.run(predictions.predict_async("calc", read, where=Where.LOOP))
+
+
+def test_small_requests_of_one_pass_of_the_loop_share_one_trip_to_the_pool(store, monkeypatch):
+    prepared_on = _where_prepared(monkeypatch)
+    read_on = []
+
+    def reader(value, fail=False):
+        def read():
+            read_on.append((value, threading.current_thread().name))
+            if fail:
+                raise InputError("unreadable")
+            return InferRequest(address="calc", images=[png_bytes(value)])
+
+        return read
+
+    async def together():
+        calls = [predictions.predict_async("calc", reader(v, fail=v == 2), where=Where.SHARED) for v in (1, 2, 3)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    first, failed, third = asyncio.run(together())
+    assert isinstance(failed, InputError)  # only the caller whose body it was
+    alone = [asyncio.run(predictions.predict_async("calc", reader(v))) for v in (1, 3)]
+    assert [first.rows, third.rows] == [answer.rows for answer in alone]
+    shared = read_on[:3]
+    assert [value for value, _ in shared] == [1, 2, 3]  # in the order they were made
+    assert len({thread for _, thread in shared}) == 1 and shared[0][1].startswith("cpu")  # one trip, one thread
+    assert prepared_on[:2] == [shared[0][1]] * 2

@@ -6,7 +6,8 @@ common form skips Django's request/response cycle, its middleware and DRF
 by the same :func:`yyai.api.inputs.parse_predict_input` and prepared for the
 models in one trip to the CPU pool (on the event loop itself for a body of at
 most INLINE_BODY_BYTES whose images are small, while fewer than INLINE_IN_FLIGHT
-other predicts are in flight), the batch is awaited
+other predicts are in flight; past that, in a trip shared by the small bodies of
+one pass of the loop), the batch is awaited
 (:func:`yyai.services.predict_async`), and the answer has the same JSON, error
 format, headers, ``X-Request-ID``, metrics and access log line as the DRF view.
 
@@ -60,7 +61,7 @@ WANTED = frozenset(
 INLINE_BODY_BYTES = 16 * 1024
 # ... while fewer than this many other predicts are in flight in this worker. Under load the loop has other
 # requests to serve while the pool decodes, and never waits to win the GIL back after a decode that let go of it
-# (bench/NOTES.md, "Session 7").
+# (bench/NOTES.md, "Session 7"); the small bodies of one pass of the loop then share one trip ("Session 9").
 INLINE_IN_FLIGHT = 8
 _UNPARSED = object()
 
@@ -151,7 +152,7 @@ class FastPredict:
         version = ""
         try:
             try:
-                result = await services.predict_async(app, reader, small=reader.parsed_here())
+                result = await services.predict_async(app, reader, where=reader.where())
                 if result is None:
                     return False
                 status, payload, extra = 200, result.to_body(many=reader.many), {}
@@ -229,7 +230,7 @@ async def _read_body(receive) -> bytes:
 
 class _BodyReader:
     """Builds the predict request from the body, in the CPU pool (see services.infer_async), or on the event
-    loop for a small body (:meth:`parsed_here`).
+    loop for a small body (:meth:`where`).
 
     Returns None where DRF's parsers would refuse the body (Django then words the error); ``many``
     is set once read: whether the answer has one entry per row.
@@ -240,15 +241,18 @@ class _BodyReader:
         self.many = False
         self.parsed = _UNPARSED
 
-    def parsed_here(self) -> bool:
-        """Parse a body of at most INLINE_BODY_BYTES now, on the event loop (microseconds), unless ``inline`` is
-        off (the worker is busy); True when the rest of reading it may run here too (it names no ``imgPath``: a
-        file to read, in the pool)."""
-        if not self.inline or len(self.body) > INLINE_BODY_BYTES:
-            return False
+    def where(self) -> services.Where:
+        """Where the rest is read (:class:`yyai.services.Where`): a body of at most INLINE_BODY_BYTES is parsed now,
+        on the event loop (microseconds), and read there too unless it names an ``imgPath`` (a file to read, in
+        the pool); with ``inline`` off (the worker is busy) it goes to the pool in a trip shared with the other
+        small bodies of this pass of the loop. A larger body takes a trip of its own."""
+        if len(self.body) > INLINE_BODY_BYTES:
+            return services.Where.POOL
+        if not self.inline:
+            return services.Where.SHARED
         self.parsed = django_mirror.parse_body(self.body, self.content_type)
         data = None if self.parsed is None else self.parsed[0]
-        return not (hasattr(data, "keys") and "imgPath" in data)
+        return services.Where.POOL if hasattr(data, "keys") and "imgPath" in data else services.Where.LOOP
 
     def __call__(self) -> services.InferRequest | None:
         parsed = django_mirror.parse_body(self.body, self.content_type) if self.parsed is _UNPARSED else self.parsed

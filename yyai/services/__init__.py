@@ -1,7 +1,7 @@
 """Use cases of the server, free of HTTP (HackSoft style: keyword-only, typed).
 
 * :mod:`.dataplane`: inference with named tensors, readiness, metadata and
-  version matching, which every protocol calls;
+  version matching, which every protocol calls (its CPU work in :mod:`.cpu`'s pool);
 * :mod:`.predictions`: the canonical predict answer, and apps whose handler builds it;
 * :mod:`.reloads`: reload an app here and announce it to every other process;
 * :mod:`.labels`: version labels and canary traffic, promote and roll back;
@@ -10,7 +10,7 @@
 """
 
 from yyai.services.addressing import Address, parse_address
-from yyai.services.dataplane import InferRequest, InferResult, infer, infer_async
+from yyai.services.dataplane import InferRequest, InferResult, Where, infer, infer_async
 from yyai.services.labels import RoutesOutcome, promote, roll_back, set_routes
 from yyai.services.predictions import PredictionResult, predict, predict_async
 from yyai.services.records import ensure_app, record_reload, sync_apps
@@ -21,6 +21,7 @@ __all__ = [
     "InferRequest",
     "InferResult",
     "PredictionResult",
+    "Where",
     "Address",
     "infer",
     "infer_async",

@@ -14,11 +14,8 @@ With traces on (:mod:`yyai.tracing`), reading and preparing a request is its
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import threading
+import enum
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -36,6 +33,7 @@ from yyai.runtime.signature import Signature
 from yyai.runtime.tensors import EncodedImage, Rows
 from yyai.services import payloads
 from yyai.services.addressing import Address, check_version, output_map, parse_address, serving
+from yyai.services.cpu import run_cpu, run_shared
 
 
 @dataclass(frozen=True)
@@ -110,20 +108,29 @@ def infer_on(version: ServingVersion, address: Address, request: InferRequest) -
 INLINE_PIXELS = 128 * 128
 
 
+class Where(enum.Enum):
+    """Where :func:`infer_async` reads and prepares a request."""
+
+    POOL = "pool"  # in the CPU pool, a trip of its own: a large body, or one naming a file to read
+    SHARED = "shared"  # in the CPU pool, in one trip with the other small requests of this pass of the loop
+    LOOP = "loop"  # on the event loop; preparing it too when its images have at most INLINE_PIXELS
+
+
 async def infer_async(
-    address: str, read: Callable[[], InferRequest | None], *, small: bool = False
+    address: str, read: Callable[[], InferRequest | None], *, where: Where = Where.POOL
 ) -> InferResult | None:
     """:func:`infer` for a coroutine, on the request ``read()`` builds for ``address`` (None: no request, and
     nothing runs). The serving version is held first; then reading (parsing a body), decoding and resizing
     take one trip to the CPU pool and the batch is awaited.
 
-    ``small``: the caller vouches that ``read()`` is quick and reads no file (a body of a few kB, already
-    parsed): it runs on the event loop, and so does preparing the request when its images have at most
-    INLINE_PIXELS together, or it has none; anything larger is prepared in the CPU pool."""
+    ``where`` other than POOL: the caller vouches that ``read()`` is quick and reads no file (a body of a few
+    kB). SHARED reads and prepares it in a trip it shares (:func:`yyai.services.cpu.run_shared`); LOOP reads it
+    on the event loop, and prepares it there when its images have at most INLINE_PIXELS together, or it has
+    none (anything larger in the CPU pool)."""
     addressed = parse_address(address)
     with serving(addressed) as version:
-        if not small:
-            staged = await _off_loop(version, _read_and_prepare, version, addressed, read)
+        if where is not Where.LOOP:
+            staged = await _off_loop(version, where, _read_and_prepare, version, addressed, read)
         else:
             request = _read(version, addressed, read)
             staged = (
@@ -131,7 +138,7 @@ async def infer_async(
                 if request is None
                 else _traced(version, _prepared, version, addressed, request)
                 if _few_pixels(request)
-                else await _off_loop(version, _prepared, version, addressed, request)
+                else await _off_loop(version, Where.POOL, _prepared, version, addressed, request)
             )
         if staged is None:
             return None
@@ -139,9 +146,10 @@ async def infer_async(
         return _result(addressed, version, signature, request, prepared, await version.infer_async(prepared), started)
 
 
-def _off_loop(version: ServingVersion, function, *args):
-    """``function(*args)`` in the CPU pool (a ``decode`` span with traces on), to be awaited."""
-    pooled = run_cpu(function, *args)
+def _off_loop(version: ServingVersion, where: Where, function, *args):
+    """``function(*args)`` in the CPU pool, in a trip of its own or a SHARED one (a ``decode`` span with traces
+    on), to be awaited."""
+    pooled = (run_shared if where is Where.SHARED else run_cpu)(function, *args)
     return pooled if not tracing.ON else tracing.traced("decode", tracing.tags(version), pooled)
 
 
@@ -178,20 +186,6 @@ def _read(version: ServingVersion, address: Address, read: Callable[[], InferReq
 def _prepared(version: ServingVersion, address: Address, request: InferRequest):
     started = time.perf_counter()
     return (request, *prepare(version, address, request), started)
-
-
-_cpu_pool: ThreadPoolExecutor | None = None
-_cpu_pool_lock = threading.Lock()
-
-
-async def run_cpu(function, *args):
-    """``function(*args)`` in this process's bounded pool of ``YYAI_CPU_THREADS`` threads, awaited."""
-    global _cpu_pool
-    if _cpu_pool is None:
-        with _cpu_pool_lock:
-            if _cpu_pool is None:
-                _cpu_pool = ThreadPoolExecutor(max_workers=yyai_settings.CPU_THREADS, thread_name_prefix="cpu")
-    return await asyncio.get_running_loop().run_in_executor(_cpu_pool, functools.partial(function, *args))
 
 
 def request_limits() -> RequestLimits:

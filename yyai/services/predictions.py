@@ -19,7 +19,16 @@ from yyai.runtime.request import check_image_sizes
 from yyai.runtime.servable import ServingVersion
 from yyai.services import payloads
 from yyai.services.addressing import Address, handles, parse_address, serving
-from yyai.services.dataplane import InferRequest, InferResult, infer_async, infer_on, prepare, request_limits, since
+from yyai.services.dataplane import (
+    InferRequest,
+    InferResult,
+    Where,
+    infer_async,
+    infer_on,
+    prepare,
+    request_limits,
+    since,
+)
 
 
 @dataclass(frozen=True)
@@ -115,11 +124,11 @@ def _handled(version: ServingVersion, address: Address, request: InferRequest) -
 
 
 async def predict_async(
-    app: str, read: Callable[[], InferRequest | None], *, small: bool = False
+    app: str, read: Callable[[], InferRequest | None], *, where: Where = Where.POOL
 ) -> PredictionResult | None:
     """:func:`predict` for a coroutine (yyai.http.fastpath), on the request ``read()`` builds (see
-    :func:`infer_async`, and ``small`` there)."""
-    result = await infer_async(app, read, small=small)
+    :func:`infer_async`, and ``where`` there)."""
+    result = await infer_async(app, read, where=where)
     return None if result is None else _prediction(result)
 
 
