@@ -316,3 +316,30 @@ def test_unbatched_jobs_always_run_alone():
         t.join(10)
     assert model.sizes == [1] * 6
     assert [r[0].tolist() for r in results] == [[[4.0 * i]] for i in range(6)]
+
+
+def test_the_callers_of_one_batch_on_one_loop_are_woken_by_one_call():
+    """One call_soon_threadsafe per batch and loop, however many of its callers await there."""
+    release = threading.Event()
+    model = Recorder()
+    batcher = Batcher(
+        lambda signature, inputs: (release.wait(5), model(signature, inputs))[1],
+        BatchingSpec(max_batch_size=8, batch_timeout_micros=0, max_enqueued=10),
+    )
+    wakes = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        threadsafe = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: (wakes.append(args[0]), threadsafe(*args))[1]
+        first = asyncio.ensure_future(submit_async(batcher, np.ones((1, 2), np.float32)))  # runs, holds the worker
+        await asyncio.sleep(0.1)
+        rest = [asyncio.ensure_future(submit_async(batcher, np.full((1, 2), v, np.float32))) for v in range(5)]
+        await asyncio.sleep(0.05)
+        release.set()
+        return await first, await asyncio.gather(*rest)
+
+    first, rest = asyncio.run(main())
+    assert model.sizes == [1, 5]
+    assert len(wakes) == 2  # one per batch
+    assert [twice[0, 0] for twice, _ in rest] == [4.0 * v for v in range(5)] and first[0][0, 0] == 4.0

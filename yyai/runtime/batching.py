@@ -25,7 +25,7 @@ alone.
 
 Callers wait in one of two ways: :meth:`Batcher.submit` blocks its thread;
 :meth:`Batcher.submit_async` awaits on an asyncio event loop, which the batch
-thread wakes with ``call_soon_threadsafe`` (the ASGI predict path).
+thread wakes with one ``call_soon_threadsafe`` per batch (the ASGI predict path).
 
 Tracing (``yyai.tracing``) watches through :data:`observer`: None (the
 default) costs one test per request and one per batch, and nothing else.
@@ -37,6 +37,7 @@ import asyncio
 import threading
 import time
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -82,32 +83,33 @@ class Job:
         object.__setattr__(self, "key", key if self.batched else None)
 
 
-class _LoopSignal:
-    """Wakes one asyncio future from the batch thread (the awaiting side of ``done``)."""
+def _wake(batch: list[_Pending]) -> None:
+    """Tell the callers of ``batch`` their answers are in: a blocked thread by its event; the coroutines of
+    one event loop by one ``call_soon_threadsafe`` for all of their futures (one wake-up of that loop per batch)."""
+    loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for pending in batch:
+        done = pending.done
+        if isinstance(done, asyncio.Future):
+            loops.setdefault(done.get_loop(), []).append(done)
+        else:
+            done.set()
+    for loop, futures in loops.items():
+        with suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, futures)
 
-    __slots__ = ("loop", "future")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.future = loop.create_future()
-
-    def set(self) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self._resolve)
-        except RuntimeError:  # the loop has closed: nobody is waiting any more
-            pass
-
-    def _resolve(self) -> None:
-        if not self.future.done():  # a cancelled waiter (client gone) needs no answer
-            self.future.set_result(None)
+def _resolve(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():  # a cancelled waiter (client gone) needs no answer
+            future.set_result(None)
 
 
 class _Pending:
-    """One caller's job, waiting for its outputs; ``done.set()`` tells the caller."""
+    """One caller's job, waiting for its outputs; :func:`_wake` tells the caller, through ``done``."""
 
     __slots__ = ("job", "done", "outputs", "error", "mark")
 
-    def __init__(self, job: Job, done: threading.Event | _LoopSignal):
+    def __init__(self, job: Job, done: threading.Event | asyncio.Future):
         self.job = job
         self.done = done
         self.outputs: Outputs | None = None
@@ -155,9 +157,9 @@ class Batcher:
 
     async def submit_async(self, job: Job) -> Outputs:
         """:meth:`submit` for a coroutine: the event loop keeps serving while the batch runs."""
-        signal = _LoopSignal(asyncio.get_running_loop())
-        pending = self._enqueue(_Pending(job, signal))
-        await signal.future
+        done = asyncio.get_running_loop().create_future()
+        pending = self._enqueue(_Pending(job, done))
+        await done
         return pending.result()
 
     def _enqueue(self, pending: _Pending) -> _Pending:
@@ -270,12 +272,12 @@ class Batcher:
                     self._execute([pending])
                 return
             batch[0].error = exc
-            batch[0].done.set()
+            _wake(batch)
             return
         except BaseException as exc:  # hand every caller the failure, never kill the worker
             for pending in batch:
                 pending.error = exc
-                pending.done.set()
+            _wake(batch)
             return
         self.batches += 1
         self.rows += sum(p.job.rows for p in batch)
@@ -287,8 +289,8 @@ class Batcher:
                 if len(batch) == 1
                 else [{name: value[start:stop] for name, value in model.items()} for model in outputs]
             )
-            pending.done.set()
             start = stop
+        _wake(batch)
 
 
 def _nbytes(array: np.ndarray) -> int:
