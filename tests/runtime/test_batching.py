@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from yyai.runtime import batching
 from yyai.runtime.batching import Batcher, Job
 from yyai.runtime.errors import ModelRejectedInput, Overloaded
 from yyai.runtime.manifest import BatchingSpec
@@ -343,3 +344,59 @@ def test_the_callers_of_one_batch_on_one_loop_are_woken_by_one_call():
     assert model.sizes == [1, 5]
     assert len(wakes) == 2  # one per batch
     assert [twice[0, 0] for twice, _ in rest] == [4.0 * v for v in range(5)] and first[0][0, 0] == 4.0
+
+
+def _batch_of_two(batcher, first, second):
+    """``first`` and ``second`` (one row each) through ``batcher`` as one batch: the model's answers, each's own."""
+    results, errors = submit_all(batcher, [first, second])
+    assert errors == [None, None]
+    return results
+
+
+class Echo:
+    """A 'model' that answers with its input batch itself (as a model returning its input, or a view of it,
+    may), recording where each batch lay in memory."""
+
+    def __init__(self):
+        self.addresses = []
+
+    def __call__(self, signature, inputs):
+        self.addresses.append(inputs["x"].ctypes.data)
+        return [{"y": inputs["x"]}]
+
+
+def test_batches_are_put_together_in_memory_kept_from_one_batch_to_the_next():
+    model = Recorder()
+    batcher = Batcher(model, BatchingSpec(max_batch_size=4, batch_timeout_micros=200_000))
+    seen = []
+    run = batcher._run
+    batcher._run = lambda signature, inputs: (seen.append(inputs["x"].ctypes.data), run(signature, inputs))[1]
+    rows = [np.full((1, 3), value, np.float32) for value in range(4)]
+    for first, second in (rows[:2], rows[2:]):
+        assert_each_got_its_rows([first, second], _batch_of_two(batcher, first, second))
+    assert model.sizes == [2, 2] and seen[0] == seen[1]  # the second batch in the first one's memory
+
+
+def test_answers_that_share_the_batch_memory_are_never_overwritten_by_the_next_batch():
+    echo = Echo()
+    batcher = Batcher(echo, BatchingSpec(max_batch_size=4, batch_timeout_micros=200_000))
+    one, two = np.full((1, 3), 1.0, np.float32), np.full((1, 3), 2.0, np.float32)
+    first = _batch_of_two(batcher, one, two)
+    second = _batch_of_two(batcher, two * 10, one * 10)
+    np.testing.assert_array_equal(first[0][0], one)  # still its own rows after the second batch ran
+    np.testing.assert_array_equal(first[1][0], two)
+    np.testing.assert_array_equal(second[0][0], two * 10)
+    assert echo.addresses[0] != echo.addresses[1]  # the echoed batch's memory was not used again
+
+
+def test_an_idle_batcher_gives_its_batch_memory_back(monkeypatch):
+    monkeypatch.setattr(batching, "IDLE_SECONDS", 0.05)
+    batcher = Batcher(Recorder(), BatchingSpec(max_batch_size=4, batch_timeout_micros=200_000))
+    rows = [np.full((1, 3), value, np.float32) for value in range(2)]
+    _batch_of_two(batcher, *rows)
+    assert batcher._buffers  # held right after the batch
+    deadline = time.monotonic() + 5
+    while batcher._buffers and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not batcher._buffers
+    assert_each_got_its_rows(rows, _batch_of_two(batcher, *rows))  # and a later batch takes new memory

@@ -271,6 +271,21 @@ def test_rgb_conversion_and_scaling_are_exact():
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize(
+    "scale,offset", [(1 / 255, 0.0), (2 / 255, -1.0), (-1 / 255, 0.0), (-2 / 255, 1.0), (1.0, 0.0), (0.1, 0.25)]
+)
+def test_scaling_gives_the_values_of_the_plain_float32_formula_bit_for_bit(scale, offset):
+    """scale_into (the batch's and scale_pixels' one pass) against ``astype(float32) * scale + offset``: every
+    pixel value, and a negative scale's -0.0 made +0.0 by the offset as the formula makes it."""
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    expected = pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    out = preprocess.scale_into(pixels, scale, offset, np.full(pixels.shape, np.nan, np.float32))
+    assert out.dtype == np.float32
+    assert np.array_equal(out.view(np.uint32), expected.view(np.uint32))
+    if offset == 0.0:
+        assert out[0, 0] == 0.0 and not np.signbit(out[0, 0])  # pixel 0: +0.0, whatever the scale's sign
+
+
 def test_default_scale_maps_to_unit_range():
     out = to_model_input(PIXELS, spec=InputSpec(), input_shape=(1, 3, 3))
     assert out.min() == 0.0 and out.max() == pytest.approx(1.0)

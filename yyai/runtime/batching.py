@@ -18,6 +18,9 @@ alone.
   their inputs, waiting: :class:`Overloaded` at once, never a hang. One
   request larger than ``max_enqueued_bytes`` alone is :class:`PayloadTooLarge`.
 * A request larger than ``max_batch_size`` runs as a batch of its own.
+* Batches are put together in memory kept from one batch to the next
+  (:class:`feed.BatchBuffers`), given back once the batcher has been idle
+  for ``IDLE_SECONDS``.
 * An error in a batch fails exactly the callers in that batch; when it is the
   input's fault (:class:`InputError`, such as a model refusing a token id),
   each caller of the batch runs again alone, so only those whose own rows the
@@ -44,10 +47,11 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .errors import AppNotAvailable, InputError, Overloaded, PayloadTooLarge
-from .feed import aligned_concatenate
+from .feed import BatchBuffers
 from .manifest import BatchingSpec
 
 Outputs = list[dict[str, np.ndarray]]  # per model, named outputs with a leading row axis
+IDLE_SECONDS = 1.0  # a batcher with nothing queued for this long gives its batch memory back (feed.BatchBuffers)
 RunFn = Callable[[str, dict[str, np.ndarray]], Outputs]
 
 
@@ -134,6 +138,7 @@ class Batcher:
         self._worker: threading.Thread | None = None
         self._closed = False
         self._queued_bytes = 0
+        self._buffers = BatchBuffers(spec.max_batch_size)
         self.batches = 0  # counters for metrics and tests
         self.rows = 0
 
@@ -212,7 +217,8 @@ class Batcher:
             while not self._queue:
                 if self._closed:
                     return None
-                self._cond.wait()
+                if not self._cond.wait(IDLE_SECONDS if self._buffers else None):
+                    self._buffers.clear()  # idle for IDLE_SECONDS: the batch memory goes back
             first = self._take(0)
             batch, key, rows = [first], first.job.key, first.job.rows
             if key is None:  # unbatched: alone
@@ -263,9 +269,11 @@ class Batcher:
             alone = len(batch) == 1  # its arrays as they are; feed.Scaled pixels written out as values
             parts = {name: [p.job.inputs[name] for p in batch] for name in first.inputs}
             inputs = {
-                n: a[0] if alone and isinstance(a[0], np.ndarray) else aligned_concatenate(a) for n, a in parts.items()
+                n: a[0] if alone and isinstance(a[0], np.ndarray) else self._buffers.concatenate(n, a)
+                for n, a in parts.items()
             }
             outputs = self._run(first.signature, inputs)
+            self._buffers.drop_shared(outputs)
         except InputError as exc:  # some caller's own rows: each caller again alone, so only theirs fail
             if len(batch) > 1:
                 for pending in batch:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from .preprocess import scale_into
+
 ALIGNMENT = 64  # bytes: TensorFlow's CPU kernels use a buffer so aligned as it is (as_tensor)
 
 
@@ -77,12 +79,14 @@ class Scaled:
 
     def write(self, out: np.ndarray) -> None:
         """The values into ``out`` (float32, this shape): the same bits as preprocess.scale_pixels gives."""
-        np.multiply(self.pixels, self.scale, out=out, dtype=np.float32)
-        out += self.offset
+        scale_into(self.pixels, self.scale, self.offset, out)
 
 
-def aligned_concatenate(parts: list[np.ndarray | Scaled], alignment: int = ALIGNMENT) -> np.ndarray:
-    """``np.concatenate(parts)`` into a new buffer that starts on an ``alignment``-byte boundary.
+def aligned_concatenate(
+    parts: list[np.ndarray | Scaled], alignment: int = ALIGNMENT, *, memory: np.ndarray | None = None
+) -> np.ndarray:
+    """``np.concatenate(parts)`` into a buffer that starts on an ``alignment``-byte boundary: ``memory`` (bytes
+    from :class:`BatchBuffers`, at least the batch's size plus ``alignment``) or else a new one.
 
     TensorFlow takes such a batch without copying it (:func:`as_tensor`).
     Object arrays (strings) are concatenated as they are; :class:`Scaled` parts are written as their values.
@@ -92,7 +96,7 @@ def aligned_concatenate(parts: list[np.ndarray | Scaled], alignment: int = ALIGN
         return np.concatenate(parts) if len(parts) > 1 else first
     shape = (sum(len(p) for p in parts), *first.shape[1:])
     nbytes = int(np.prod(shape)) * first.dtype.itemsize
-    raw = np.empty(nbytes + alignment, np.uint8)
+    raw = np.empty(nbytes + alignment, np.uint8) if memory is None else memory
     start = -raw.ctypes.data % alignment
     out = raw[start : start + nbytes].view(first.dtype).reshape(shape)
     if not any(isinstance(part, Scaled) for part in parts):
@@ -106,3 +110,49 @@ def aligned_concatenate(parts: list[np.ndarray | Scaled], alignment: int = ALIGN
             rows[...] = part
         row += len(part)
     return out
+
+
+class BatchBuffers:
+    """The memory one batcher puts its batches together in, kept from batch to batch: one buffer per input name,
+    room for ``rows`` rows (more when a batch needs it).
+
+    A new buffer per batch cost more than the batch's own copying: 32 images of 350x350x3 float32 are 47 MB,
+    which the kernel maps, faults in and zeroes page by page for every batch, and unmaps after (283 against 105
+    us per image; bench/NOTES.md, "Session 10"). Pages past what batches have written are never touched, so
+    they hold no memory.
+
+    Used by the batch thread only. A buffer an output of the batch may share memory with (a model that answers
+    with its input, or a view of it) is never used again: :meth:`drop_shared` after every batch.
+    """
+
+    __slots__ = ("rows", "_held")
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self._held: dict[str, np.ndarray] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def concatenate(self, name: str, parts: list[np.ndarray | Scaled]) -> np.ndarray:
+        """:func:`aligned_concatenate` of ``parts`` (the input ``name`` of each job of a batch), in this input's
+        buffer."""
+        first = parts[0]
+        if first.dtype == object:
+            return aligned_concatenate(parts)
+        row_bytes = int(np.prod(first.shape[1:])) * first.dtype.itemsize
+        rows = sum(len(p) for p in parts)
+        held = self._held.get(name)
+        if held is None or held.nbytes < rows * row_bytes + ALIGNMENT:
+            held = self._held[name] = np.empty(max(rows, self.rows) * row_bytes + ALIGNMENT, np.uint8)
+        return aligned_concatenate(parts, memory=held)
+
+    def drop_shared(self, outputs: list[dict[str, np.ndarray]]) -> None:
+        """Forget every buffer that one of ``outputs`` (per model, named arrays) may share memory with."""
+        for name, held in list(self._held.items()):
+            if any(np.may_share_memory(held, value) for named in outputs for value in named.values()):
+                del self._held[name]
+
+    def clear(self) -> None:
+        """Give every buffer back (the batcher is idle)."""
+        self._held.clear()

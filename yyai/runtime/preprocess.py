@@ -233,14 +233,27 @@ def scale_pixels(image: np.ndarray, *, spec: InputSpec, dtype: np.dtype = np.dty
     scale, offset = spec.pixel_scale(integer), spec.offset
     if integer and scale == 1.0 and offset == 0.0:
         return image.astype(dtype, copy=False)
-    # One float32 pass, then the offset in place: the values of ``image.astype(np.float32) * scale + offset``,
-    # bit for bit, without its two temporary copies (bench/NOTES.md, "Session 6").
-    scaled = np.multiply(image, np.float32(scale), dtype=np.float32)
-    scaled += np.float32(offset)
+    scaled = scale_into(image, scale, offset, np.empty(image.shape, np.float32))
     if integer:
         info = np.iinfo(dtype)
         return np.clip(np.rint(scaled), info.min, info.max).astype(dtype)
     return scaled.astype(dtype, copy=False)
+
+
+def scale_into(pixels: np.ndarray, scale: float, offset: float, out: np.ndarray) -> np.ndarray:
+    """``pixels * scale + offset`` written into ``out`` (float32, the shape of ``pixels``) and returned: the values
+    of ``pixels.astype(np.float32) * scale + offset``, bit for bit, without their temporary copies.
+
+    The pixels are copied in as float32 (exact for any integer up to 2**24), then scaled and offset in place: two
+    plain float32 passes, faster than numpy's casting multiply (59 against 75 us for 350x350x3; bench/NOTES.md,
+    "Session 10"). Adding an offset of 0 changes no value unless the scale is negative (``-0.0 + 0.0``), so it is
+    then left out."""
+    scale, offset = np.float32(scale), np.float32(offset)
+    np.copyto(out, pixels)
+    out *= scale
+    if offset or np.signbit(scale):
+        out += offset
+    return out
 
 
 def prepare_image(
