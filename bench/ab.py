@@ -7,7 +7,8 @@ tree with uncommitted changes). Each tree runs its own code (``cwd`` and ``PYTHO
 gunicorn.conf.py's defaults, on bench/.work/store and a data folder of its own. The rounds alternate which
 server goes first, so the machine's drift (another process's load) hits both alike; per run: req/s, p99, and
 the CPU the server's processes used per request (``/proc``, every thread of every worker), which moves less
-with the machine's load than req/s does. Nothing is written; the figures are printed.
+with the machine's load than req/s does, with its median split by thread: the workers' event loops, TensorFlow's
+threads and every other thread (the CPU pool, the batchers). Nothing is written; the figures are printed.
 """
 
 from __future__ import annotations
@@ -70,17 +71,25 @@ def serve(tree: Path, label: str, workload: models.Workload, env: dict[str, str]
         servers.stop(proc)
 
 
-def cpu_seconds(group: int) -> float:
-    """User and system CPU of every process in process group ``group``, so far."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+THREAD_KINDS = ("loop", "tensorflow", "threads")  # a worker's main thread (its event loop), TF's, the others
+
+
+def cpu_seconds(group: int) -> dict[str, float]:
+    """User and system CPU so far of every process in process group ``group``, by thread kind (THREAD_KINDS; the
+    master's main thread counts as a loop)."""
+    ticks = dict.fromkeys(THREAD_KINDS, 0)
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            text = stat.read_text()
         except OSError:
             continue
-        if int(fields[2]) == group:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        head, fields = text.rsplit(")", 1)[0], text.rsplit(")", 1)[1].split()
+        if int(fields[2]) != group:
+            continue
+        main, comm = stat.parent.name == stat.parent.parent.parent.name, head.split("(", 1)[1]
+        kind = "loop" if main else "tensorflow" if comm.startswith("tf_") else "threads"
+        ticks[kind] += int(fields[11]) + int(fields[12])
+    return {kind: value / os.sysconf("SC_CLK_TCK") for kind, value in ticks.items()}
 
 
 def _env(text: str) -> dict[str, str]:
@@ -119,22 +128,25 @@ def main(argv: list[str] | None = None) -> None:
                     server = running[label]
                     server.resume()
                     try:
-                        used = cpu_seconds(server.pid)
+                        before = cpu_seconds(server.pid)
                         result = load.run_wrk(
                             server.url, workload, connections=connections, seconds=args.seconds, body_file=body
                         )
-                        used = cpu_seconds(server.pid) - used
-                        runs[label].append((result, used * 1000 / max(result.requests, 1)))
+                        after = cpu_seconds(server.pid)
+                        per_request = {k: (after[k] - before[k]) * 1e6 / max(result.requests, 1) for k in after}
+                        runs[label].append((result, per_request))
                         servers.post(server.url, workload, timeout=300)  # its backlog drained, as bench.run does
                     finally:
                         server.pause()
             for label, measured in runs.items():
                 rps = [r.rps for r, _ in measured]
+                used = {k: sorted(c[k] for _, c in measured) for k in THREAD_KINDS}
                 print(
                     f"{args.workload} c={connections} {label:6} req/s {' / '.join(f'{x:.0f}' for x in rps)}  "
                     f"mean {sum(rps) / len(rps):.0f}  p99 {' / '.join(f'{r.p99_ms:.1f}' for r, _ in measured)} ms  "
                     f"errors {sum(r.errors for r, _ in measured)}  "
-                    f"CPU ms/req {' / '.join(f'{c:.2f}' for _, c in measured)}",
+                    f"CPU ms/req {' / '.join(f'{sum(c.values()) / 1000:.2f}' for _, c in measured)}  "
+                    f"median us/req {', '.join(f'{k} {v[len(v) // 2]:.0f}' for k, v in used.items())}",
                     flush=True,
                 )
 

@@ -4,6 +4,7 @@ and the report's verdicts for every peer."""
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -110,5 +111,22 @@ def test_the_zipf_law_of_the_many_apps_bench():
 def test_the_ab_driver_reads_a_process_groups_cpu_and_its_environment_options():
     assert ab._env("") == {} and ab._env("A=1,B=x=y") == {"A": "1", "B": "x=y"}
     spent = ab.cpu_seconds(os.getpgrp())  # this test's own group: pytest has used some CPU by now
-    sum(range(3_000_000))
-    assert 0 < spent < ab.cpu_seconds(os.getpgrp())
+    sum(range(3_000_000))  # in pytest's main thread: a "loop" by the driver's kinds
+    again = ab.cpu_seconds(os.getpgrp())
+    assert set(spent) == set(ab.THREAD_KINDS) and 0 < spent["loop"] < again["loop"]
+
+    spun, done = threading.Event(), threading.Event()
+
+    def spin():  # a thread's CPU is counted while it lives, as a server's threads do
+        sum(range(3_000_000))
+        spun.set()
+        done.wait(10)
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    spun.wait(10)
+    try:
+        assert again["threads"] < ab.cpu_seconds(os.getpgrp())["threads"]
+    finally:
+        done.set()
+        thread.join()
