@@ -16,6 +16,7 @@ canary for its share (:mod:`yyai.runtime.routes`; the sticky header is read from
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -105,8 +106,15 @@ def stem(model_name: str) -> str:
 
 def unique_names(file_names: list[str]) -> list[str]:
     """Short names of a version's models: stems, or the file name where two models share a stem."""
+    return list(_unique_names(tuple(file_names)))
+
+
+@functools.lru_cache(maxsize=256)
+def _unique_names(file_names: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`unique_names`, worked out once per set of file names: every predict of a whole app asks
+    (bench/NOTES.md, "Session 10")."""
     stems = [stem(n) for n in file_names]
-    return [s if stems.count(s) == 1 else n for s, n in zip(stems, file_names)]
+    return tuple(s if stems.count(s) == 1 else n for s, n in zip(stems, file_names))
 
 
 def model_indices(version: ServingVersion, address: Address) -> list[int]:
