@@ -213,3 +213,31 @@ def test_classification_of_few_values_in_plain_python_is_numpys(rows, monkeypatc
         assert plain[0]["label"] == "0"
     if rows[0] == [0.0, -0.0, 0.0]:
         assert json.dumps(plain[1]["value"]) == "[0.0, -1.0, -2.0]" and plain[1]["label"] == "0"
+
+
+EDGES = [0.0, -0.0, 0.5, 1.5, 2.5, -2.5, 2.675, 1.005, 0.125, -0.125, 1e-320, 5e-324, 1.7e308, -1.7e308, 2.0**53 + 1]
+EDGES += [np.nan, np.inf, -np.inf, 123456.789, -0.0049, 0.0049, 4.5e15, 0.999999999]
+
+
+@pytest.mark.parametrize("decimals", [None, 0, 1, 2, 3, 6, 15, 22])
+def test_few_values_are_rounded_in_plain_python_as_numpy_rounds_them(decimals, monkeypatch):
+    """Regression, binary and raw values of a request's row take the plain-Python rounding; its values are
+    numpy's (scale by 10**decimals, round half to even, scale back, -0.0 as 0.0, non-finite as null), bit for
+    bit: halves, ties, subnormals, values that overflow once scaled, and random ones."""
+    values = np.array(EDGES + np.random.default_rng(2).normal(0, 1000, 200).tolist(), np.float64)
+    spec = OutputSpec(decimals=decimals)
+
+    def formatted():
+        with np.errstate(all="ignore"):  # numpy's own path overflows where the plain one gives infinity too
+            rows = [
+                format_results("m", values[i : i + 1, None], spec=spec, kind="regression") for i in range(len(values))
+            ]
+            rows += [
+                format_results("m", values[i : i + 1, None] % 1.0, spec=spec, kind="classification")  # binary
+                for i in range(len(values))
+            ]
+            return json.dumps(rows), json.dumps(postprocess.json_values(values[:8], decimals))
+
+    plain = formatted()
+    monkeypatch.setattr(postprocess, "_PLAIN_VALUES", -1)
+    assert plain == formatted()

@@ -29,7 +29,8 @@ from .manifest import OutputSpec
 
 _BINARY_LABELS = ("0", "1")
 # At most this many values (rows x units) are formatted in plain Python: for one request's row of a few classes,
-# a dozen numpy calls cost 24 us where the same values in Python cost 3 (bench/NOTES.md, "Session 7").
+# a dozen numpy calls cost 24 us where the same values in Python cost 3 (bench/NOTES.md, "Session 7"); rounding a
+# regression's one value took as long (bench/NOTES.md, "Session 10").
 _PLAIN_VALUES = 256
 
 
@@ -188,11 +189,31 @@ def _binary(
     ]
 
 
-def _rounded(values: np.ndarray, decimals: int | None) -> list[Any]:
-    """Round (``decimals`` given) in one vectorised step and return plain Python values; NaN and infinity
-    become ``None``."""
+def _rounded(values: np.ndarray, decimals: int | None) -> Any:
+    """Round (``decimals`` given) and return plain Python values; NaN and infinity become ``None``.
+
+    Few values (a request's row) are rounded in plain Python (:func:`_round_plain`), more in one vectorised
+    step: the same values, bit for bit."""
+    if values.size <= _PLAIN_VALUES and (decimals is None or 0 <= decimals < len(_TENS)):
+        return _round_plain(values.tolist(), decimals)
     rounded = (values if decimals is None else np.round(values, decimals)) + 0.0  # + 0.0 turns -0.0 into 0.0
     finite = np.isfinite(rounded)
     if finite.all():
         return rounded.tolist()
     return np.where(finite, rounded, None).tolist()
+
+
+_TENS = tuple(10.0**n for n in range(23))  # exact as floats: numpy's np.round scales by these
+
+
+def _round_plain(values: Any, decimals: int | None) -> Any:
+    """``np.round(values, decimals) + 0.0`` of float64 values (a float, or nested lists of them), non-finite as
+    None: numpy scales by 10**decimals, rounds half to even (``rint``, as Python's ``round``) and scales back."""
+    if isinstance(values, list):
+        return [_round_plain(value, decimals) for value in values]
+    if decimals is not None:
+        scale = _TENS[decimals]
+        scaled = values * scale
+        values = (float(round(scaled)) if math.isfinite(scaled) else scaled) / scale
+    values += 0.0  # -0.0 reads 0.0
+    return values if math.isfinite(values) else None
