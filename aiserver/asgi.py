@@ -6,7 +6,8 @@ threads (a2wsgi), so a slow view (a reload, an upload) never blocks the loop or
 the other requests. In front of both, :class:`yyai.http.front.Front` answers the
 probes and reads every body whole, in bounds and in time; outermost,
 :class:`aiserver.proxy.TrustedProxies` settles the client's scheme and address.
-Models are not loaded here: gunicorn loads them after fork.
+The predicts the fast path takes skip this stack: the HTTP protocol answers them
+itself (``aiserver/direct.py``). Models are not loaded here: gunicorn loads them after fork.
 """
 
 import os
@@ -25,9 +26,15 @@ from aiserver.proxy import TrustedProxies  # noqa: E402
 
 django_wsgi = get_wsgi_application()  # sets Django up: yyai.http.fastpath imports models and reads settings
 
+from aiserver.direct import DirectPredict, WithDirect  # noqa: E402
 from yyai.http.fastpath import FastPredict  # noqa: E402
 from yyai.http.front import Front  # noqa: E402
 
 django_asgi = WSGIMiddleware(django_wsgi, workers=env_int("GUNICORN_THREADS", 16, minimum=1))
+fast = FastPredict(django_asgi)
 # Outermost: forwarded headers are settled (believed from YYAI_TRUSTED_PROXIES only) and removed first.
-application = TrustedProxies(Front(FastPredict(django_asgi)), settings.TRUSTED_PROXY_NETWORKS)
+stack = TrustedProxies(Front(fast), settings.TRUSTED_PROXY_NETWORKS)
+# The predicts the fast path takes are answered by the HTTP protocol itself (aiserver/direct.py); what it gives
+# back, by the same stack without it.
+without_fast = TrustedProxies(Front(django_asgi), settings.TRUSTED_PROXY_NETWORKS)
+application = WithDirect(stack, DirectPredict(fast, stack, without_fast) if fast.enabled else None)

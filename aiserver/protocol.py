@@ -11,6 +11,9 @@
 * A response whose length is known goes out in one write, head and body
   together (:class:`HeadWithBody`), not uvicorn's two: one system call per
   answer fewer, on the event loop, holding the GIL.
+* A predict the fast path takes is answered here, without the ASGI stack, once
+  its body is in (``aiserver/direct.py``): the app served names them
+  (:class:`aiserver.direct.WithDirect`).
 
 Both answers are JSON in the error format. Bodies have their own deadline, in
 the ASGI front (``yyai/http/front.py``), where the route is known.
@@ -19,11 +22,16 @@ the ASGI front (``yyai/http/front.py``), where the route is known.
 from __future__ import annotations
 
 import json
+import logging
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from aiserver import balance
 from aiserver.env import env_float, env_int
+from yyai.http_errors import INTERNAL
+
+log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT_SECONDS = env_float("YYAI_HEADER_TIMEOUT_SECONDS", 10.0)
 MAX_HEADER_BYTES = env_int("YYAI_MAX_HEADER_BYTES", 64 * 1024, minimum=4096)
@@ -35,6 +43,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self._direct = getattr(self.app, "direct", None)  # aiserver.direct.DirectPredict, when the app names one
+        self._claimed = None  # (cycle, claim, deadline timer) of a direct predict whose body is still coming
         self._leaving = False
         balance.count(len(self.connections))
         self._header_bytes = 0
@@ -47,6 +57,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._cancel_header_timer()
+        self._unclaim()
         super().connection_lost(exc)
         if self._leaving:
             balance.leaving(len(self.connections), -1)
@@ -83,6 +94,106 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self._refused:
             super().data_received(data)
+
+    # -- predicts answered without ASGI (aiserver/direct.py) -------------------------------------------------
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app) -> None:
+        """uvicorn starts every request's ASGI task here (pipelined ones once the one before is answered): a predict
+        the fast path claims is answered directly instead, as soon as its body is in."""
+        claim = self._direct.claim(cycle.scope) if self._direct is not None else None
+        if claim is None:
+            return super()._start_asgi_task(cycle, app)
+        if not cycle.more_body:
+            return self._answer_directly(cycle, claim)
+        if cycle.waiting_for_100_continue:  # the client waits for it before it sends the body
+            cycle.waiting_for_100_continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._claimed = (cycle, claim, self.loop.call_later(self._direct.body_seconds, self._body_late))
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        if self._claimed is not None:
+            self.flow.resume_reading()  # no ASGI receive() will: uvicorn pauses past 64 kB until one does
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        claimed = self._claimed
+        if claimed is not None and claimed[0] is self.cycle:
+            self._unclaim()
+            self._answer_directly(claimed[0], claimed[1])
+
+    def _unclaim(self) -> None:
+        if self._claimed is not None:
+            self._claimed[2].cancel()
+            self._claimed = None
+
+    def _body_late(self) -> None:
+        """The claimed predict's body missed its deadline: 408, as the ASGI front answers it, and close."""
+        cycle = self._claimed[0]
+        self._claimed = None
+        cycle.keep_alive = False
+        seconds = self._direct.body_seconds
+        self._write_json(
+            cycle, 408, {"error": f"the request body did not arrive within {seconds:g} s", "code": "request_timeout"}
+        )
+
+    def _answer_directly(self, cycle: RequestResponseCycle, claim) -> None:
+        task = self.loop.create_task(self._direct_answer(cycle, claim))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _direct_answer(self, cycle: RequestResponseCycle, claim) -> None:
+        """The fast path's answer, written here; a request it gives back goes to the ASGI stack without it (the body
+        still in the cycle for its receive()); a failure is the ASGI front's last-resort 500."""
+
+        async def respond(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+            self._write_answer(cycle, status, headers, body)
+
+        try:
+            answered = await self._direct.answer(claim, bytes(cycle.body), respond)
+        except Exception:  # the last resort: never a trace, never plain text
+            log.exception("request POST %s failed", cycle.scope["path"])
+            if not cycle.response_started:
+                cycle.keep_alive = False
+                self._write_json(cycle, INTERNAL.status, INTERNAL.body())
+            return
+        if not answered and not cycle.disconnected:
+            super()._start_asgi_task(cycle, self._direct.fallback)
+
+    def _write_json(self, cycle: RequestResponseCycle, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self._write_answer(
+            cycle, status, [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))], data
+        )
+
+    def _write_answer(self, cycle: RequestResponseCycle, status: int, headers: list, body: bytes) -> None:
+        """One whole answer (``headers`` with its Content-Length) in one write, as uvicorn's cycle would send it (its
+        default headers, its access log line, ``connection: close`` and closing when the connection is not kept
+        alive), then uvicorn's end of response."""
+        cycle.response_started = cycle.response_complete = True
+        if cycle.disconnected:
+            return
+        if self.access_log:
+            scope = cycle.scope
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),
+                scope["method"],
+                get_path_with_query_string(scope),
+                scope["http_version"],
+                status,
+            )
+        parts, closing = [STATUS_LINE[status]], False
+        for name, value in (*self.server_state.default_headers, *headers):
+            if name == b"connection" and b"close" in value.lower():
+                cycle.keep_alive, closing = False, True
+            parts += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive and not closing:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", body)
+        self.transport.write(b"".join(parts))
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
 
     def _count(self, size: int) -> None:
         self._header_bytes += size

@@ -5,73 +5,16 @@ write, as a socket would see them.
 """
 
 import asyncio
+import json
 
 import pytest
-from uvicorn.config import Config
-from uvicorn.server import ServerState
 
-from aiserver.protocol import LimitedHttpToolsProtocol
+from aiserver.direct import WithDirect
+from tests.protocolkit import Connection, exchange, head_and_body
+from yyai.http_errors import INTERNAL
 
 GET = b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n"
 HEAD = b"HEAD /x HTTP/1.1\r\nhost: t\r\n\r\n"
-
-
-class RecordingTransport(asyncio.Transport):
-    """What a socket would be sent: each ``write`` apart, and whether the connection was closed."""
-
-    def __init__(self):
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def get_extra_info(self, name, default=None):
-        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
-
-    def write(self, data):
-        self.writes.append(bytes(data))
-
-    def close(self):
-        self.closed = True
-
-    def is_closing(self):
-        return self.closed
-
-    def pause_reading(self):
-        pass
-
-    def resume_reading(self):
-        pass
-
-
-class Connection:
-    """One connection of the real protocol serving ``app``, over a RecordingTransport."""
-
-    def __init__(self, app):
-        config = Config(app, http=LimitedHttpToolsProtocol, lifespan="off", access_log=False)
-        config.load()
-        self.protocol = LimitedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-        self.transport = RecordingTransport()
-        self.protocol.connection_made(self.transport)
-
-    async def send(self, data: bytes) -> list[bytes]:
-        """Feed ``data``, let the ASGI task run its course; every write so far."""
-        self.protocol.data_received(data)
-        for _ in range(20):
-            await asyncio.sleep(0)
-        return list(self.transport.writes)
-
-
-def exchange(app, *requests: bytes) -> RecordingTransport:
-    """Feed ``requests`` to one connection served by ``app``; the transport once every answer is written."""
-
-    async def run():
-        connection = Connection(app)
-        for request in requests:
-            await connection.send(request)
-        connection.protocol.connection_lost(None)
-        return connection.transport
-
-    return asyncio.run(run())
 
 
 def fixed(body: bytes, *, gap: bool = False):
@@ -82,11 +25,6 @@ def fixed(body: bytes, *, gap: bool = False):
         await send({"type": "http.response.body", "body": body})
 
     return app
-
-
-def head_and_body(write: bytes) -> tuple[bytes, bytes]:
-    head, _, body = write.partition(b"\r\n\r\n")
-    return head, body
 
 
 @pytest.mark.parametrize("gap", [False, True])
@@ -162,3 +100,146 @@ def test_100_continue_is_not_held():
     continued, writes = asyncio.run(run())
     assert continued == [b"HTTP/1.1 100 Continue\r\n\r\n"]
     assert len(writes) == 2 and head_and_body(writes[1])[1] == b"done"
+
+
+# -- predicts the protocol answers itself (aiserver/direct.py) -----------------------------------------------------
+
+
+class Direct:
+    """A stand-in for aiserver.direct.DirectPredict: claims POST /p, answers with the body it got (or as told)."""
+
+    def __init__(self, *, answer=True, fail=False, body_seconds=10.0):
+        self.answered, self.given_back, self.body_seconds = [], [], body_seconds
+        self.give_back, self.fail = not answer, fail
+
+        async def fallback(scope, receive, send):
+            message = await receive()
+            self.given_back.append(message["body"])
+            await fixed(b"fallback:" + message["body"])(scope, receive, send)
+
+        self.fallback = fallback
+
+    def claim(self, scope):
+        return scope["path"] if scope["method"] == "POST" and scope["path"] == "/p" else None
+
+    async def answer(self, claim, body, respond):
+        if self.fail:
+            raise RuntimeError("the fast path broke")
+        if self.give_back:
+            return False
+        self.answered.append(body)
+        await asyncio.sleep(0)  # as a batch is awaited
+        await respond(200, [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))], body)
+        return True
+
+
+def served(direct: Direct, app=None):
+    """An app naming ``direct``; ``app`` (default: one that fails the test) answers what is not claimed."""
+
+    async def refuse(scope, receive, send):
+        raise AssertionError(f"the ASGI app got {scope['method']} {scope['path']}")
+
+    return WithDirect(app or refuse, direct)
+
+
+def post(body: bytes, *, path=b"/p", headers=b"") -> bytes:
+    return b"POST %s HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n%s\r\n" % (path, len(body), headers) + body
+
+
+def test_a_claimed_predict_is_answered_in_one_write_without_the_asgi_app():
+    direct = Direct()
+    transport = exchange(served(direct), post(b'{"a":1}'), post(b'{"b":2}'))
+    assert direct.answered == [b'{"a":1}', b'{"b":2}']
+    assert len(transport.writes) == 2 and not any(b"connection: close" in write for write in transport.writes)
+    head, body = head_and_body(transport.writes[0])
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 7" in head and body == b'{"a":1}'
+    assert b"server: uvicorn" in head and b"date: " in head  # uvicorn's own headers, as its cycle writes them
+    assert head_and_body(transport.writes[1])[1] == b'{"b":2}'
+
+
+def test_what_is_not_claimed_goes_to_the_asgi_app():
+    direct = Direct()
+    transport = exchange(served(direct, fixed(b"asgi")), GET, post(b"{}", path=b"/other"))
+    assert [head_and_body(write)[1] for write in transport.writes] == [b"asgi", b"asgi"] and direct.answered == []
+
+
+def test_pipelined_predicts_are_answered_in_order():
+    direct = Direct()
+    transport = exchange(served(direct, fixed(b"asgi")), post(b"1") + GET + post(b"3"))
+    assert [head_and_body(write)[1] for write in transport.writes] == [b"1", b"asgi", b"3"]
+
+
+def test_a_body_in_pieces_is_answered_once_whole_and_100_continue_is_sent_at_once():
+    direct = Direct()
+    request = post(b"x" * 200_000, headers=b"expect: 100-continue\r\n")  # past uvicorn's 64 kB pause
+    head, body = request[: request.index(b"\r\n\r\n") + 4], request[request.index(b"\r\n\r\n") + 4 :]
+
+    async def run():
+        connection = Connection(served(direct))
+        continued = await connection.send(head)
+        for start in range(0, len(body), 30_000):
+            await connection.send(body[start : start + 30_000])
+        return continued, connection
+
+    continued, connection = asyncio.run(run())
+    assert continued == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    assert direct.answered == [b"x" * 200_000] and len(connection.transport.writes) == 2
+
+
+def test_a_body_later_than_its_deadline_is_a_408_and_the_connection_closes():
+    direct = Direct(body_seconds=0.05)
+
+    async def run():
+        connection = Connection(served(direct))
+        await connection.send(post(b"0123456789")[:-5])  # half the body, then nothing
+        await asyncio.sleep(0.2)
+        return connection.transport
+
+    transport = asyncio.run(run())
+    head, body = head_and_body(transport.writes[-1])
+    assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head and transport.closed
+    assert json.loads(body) == {"error": "the request body did not arrive within 0.05 s", "code": "request_timeout"}
+    assert direct.answered == []
+
+
+def test_a_predict_given_back_is_answered_by_the_fallback_with_its_body():
+    direct = Direct(answer=False)
+    transport = exchange(served(direct), post(b"not for me"))
+    assert direct.given_back == [b"not for me"]
+    assert head_and_body(transport.writes[0])[1] == b"fallback:not for me"
+
+
+def test_a_failure_is_the_json_500_and_the_connection_closes(caplog):
+    transport = exchange(served(Direct(fail=True)), post(b"{}"))
+    head, body = head_and_body(transport.writes[0])
+    assert head.startswith(b"HTTP/1.1 500 ") and b"connection: close" in head and transport.closed
+    assert json.loads(body) == INTERNAL.body()
+    assert "the fast path broke" in caplog.text
+
+
+def test_a_client_gone_before_the_answer_gets_no_write():
+    direct = Direct()
+
+    async def run():
+        connection = Connection(served(direct))
+        connection.protocol.data_received(post(b"{}"))
+        connection.protocol.connection_lost(None)  # before the answer's task has run
+        for _ in range(20):
+            await asyncio.sleep(0)
+        return connection.transport
+
+    assert asyncio.run(run()).writes == [] and direct.answered == [b"{}"]
+
+
+def test_a_connection_not_kept_alive_says_so_and_closes_after_the_answer():
+    transport = exchange(served(Direct()), post(b"{}", headers=b"connection: close\r\n"))
+    head, _ = head_and_body(transport.writes[0])
+    assert head.count(b"connection: close") == 1 and transport.closed
+
+
+def test_the_access_log_line_is_uvicorns(capsys):
+    async def run():
+        await Connection(served(Direct()), access_log=True).send(post(b"{}"))
+
+    asyncio.run(run())  # uvicorn's logging config writes its access lines to standard output
+    assert '127.0.0.1:50000 - "POST /p HTTP/1.1" 200' in capsys.readouterr().out

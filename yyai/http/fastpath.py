@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from django.conf import settings
@@ -80,8 +81,25 @@ def enabled() -> bool:
     return not drift
 
 
+Respond = Callable[[int, list[tuple[bytes, bytes]], bytes], Awaitable[None]]  # status, headers, body: one answer
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A predict request this path answers: its scope, app, the headers it reads (by lowercase name) and whether
+    it came over HTTPS."""
+
+    scope: dict
+    app: str
+    headers: dict[str, str]
+    secure: bool
+
+
 class FastPredict:
-    """ASGI: predict requests answered here, everything else passed to ``django`` (an ASGI app)."""
+    """ASGI: predict requests answered here, everything else passed to ``django`` (an ASGI app).
+
+    Two steps, which the HTTP protocol may also take without the ASGI stack (``aiserver/direct.py``):
+    :meth:`claim` decides from the request line and headers, :meth:`answer` answers from the whole body."""
 
     def __init__(self, django: ASGIApp):
         self.django = django
@@ -94,27 +112,42 @@ class FastPredict:
         )
 
     async def __call__(self, scope: dict, receive, send) -> None:
-        match = (
-            PREDICT_PATH.fullmatch(scope["path"])
-            if self.enabled and scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
-        if match is None:
+        claim = self.claim(scope) if scope["type"] == "http" else None
+        if claim is None:
             return await self.django(scope, receive, send)
+        body = await _read_body(receive)
+
+        async def respond(status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> None:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
+
+        if not await self.answer(claim, body, respond):
+            return await self.django(scope, _replay(body, receive), send)
+
+    def claim(self, scope: dict) -> Claim | None:
+        """The request as this path answers it, or None: Django's (see :meth:`_eligible`)."""
+        match = PREDICT_PATH.fullmatch(scope["path"]) if self.enabled and scope["method"] == "POST" else None
+        if match is None:
+            return None
         headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in self.wanted}
         secure = self.mirror.is_secure(scope, headers)
         if not self._eligible(scope, match["app"], headers, secure):
-            return await self.django(scope, receive, send)
-        body = await _read_body(receive)
-        answer = self._answer if not tracing.ON else self._traced
-        reader = _BodyReader(match["app"], body, headers["content-type"], inline=self.in_flight < INLINE_IN_FLIGHT)
+            return None
+        return Claim(scope, match["app"], headers, secure)
+
+    async def answer(self, claim: Claim, body: bytes, respond: Respond) -> bool:
+        """Answer ``claim`` with its whole ``body`` through ``respond``; False, with nothing sent, when Django must
+        answer it (DRF's parsers would refuse the body, or the app went on standby)."""
+        reader = _BodyReader(claim.app, body, claim.headers["content-type"], inline=self.in_flight < INLINE_IN_FLIGHT)
         self.in_flight += 1
         try:
-            answered = await answer(scope, send, match["app"], reader, headers, secure)
+            if not tracing.ON:
+                return await self._answer(claim, reader, respond)
+            # The request's server span; a body given back to Django gets a second one, its middleware's.
+            with tracing.http_server("POST", claim.scope["path"], claim.headers):
+                return await self._answer(claim, reader, respond)
         finally:
             self.in_flight -= 1
-        if not answered:
-            return await self.django(scope, _replay(body, receive), send)
 
     def _eligible(self, scope: dict, app: str, headers: dict[str, str], secure: bool) -> bool:
         """True when Django would answer this request exactly as :meth:`_answer` does."""
@@ -134,20 +167,11 @@ class FastPredict:
             and _serving(app)
         )
 
-    async def _traced(
-        self, scope: dict, send, app: str, reader: _BodyReader, headers: dict[str, str], secure: bool
-    ) -> bool:
-        """:meth:`_answer` in the request's server span (traces on); a body handed over to Django gets a second
-        server span, its middleware's."""
-        with tracing.http_server("POST", scope["path"], headers):
-            return await self._answer(scope, send, app, reader, headers, secure)
-
-    async def _answer(
-        self, scope: dict, send, app: str, reader: _BodyReader, headers: dict[str, str], secure: bool
-    ) -> bool:
+    async def _answer(self, claim: Claim, reader: _BodyReader, respond: Respond) -> bool:
         """Answer the request; False, with nothing sent, when DRF's parsers would refuse the body."""
         started = time.perf_counter()
-        rid = request_id_of(headers.get("x-request-id", ""))
+        app, scope = claim.app, claim.scope
+        rid = request_id_of(claim.headers.get("x-request-id", ""))
         token = request_id.set(rid)
         version = ""
         try:
@@ -170,12 +194,11 @@ class FastPredict:
             response_headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                *self.mirror.response_headers(secure=secure),
+                *self.mirror.response_headers(secure=claim.secure),
                 *((name.lower().encode(), value.encode()) for name, value in extra.items()),
                 (HEADER.lower().encode(), rid.encode()),
             ]
-            await send({"type": "http.response.start", "status": status, "headers": response_headers})
-            await send({"type": "http.response.body", "body": body})
+            await respond(status, response_headers, body)
             client = scope.get("client") or ("", 0)
             finish_request(
                 method="POST",
