@@ -1,4 +1,5 @@
-"""yyai.services.cpu: a trip of its own, or one trip shared by the calls of one pass of the event loop."""
+"""yyai.services.cpu: a trip of its own, or one trip shared by the calls of one pass of the event loop, and the
+outcomes handed back to their loop together."""
 
 import asyncio
 import threading
@@ -10,16 +11,16 @@ from yyai.services import cpu
 
 @pytest.fixture
 def trips(monkeypatch):
-    """The pool tasks submitted from now on (each a trip)."""
-    submitted, pool = [], cpu.pool()
+    """The trips sent to the pool from now on (each a list of calls)."""
+    sent, pool = [], cpu.pool()
 
     class Counting:
-        def submit(self, function, *args):
-            submitted.append(args)
-            return pool.submit(function, *args)
+        def send(self, loop, calls):
+            sent.append(calls)
+            pool.send(loop, calls)
 
     monkeypatch.setattr(cpu, "pool", Counting)
-    return submitted
+    return sent
 
 
 def test_the_calls_of_one_pass_share_one_trip_and_each_gets_its_own_outcome(trips):
@@ -69,14 +70,43 @@ def test_a_cancelled_caller_is_skipped_and_the_others_answered(trips):
     assert asyncio.run(main()) == ("kept", True)
 
 
-def test_a_pool_that_has_shut_down_fails_every_caller_of_the_trip(monkeypatch):
-    class ShutDown:
-        def submit(self, function, *args):
-            raise RuntimeError("cannot schedule new futures after shutdown")
+def test_a_call_of_its_own_takes_a_trip_of_its_own(trips):
+    async def main():
+        return await asyncio.gather(cpu.run_cpu(len, "ab"), cpu.run_cpu(divmod, 7, 0), return_exceptions=True)
 
-    monkeypatch.setattr(cpu, "pool", ShutDown)
+    two, error = asyncio.run(main())
+    assert two == 2 and isinstance(error, ZeroDivisionError)
+    assert [len(trip) for trip in trips] == [1, 1]
+
+
+def test_the_outcomes_of_trips_that_end_while_the_loop_is_busy_come_back_in_one_callback():
+    ended = threading.Semaphore(0)
+
+    def work(value):
+        ended.release()
+        return value
 
     async def main():
-        return await asyncio.gather(cpu.run_shared(len, "a"), cpu.run_shared(len, "b"), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        callbacks, original = [], loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: (callbacks.append(args), original(*args))[1]
+        futures = [cpu.run_cpu(work, value) for value in range(4)]
+        for _ in futures:  # the loop is busy (blocked here) while every trip ends
+            assert ended.acquire(timeout=5)
+        results = await asyncio.gather(*futures)
+        return results, len(callbacks)
 
-    assert [type(outcome) for outcome in asyncio.run(main())] == [RuntimeError, RuntimeError]
+    assert asyncio.run(main()) == ([0, 1, 2, 3], 1)
+
+
+def test_a_closed_loop_loses_its_outcomes_and_the_pool_goes_on():
+    closed = asyncio.new_event_loop()
+    future = closed.create_future()
+    closed.close()
+    cpu.pool().send(closed, [(future, len, ("abc",))])  # nobody will take it
+
+    async def main():
+        return await asyncio.wait_for(cpu.run_cpu(len, "ab"), 5)
+
+    assert asyncio.run(main()) == 2
+    assert not future.done()
