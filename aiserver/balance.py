@@ -60,6 +60,12 @@ def join() -> None:
                 return
 
 
+def slot() -> int | None:
+    """This worker's place in the table (0, 1, ...: a dead worker's place goes to the worker replacing it);
+    None outside gunicorn."""
+    return None if _table is None else _table.slot
+
+
 def forget(pid: int) -> None:
     """In the master, when worker ``pid`` has exited: its slot and its connections leave the table."""
     if _table is None:

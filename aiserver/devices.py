@@ -70,6 +70,47 @@ def plan(
     return Plan(workers=workers, tf_threads=max(1, cores // workers), gpu_ids=gpu_ids)
 
 
+PIN_CHOICES = ("auto", "on", "off")
+
+
+def pins_workers(choice: str, *, workers: int, cpus: int, gpus: bool) -> bool:
+    """Whether each worker runs on CPUs of its own (:func:`worker_cpus`), by ``YYAI_PIN_WORKERS``: ``on``,
+    ``off``, or ``auto``, on for a CPU host with several workers and a CPU for each.
+
+    A worker's threads (its event loop, CPU pool, batchers and TensorFlow's) then share their cores' caches and
+    are never moved across the host: on the 2-core bench machine b served 4-6% more and a 1-6% more, every
+    thread using less CPU per request (bench/NOTES.md, "Session 10"). A GPU host is left to the scheduler: its
+    workers' CPU work was not measured pinned."""
+    choice = choice.strip().lower() or "auto"
+    if choice not in PIN_CHOICES:
+        raise ValueError(f"YYAI_PIN_WORKERS={choice!r}: use one of {', '.join(PIN_CHOICES)}")
+    can = hasattr(os, "sched_setaffinity")  # Linux
+    if choice == "on" and not can:
+        raise ValueError("YYAI_PIN_WORKERS=on: this system cannot run a process on chosen CPUs (Linux can)")
+    return choice == "on" or (choice == "auto" and can and not gpus and 1 < workers <= cpus)
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may use (a container's cpuset, ``taskset``) where the system says (Linux), else
+    every CPU."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return sorted(affinity(0)) if affinity is not None else list(range(os.cpu_count() or 1))
+
+
+def worker_cpus(slot: int, workers: int, cpus: Sequence[int]) -> set[int]:
+    """The CPUs of the worker in ``slot`` (its place among ``workers``: aiserver/balance.py) out of ``cpus``, the
+    ones the master may use: an even share of consecutive CPUs, the first ``len(cpus) % workers`` workers one
+    more (a worker's TensorFlow threads are cores / workers: :func:`plan`); with more workers than CPUs, one CPU
+    each, in turn. A slot past ``workers`` (a new worker started before the one it replaces has gone) takes the
+    CPUs of ``slot % workers``."""
+    slot %= workers
+    if workers >= len(cpus):
+        return {cpus[slot % len(cpus)]}
+    share, extra = divmod(len(cpus), workers)
+    start = slot * share + min(slot, extra)
+    return set(cpus[start : start + share + (slot < extra)])
+
+
 def assign_gpu(gpu_ids: Sequence[str], in_use: Iterable[str]) -> str | None:
     """The GPU for a new worker: the one fewest live workers use (the first on a tie); None without GPUs."""
     if not gpu_ids:

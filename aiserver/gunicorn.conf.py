@@ -4,9 +4,10 @@ gunicorn serves ``aiserver.asgi:application``: predict requests are answered
 on each worker's event loop (yyai/http/fastpath.py), everything else by Django in a
 thread pool.
 
-* ``WEB_CONCURRENCY`` worker processes, default: one per CPU core (one per
-  GPU, each pinned to its own, when TensorFlow sees GPUs: aiserver/devices.py), and each
-  worker's TensorFlow gets an equal share of the cores
+* ``WEB_CONCURRENCY`` worker processes, default: one per CPU core this process
+  may use (one per GPU, each pinned to its own, when TensorFlow sees GPUs:
+  aiserver/devices.py), each worker on cores of its own on a CPU host
+  (``YYAI_PIN_WORKERS``), and each worker's TensorFlow gets an equal share of the cores
   (``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS`` default to
   cores / workers, at least 1): a worker's Python runs on one core at a time
   (the GIL), so a second worker uses the second core, and split pools keep two
@@ -36,14 +37,19 @@ from aiserver.env import env_bool, env_int, env_str
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(bootstrap.data_dir() / "prometheus"))
 
 bind = f"{env_str('HOST', '0.0.0.0')}:{env_int('PORT', 8000, minimum=1)}"
+_cpus = devices.usable_cpus()
 # One worker per core, or one per GPU when TensorFlow sees GPUs (aiserver/devices.py); WEB_CONCURRENCY overrides.
 _plan = devices.plan(
     gpus=devices.visible_gpus(),
-    cores=os.cpu_count() or 1,
+    cores=len(_cpus),
     requested_workers=env_int("WEB_CONCURRENCY", 0, minimum=1) or None,
     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
 )
 workers = _plan.workers
+# Each worker on CPUs of its own (YYAI_PIN_WORKERS, default auto: a CPU host with a CPU per worker).
+_pinned = devices.pins_workers(
+    env_str("YYAI_PIN_WORKERS", "auto"), workers=workers, cpus=len(_cpus), gpus=bool(_plan.gpu_ids)
+)
 # Read by TensorFlow when a worker first runs an op (workers inherit the master's environment).
 for _pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(_pool, str(_plan.tf_threads))
@@ -89,8 +95,13 @@ def pre_fork(server, worker):
 
 
 def post_fork(server, worker):
-    """In the worker, before it imports TensorFlow: see only its own GPU; take a slot in the connection table."""
+    """In the worker, before it imports TensorFlow or starts a thread: take a slot in the connection table, run on
+    the CPUs of that slot (every thread it starts inherits them) and see only its own GPU."""
     balance.join()
+    if _pinned and balance.slot() is not None:
+        cpus = devices.worker_cpus(balance.slot(), workers, _cpus)
+        os.sched_setaffinity(0, cpus)
+        server.log.info("worker %s runs on CPU %s", worker.pid, ",".join(map(str, sorted(cpus))))
     if worker.aiserver_gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = worker.aiserver_gpu
         server.log.info("worker %s uses GPU %s", worker.pid, worker.aiserver_gpu)

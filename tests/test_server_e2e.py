@@ -87,6 +87,26 @@ def test_the_faces_pipeline_under_concurrent_load(server):
     assert requests.get(server.url("/readyz"), timeout=10).status_code == 200
 
 
+def test_each_worker_runs_on_cpus_of_its_own_and_every_thread_it_started_too(server):
+    """Two workers on a CPU host (YYAI_PIN_WORKERS=auto): disjoint halves of the CPUs the master may use, for
+    every thread of each worker (its event loop, pool, batchers and TensorFlow's)."""
+    allowed = os.sched_getaffinity(server.process.pid)
+    if len(allowed) < 2:
+        pytest.skip("one CPU: both workers share it, nothing is pinned")
+    per_worker = []
+    for pid in _workers(server):
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        masks = {frozenset(os.sched_getaffinity(int(task.name))) for task in tasks}
+        assert len(masks) == 1, f"worker {pid}'s threads run on different CPUs: {masks}"
+        per_worker.append(masks.pop())
+    assert len(per_worker) == 2 and not per_worker[0] & per_worker[1]
+    assert per_worker[0] | per_worker[1] == allowed
+
+
+def _workers(server) -> list[int]:
+    return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(pid) == server.process.pid]
+
+
 def _connections_per_worker(server) -> list[int]:
     """Established connections to the server's port held by each of its workers (from /proc)."""
     established = set()
@@ -95,9 +115,8 @@ def _connections_per_worker(server) -> list[int]:
             fields = line.split()
             if int(fields[1].rsplit(":", 1)[1], 16) == server.port and fields[3] == "01":
                 established.add(fields[9])
-    workers = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(pid) == server.process.pid]
     counts = []
-    for pid in workers:
+    for pid in _workers(server):
         fds = Path(f"/proc/{pid}/fd")
         links = [os.readlink(fd) for fd in fds.iterdir() if os.path.islink(fd)]
         counts.append(sum(link[8:-1] in established for link in links if link.startswith("socket:[")))

@@ -63,6 +63,7 @@ def test_no_driver_no_probe(monkeypatch):
 
 PLANNED = (
     "WEB_CONCURRENCY",
+    "YYAI_PIN_WORKERS",
     "CUDA_VISIBLE_DEVICES",
     "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",
@@ -70,49 +71,116 @@ PLANNED = (
 )
 GUNICORN_CONF = """
 import json, os, runpy, types
-from aiserver import devices
+from aiserver import balance, devices
 devices.visible_gpus = lambda: {gpus!r}
+os.sched_getaffinity = lambda pid: set(range({cores}))
+placed = []
+os.sched_setaffinity = lambda pid, cpus: placed.append(sorted(cpus))
 conf = runpy.run_path("aiserver/gunicorn.conf.py")
 server = types.SimpleNamespace(WORKERS={{}}, log=types.SimpleNamespace(info=lambda *a: None))
-pinned = []
+conf["on_starting"](server)
+pinned, cpus = [], []
 for pid in range(conf["workers"]):
     worker = types.SimpleNamespace(pid=pid)
     conf["pre_fork"](server, worker)
     server.WORKERS[pid] = worker
     conf["post_fork"](server, worker)
     pinned.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    cpus.append(placed.pop() if placed else None)
+    balance._table.slot = None  # the next worker is another process: the slot it takes is its own
+    balance._table.pids[len(cpus) - 1] = os.getpid()  # this one lives on in its slot
 print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.environ["TF_NUM_INTRAOP_THREADS"],
-                  "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}}))
+                  "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "cpus": cpus}}))
 """
+
+
+def run_conf(tmp_path, gpus, cores, **env) -> dict:
+    """What aiserver/gunicorn.conf.py decides on a host of ``cores`` CPUs and ``gpus``, its workers started."""
+    clean = {key: value for key, value in os.environ.items() if key not in PLANNED}
+    done = subprocess.run(
+        [sys.executable, "-c", GUNICORN_CONF.format(gpus=gpus, cores=cores)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, "YYAI_DATA_DIR": str(tmp_path), **env},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 @pytest.mark.parametrize(
     "gpus, cores, expected",
     [
-        (TWO_GPUS, 4, {"workers": 2, "pinned": ["0", "1"], "threads": "2"}),
-        ([], 4, {"workers": 4, "pinned": [None] * 4, "threads": "1"}),
+        (TWO_GPUS, 4, {"workers": 2, "pinned": ["0", "1"], "threads": "2", "cpus": [None, None]}),
+        ([], 4, {"workers": 4, "pinned": [None] * 4, "threads": "1", "cpus": [[0], [1], [2], [3]]}),
     ],
 )
 def test_gunicorn_conf_uses_the_plan(tmp_path, gpus, cores, expected):
     expected = {**expected, "onednn": devices.onednn_env({}).get("TF_ENABLE_ONEDNN_OPTS")}
-    env = {key: value for key, value in os.environ.items() if key not in PLANNED}
-    code = f"import os; os.cpu_count = lambda: {cores}\n" + GUNICORN_CONF.format(gpus=gpus)
+    assert run_conf(tmp_path, gpus, cores) == expected
+
+
+@pytest.mark.parametrize(
+    "env, cpus",
+    [
+        ({"WEB_CONCURRENCY": "2"}, [[0, 1, 2], [3, 4, 5]]),
+        ({"YYAI_PIN_WORKERS": "off"}, [None] * 6),
+        ({"WEB_CONCURRENCY": "1"}, [None]),
+    ],
+)
+def test_gunicorn_conf_gives_each_worker_its_cpus_unless_told_not_to(tmp_path, env, cpus):
+    assert run_conf(tmp_path, [], 6, **env)["cpus"] == cpus
+
+
+def test_gunicorn_conf_refuses_an_unknown_pinning_choice(tmp_path):
+    clean = {key: value for key, value in os.environ.items() if key not in PLANNED}
     done = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", GUNICORN_CONF.format(gpus=[], cores=2)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
-        env={**env, "YYAI_DATA_DIR": str(tmp_path)},
+        env={**clean, "YYAI_DATA_DIR": str(tmp_path), "YYAI_PIN_WORKERS": "sometimes"},
     )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == expected
+    assert done.returncode != 0 and "YYAI_PIN_WORKERS='sometimes': use one of auto, on, off" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "workers, cpus, expected",
+    [
+        (2, [0, 1], [{0}, {1}]),
+        (2, [4, 5, 6, 7, 8], [{4, 5, 6}, {7, 8}]),  # a cpuset of five: the first worker one more
+        (3, [0, 1], [{0}, {1}, {0}]),  # more workers than CPUs: one each, in turn
+        (1, [0, 1, 2], [{0, 1, 2}]),
+    ],
+)
+def test_each_worker_gets_an_even_share_of_consecutive_cpus(workers, cpus, expected):
+    assert [devices.worker_cpus(slot, workers, cpus) for slot in range(workers)] == expected
+    assert devices.worker_cpus(workers, workers, cpus) == expected[0]  # a replacement started early shares slot 0's
+
+
+@pytest.mark.parametrize(
+    "choice, workers, cpus, gpus, pinned",
+    [
+        ("auto", 2, 2, False, True),
+        ("auto", 1, 2, False, False),  # one worker: nothing to keep apart
+        ("auto", 4, 2, False, False),  # more workers than CPUs
+        ("auto", 2, 8, True, False),  # a GPU host
+        ("on", 4, 2, True, True),
+        ("off", 2, 2, False, False),
+        (" ON ", 2, 2, False, True),
+        ("", 2, 2, False, True),
+    ],
+)
+def test_pinning_is_on_for_a_cpu_host_with_a_cpu_per_worker(choice, workers, cpus, gpus, pinned):
+    assert devices.pins_workers(choice, workers=workers, cpus=cpus, gpus=gpus) is pinned
 
 
 def test_gunicorn_conf_keeps_a_given_onednn_setting(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in PLANNED}
     done = subprocess.run(
-        [sys.executable, "-c", GUNICORN_CONF.format(gpus=[])],
+        [sys.executable, "-c", GUNICORN_CONF.format(gpus=[], cores=2)],
         cwd=ROOT,
         capture_output=True,
         text=True,
