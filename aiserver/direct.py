@@ -28,7 +28,7 @@ class DirectPredict:
 
     def claim(self, scope: dict) -> Claim | None:
         """The fast path's claim on this request (trusted proxies' headers applied), None for the ASGI stack."""
-        if not self.fast.enabled or tracing.ON:
+        if scope["method"] != "POST" or not self.fast.enabled or tracing.ON:
             return None
         return self.fast.claim(self.proxies.rewrite(scope))
 

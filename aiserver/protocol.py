@@ -99,7 +99,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app) -> None:
         """uvicorn starts every request's ASGI task here (pipelined ones once the one before is answered): a predict
         the fast path claims is answered directly instead, as soon as its body is in."""
-        claim = self._direct.claim(cycle.scope) if self._direct is not None else None
+        # not uvicorn's own 503 app (its concurrency limit)
+        claim = self._direct.claim(cycle.scope) if self._direct is not None and app is self.app else None
         if claim is None:
             return super()._start_asgi_task(cycle, app)
         if not cycle.more_body:

@@ -243,3 +243,16 @@ def test_the_access_log_line_is_uvicorns(capsys):
 
     asyncio.run(run())  # uvicorn's logging config writes its access lines to standard output
     assert '127.0.0.1:50000 - "POST /p HTTP/1.1" 200' in capsys.readouterr().out
+
+
+def test_uvicorns_own_503_is_never_answered_directly():
+    """Past uvicorn's concurrency limit its cycle runs a 503 app instead of the served one: that goes on."""
+    direct = Direct()
+
+    async def run():
+        connection = Connection(served(direct))
+        connection.protocol.limit_concurrency = 0
+        return await connection.send(post(b"{}"))
+
+    (write,) = asyncio.run(run())
+    assert write.startswith(b"HTTP/1.1 503 ") and direct.answered == []
