@@ -17,9 +17,12 @@ from typing import Callable
 STEPS: tuple[tuple[str, str], ...] = (
     ("model (TensorFlow graph)", "tensorflow/"),
     ("model (Keras)", "keras/"),
-    ("batcher wait/collate", "batching.py"),
     ("image decode (cv2.imdecode)", "decode_image"),
+    ("image decode (cv2.imdecode)", "decode_model_pixels"),  # before model_pixels: a substring of it
     ("resize/color/scale", "to_model_input"),
+    ("resize/color/scale", "model_pixels ("),
+    ("resize/color/scale", "scale_into"),  # in the batcher, as a batch is put together
+    ("batcher wait/collate", "batching.py"),
     ("base64", "decode_base64"),
     ("format results", "postprocess.py"),
     ("JSON body parsing", "parsers.py"),
@@ -33,6 +36,9 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("gunicorn (HTTP parse, socket I/O)", "gunicorn/"),
     ("JSON encode/decode", "json/"),
     ("fast path (checks, response)", "fastpath.py"),
+    ("CPU pool (trips to and from the loop)", "services/cpu.py"),
+    ("HTTP protocol (direct predicts)", "aiserver/protocol.py"),
+    ("HTTP protocol (direct predicts)", "aiserver/direct.py"),
     ("uvicorn (HTTP parse, socket I/O)", "uvicorn/"),
     ("event loop (uvloop)", "asyncio/"),
 )

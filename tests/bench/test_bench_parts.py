@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bench import ab, check, report, servers, venvs
+from bench import ab, check, profile, report, servers, venvs
 
 OURS = [
     [{"model": "a.keras", "value": 0.1234, "top": [{"label": "3", "score": 0.91}]}, {"model": "b.keras", "value": 2.0}]
@@ -130,3 +130,24 @@ def test_the_ab_driver_reads_a_process_groups_cpu_and_its_environment_options():
     finally:
         done.set()
         thread.join()
+
+
+def test_the_profile_charges_each_sample_to_its_innermost_known_step(tmp_path):
+    raw = tmp_path / "profile.raw"
+    path = "/srv/yyai/runtime/preprocess.py"
+    raw.write_text(
+        f"_work (yyai/services/cpu.py:45);decode_model_pixels ({path}:151);_decode ({path}:166) 5\n"
+        f"_work (yyai/services/cpu.py:45);decode_model_pixels ({path}:151);model_pixels ({path}:204) 2\n"
+        "_run (yyai/runtime/batching.py:200);concatenate (yyai/runtime/feed.py:140);scale_into (x.py:3) 1\n"
+        "_answer (yyai/http/fastpath.py:201);loads (json/__init__.py:346);raw_decode (json/decoder.py:353) 1\n"
+        "_settle (yyai/services/cpu.py:75) 1\n"
+        "<module> (somewhere.py:1) 10\n"
+        "truncated line\n"
+    )
+    assert dict(profile.summarise(raw)) == {
+        "other": 50.0,
+        "image decode (cv2.imdecode)": 25.0,
+        "resize/color/scale": 15.0,
+        "JSON encode/decode": 5.0,
+        "CPU pool (trips to and from the loop)": 5.0,
+    }
