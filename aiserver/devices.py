@@ -70,7 +70,7 @@ def plan(
     return Plan(workers=workers, tf_threads=max(1, cores // workers), gpu_ids=gpu_ids)
 
 
-CHOICES = ("auto", "on", "off")  # of YYAI_PIN_WORKERS and YYAI_SCHED_BATCH
+PIN_CHOICES = ("auto", "on", "off")
 
 
 def pins_workers(choice: str, *, workers: int, cpus: int, gpus: bool) -> bool:
@@ -81,36 +81,13 @@ def pins_workers(choice: str, *, workers: int, cpus: int, gpus: bool) -> bool:
     are never moved across the host: on the 2-core bench machine b served 4-6% more and a 1-6% more, every
     thread using less CPU per request (bench/NOTES.md, "Session 10"). A GPU host is left to the scheduler: its
     workers' CPU work was not measured pinned."""
-    choice = _choice("YYAI_PIN_WORKERS", choice)
+    choice = choice.strip().lower() or "auto"
+    if choice not in PIN_CHOICES:
+        raise ValueError(f"YYAI_PIN_WORKERS={choice!r}: use one of {', '.join(PIN_CHOICES)}")
     can = hasattr(os, "sched_setaffinity")  # Linux
     if choice == "on" and not can:
         raise ValueError("YYAI_PIN_WORKERS=on: this system cannot run a process on chosen CPUs (Linux can)")
     return choice == "on" or (choice == "auto" and can and not gpus and 1 < workers <= cpus)
-
-
-def batch_scheduled(choice: str, *, pinned: bool) -> bool:
-    """Whether each worker's threads run under Linux's ``SCHED_BATCH`` policy, by ``YYAI_SCHED_BATCH``: ``on``,
-    ``off``, or ``auto``, on when the workers are pinned (:func:`pins_workers`: each alone on its cores).
-
-    A thread a worker wakes (the event loop woken by the CPU pool's hand-back, a pool thread by a trip, the
-    batcher by a job) then never preempts the thread that woke it: that one holds the GIL through the system
-    call that wakes, so the woken thread, on the same core, could only wait for the GIL. On the 2-core bench
-    machine b served 5% more at c=32, a 4% and 6% more at c=32 and c=64, every thread less CPU per request
-    (bench/NOTES.md, "Session 10"). A batch thread still runs at its full share of the core; what it gives up is
-    preempting others as it wakes, so on a host whose cores are shared with other busy processes, ``off``."""
-    choice = _choice("YYAI_SCHED_BATCH", choice)
-    can = hasattr(os, "SCHED_BATCH")  # Linux
-    if choice == "on" and not can:
-        raise ValueError("YYAI_SCHED_BATCH=on: this system has no SCHED_BATCH policy (Linux has)")
-    return choice == "on" or (choice == "auto" and can and pinned)
-
-
-def _choice(setting: str, value: str) -> str:
-    """``value`` of ``setting`` as one of CHOICES (empty: auto); ValueError naming the setting else."""
-    choice = value.strip().lower() or "auto"
-    if choice not in CHOICES:
-        raise ValueError(f"{setting}={choice!r}: use one of {', '.join(CHOICES)}")
-    return choice
 
 
 def usable_cpus() -> list[int]:

@@ -7,8 +7,7 @@ thread pool.
 * ``WEB_CONCURRENCY`` worker processes, default: one per CPU core this process
   may use (one per GPU, each pinned to its own, when TensorFlow sees GPUs:
   aiserver/devices.py), each worker on cores of its own on a CPU host
-  (``YYAI_PIN_WORKERS``) and then under ``SCHED_BATCH`` (``YYAI_SCHED_BATCH``),
-  and each worker's TensorFlow gets an equal share of the cores
+  (``YYAI_PIN_WORKERS``), and each worker's TensorFlow gets an equal share of the cores
   (``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS`` default to
   cores / workers, at least 1): a worker's Python runs on one core at a time
   (the GIL), so a second worker uses the second core, and split pools keep two
@@ -51,8 +50,6 @@ workers = _plan.workers
 _pinned = devices.pins_workers(
     env_str("YYAI_PIN_WORKERS", "auto"), workers=workers, cpus=len(_cpus), gpus=bool(_plan.gpu_ids)
 )
-# Each worker's threads under SCHED_BATCH (YYAI_SCHED_BATCH, default auto: when the workers are pinned).
-_batch_scheduled = devices.batch_scheduled(env_str("YYAI_SCHED_BATCH", "auto"), pinned=_pinned)
 # Read by TensorFlow when a worker first runs an op (workers inherit the master's environment).
 for _pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(_pool, str(_plan.tf_threads))
@@ -99,18 +96,12 @@ def pre_fork(server, worker):
 
 def post_fork(server, worker):
     """In the worker, before it imports TensorFlow or starts a thread: take a slot in the connection table, run on
-    the CPUs of that slot and under SCHED_BATCH when so planned (every thread it starts inherits both) and see
-    only its own GPU."""
+    the CPUs of that slot (every thread it starts inherits them) and see only its own GPU."""
     balance.join()
     if _pinned and balance.slot() is not None:
         cpus = devices.worker_cpus(balance.slot(), workers, _cpus)
         os.sched_setaffinity(0, cpus)
         server.log.info("worker %s runs on CPU %s", worker.pid, ",".join(map(str, sorted(cpus))))
-    if _batch_scheduled:
-        try:
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-        except OSError as exc:  # a sandbox that forbids it (seccomp): the worker serves as it is
-            server.log.warning("worker %s stays under the normal scheduling policy: %s", worker.pid, exc)
     if worker.aiserver_gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = worker.aiserver_gpu
         server.log.info("worker %s uses GPU %s", worker.pid, worker.aiserver_gpu)

@@ -64,7 +64,6 @@ def test_no_driver_no_probe(monkeypatch):
 PLANNED = (
     "WEB_CONCURRENCY",
     "YYAI_PIN_WORKERS",
-    "YYAI_SCHED_BATCH",
     "CUDA_VISIBLE_DEVICES",
     "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",
@@ -77,17 +76,10 @@ devices.visible_gpus = lambda: {gpus!r}
 os.sched_getaffinity = lambda pid: set(range({cores}))
 placed = []
 os.sched_setaffinity = lambda pid, cpus: placed.append(sorted(cpus))
-policies, warnings = [], []
-def sched_setscheduler(pid, policy, param):
-    if os.environ.get("STUB_SCHED_REFUSED"):
-        raise PermissionError(1, "Operation not permitted")
-    policies.append(policy)
-os.sched_setscheduler = sched_setscheduler
 conf = runpy.run_path("aiserver/gunicorn.conf.py")
-log = types.SimpleNamespace(info=lambda *a: None, warning=lambda message, *a: warnings.append(message % a))
-server = types.SimpleNamespace(WORKERS={{}}, log=log)
+server = types.SimpleNamespace(WORKERS={{}}, log=types.SimpleNamespace(info=lambda *a: None))
 conf["on_starting"](server)
-pinned, cpus, batch = [], [], []
+pinned, cpus = [], []
 for pid in range(conf["workers"]):
     worker = types.SimpleNamespace(pid=pid)
     conf["pre_fork"](server, worker)
@@ -95,12 +87,10 @@ for pid in range(conf["workers"]):
     conf["post_fork"](server, worker)
     pinned.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
     cpus.append(placed.pop() if placed else None)
-    batch.append(policies.pop() == os.SCHED_BATCH if policies else False)
     balance._table.slot = None  # the next worker is another process: the slot it takes is its own
     balance._table.pids[len(cpus) - 1] = os.getpid()  # this one lives on in its slot
 print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.environ["TF_NUM_INTRAOP_THREADS"],
-                  "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "cpus": cpus, "batch": batch,
-                  "warnings": warnings}}))
+                  "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "cpus": cpus}}))
 """
 
 
@@ -122,57 +112,25 @@ def run_conf(tmp_path, gpus, cores, **env) -> dict:
 @pytest.mark.parametrize(
     "gpus, cores, expected",
     [
-        (TWO_GPUS, 4, {"workers": 2, "pinned": ["0", "1"], "threads": "2", "cpus": [None, None], "batch": [False] * 2}),
-        (
-            [],
-            4,
-            {"workers": 4, "pinned": [None] * 4, "threads": "1", "cpus": [[0], [1], [2], [3]], "batch": [True] * 4},
-        ),
+        (TWO_GPUS, 4, {"workers": 2, "pinned": ["0", "1"], "threads": "2", "cpus": [None, None]}),
+        ([], 4, {"workers": 4, "pinned": [None] * 4, "threads": "1", "cpus": [[0], [1], [2], [3]]}),
     ],
 )
 def test_gunicorn_conf_uses_the_plan(tmp_path, gpus, cores, expected):
-    expected = {**expected, "onednn": devices.onednn_env({}).get("TF_ENABLE_ONEDNN_OPTS"), "warnings": []}
+    expected = {**expected, "onednn": devices.onednn_env({}).get("TF_ENABLE_ONEDNN_OPTS")}
     assert run_conf(tmp_path, gpus, cores) == expected
 
 
 @pytest.mark.parametrize(
-    "env, cpus, batch",
+    "env, cpus",
     [
-        ({"WEB_CONCURRENCY": "2"}, [[0, 1, 2], [3, 4, 5]], [True] * 2),
-        ({"YYAI_PIN_WORKERS": "off"}, [None] * 6, [False] * 6),
-        ({"YYAI_PIN_WORKERS": "off", "YYAI_SCHED_BATCH": "on"}, [None] * 6, [True] * 6),
-        ({"YYAI_SCHED_BATCH": "off"}, [[0], [1], [2], [3], [4], [5]], [False] * 6),
-        ({"WEB_CONCURRENCY": "1"}, [None], [False]),
+        ({"WEB_CONCURRENCY": "2"}, [[0, 1, 2], [3, 4, 5]]),
+        ({"YYAI_PIN_WORKERS": "off"}, [None] * 6),
+        ({"WEB_CONCURRENCY": "1"}, [None]),
     ],
 )
-def test_gunicorn_conf_gives_each_worker_its_cpus_and_batch_scheduling_unless_told_not_to(tmp_path, env, cpus, batch):
-    decided = run_conf(tmp_path, [], 6, **env)
-    assert (decided["cpus"], decided["batch"]) == (cpus, batch)
-
-
-def test_a_worker_the_system_refuses_batch_scheduling_serves_as_it_is_and_says_so(tmp_path):
-    decided = run_conf(tmp_path, [], 2, STUB_SCHED_REFUSED="1")
-    assert decided["cpus"] == [[0], [1]] and decided["batch"] == [False, False]
-    assert decided["warnings"] == [
-        f"worker {pid} stays under the normal scheduling policy: [Errno 1] Operation not permitted" for pid in (0, 1)
-    ]
-
-
-@pytest.mark.parametrize(
-    "choice, pinned, expected",
-    [("auto", True, True), ("", True, True), ("auto", False, False), (" ON ", False, True), ("off", True, False)],
-)
-def test_batch_scheduling_follows_pinning_unless_told(choice, pinned, expected):
-    assert devices.batch_scheduled(choice, pinned=pinned) is expected
-
-
-def test_batch_scheduling_refuses_an_unknown_choice_and_on_where_the_system_has_no_such_policy(monkeypatch):
-    with pytest.raises(ValueError, match="YYAI_SCHED_BATCH='always': use one of auto, on, off"):
-        devices.batch_scheduled("always", pinned=True)
-    monkeypatch.delattr(os, "SCHED_BATCH")
-    assert devices.batch_scheduled("auto", pinned=True) is False
-    with pytest.raises(ValueError, match="no SCHED_BATCH policy"):
-        devices.batch_scheduled("on", pinned=True)
+def test_gunicorn_conf_gives_each_worker_its_cpus_unless_told_not_to(tmp_path, env, cpus):
+    assert run_conf(tmp_path, [], 6, **env)["cpus"] == cpus
 
 
 def test_gunicorn_conf_refuses_an_unknown_pinning_choice(tmp_path):
