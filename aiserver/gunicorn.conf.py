@@ -98,8 +98,9 @@ def post_fork(server, worker):
     """In the worker, before it imports TensorFlow or starts a thread: take a slot in the connection table, run on
     the CPUs of that slot (every thread it starts inherits them) and see only its own GPU."""
     balance.join()
-    if _pinned and balance.slot() is not None:
-        cpus = devices.worker_cpus(balance.slot(), workers, _cpus)
+    slot = balance.slot()
+    if _pinned and slot is not None:
+        cpus = devices.worker_cpus(slot, workers, _cpus)
         os.sched_setaffinity(0, cpus)
         server.log.info("worker %s runs on CPU %s", worker.pid, ",".join(map(str, sorted(cpus))))
     if worker.aiserver_gpu is not None:

@@ -94,10 +94,11 @@ print(json.dumps({{"workers": conf["workers"], "pinned": pinned, "threads": os.e
 """
 
 
-def run_conf(tmp_path, gpus, cores, **env) -> dict:
-    """What aiserver/gunicorn.conf.py decides on a host of ``cores`` CPUs and ``gpus``, its workers started."""
+def conf_process(tmp_path, gpus, cores, **env) -> subprocess.CompletedProcess:
+    """aiserver/gunicorn.conf.py run on a host of ``cores`` CPUs and ``gpus``, its workers started, in a process
+    of its own (the planned variables taken out of this environment, ``env`` added)."""
     clean = {key: value for key, value in os.environ.items() if key not in PLANNED}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", GUNICORN_CONF.format(gpus=gpus, cores=cores)],
         cwd=ROOT,
         capture_output=True,
@@ -105,6 +106,11 @@ def run_conf(tmp_path, gpus, cores, **env) -> dict:
         timeout=60,
         env={**clean, "YYAI_DATA_DIR": str(tmp_path), **env},
     )
+
+
+def run_conf(tmp_path, gpus, cores, **env) -> dict:
+    """What :func:`conf_process` decided."""
+    done = conf_process(tmp_path, gpus, cores, **env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -134,15 +140,7 @@ def test_gunicorn_conf_gives_each_worker_its_cpus_unless_told_not_to(tmp_path, e
 
 
 def test_gunicorn_conf_refuses_an_unknown_pinning_choice(tmp_path):
-    clean = {key: value for key, value in os.environ.items() if key not in PLANNED}
-    done = subprocess.run(
-        [sys.executable, "-c", GUNICORN_CONF.format(gpus=[], cores=2)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, "YYAI_DATA_DIR": str(tmp_path), "YYAI_PIN_WORKERS": "sometimes"},
-    )
+    done = conf_process(tmp_path, [], 2, YYAI_PIN_WORKERS="sometimes")
     assert done.returncode != 0 and "YYAI_PIN_WORKERS='sometimes': use one of auto, on, off" in done.stderr
 
 
@@ -178,17 +176,7 @@ def test_pinning_is_on_for_a_cpu_host_with_a_cpu_per_worker(choice, workers, cpu
 
 
 def test_gunicorn_conf_keeps_a_given_onednn_setting(tmp_path):
-    env = {key: value for key, value in os.environ.items() if key not in PLANNED}
-    done = subprocess.run(
-        [sys.executable, "-c", GUNICORN_CONF.format(gpus=[], cores=2)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**env, "YYAI_DATA_DIR": str(tmp_path), "TF_ENABLE_ONEDNN_OPTS": "0"},
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["onednn"] == "0"
+    assert run_conf(tmp_path, [], 2, TF_ENABLE_ONEDNN_OPTS="0")["onednn"] == "0"
 
 
 @pytest.mark.parametrize("machine, value", [("x86_64", "1"), ("AMD64", "1"), ("aarch64", None), ("arm64", None)])
