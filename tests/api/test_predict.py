@@ -68,6 +68,14 @@ def test_get_runs_on_sample_image(store, client):
     check(client.get(URL))
 
 
+def test_head_answers_as_get_does_without_a_body(store, client):
+    """HEAD is GET's answer without the body (DRF routes it to the same action), never a read of a request body."""
+    for url in (URL, "/api/apps/cls/predict/"):  # the sample image, and an app without one (404)
+        got, head = client.get(url), client.head(url)
+        assert (head.status_code, head["Content-Type"]) == (got.status_code, got["Content-Type"])
+        assert head.content == b""
+
+
 def test_color_image_is_converted_for_gray_model(store, client):
     check(client.post(URL, {"image": b64(png_bytes(255, channels=3))}, format="json"))
 

@@ -86,9 +86,9 @@ class AppViewSet(viewsets.GenericViewSet):
 
     @action(detail=True, methods=["get", "post"])
     def predict(self, request: Request, app: str) -> Response:
-        """POST: run every model of the app on the input. GET: on the app's sample image."""
+        """POST: run every model of the app on the input. GET (and HEAD, its headers): on the app's sample image."""
         util = get_registry().get(app)  # 404 before reading the body
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             parsed = PredictInput(images=[sample_image(util.app_dir)])
         else:
             parsed = read_predict_input(request)
